@@ -1,0 +1,1 @@
+//! TODO: module alloc (being written).

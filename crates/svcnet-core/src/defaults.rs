@@ -1,0 +1,1 @@
+//! TODO: module defaults (being written).

@@ -1,0 +1,1 @@
+//! TODO: module endpoints (being written).

@@ -1,0 +1,1 @@
+//! TODO: module envvars (being written).

@@ -1,0 +1,1 @@
+//! TODO: module field_errors (being written).

@@ -1,0 +1,1 @@
+//! TODO: module fields (being written).

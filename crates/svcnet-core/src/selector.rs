@@ -1,0 +1,1 @@
+//! TODO: module selector (being written).

@@ -1,0 +1,1 @@
+//! TODO: module table (being written).

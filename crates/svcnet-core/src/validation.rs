@@ -1,0 +1,1 @@
+//! TODO: module validation (being written).

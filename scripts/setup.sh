@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what svcnet and its tests need on a fresh Debian machine.
+# Idempotent: does nothing when everything is already there.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have nft || need+=(nftables)
+have iptables || need+=(iptables)
+have dig || need+=(dnsutils)
+have etcd || need+=(etcd-server)
+have etcdctl || need+=(etcd-client)
+have protoc || need+=(protobuf-compiler)
+have ip || need+=(iproute2)
+have conntrack || need+=(conntrack)
+have curl || need+=(curl)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "svcnet setup: missing packages ${need[*]}; run as root (or install them) first" >&2
+    exit 1
+  fi
+  echo "svcnet setup: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
