@@ -7,9 +7,20 @@
 //! [`StoreError::Compacted`] when `r` is older than the history kept.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::Stream;
+
+mod embedded;
+#[cfg(feature = "etcd")]
+mod etcd;
+mod keys;
+
+pub use embedded::{DB_FILE, EmbeddedConfig, EmbeddedStore, FORMAT_VERSION};
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdConfig, EtcdStore};
+pub use keys::{DEFAULT_MAX_VALUE_BYTES, MAX_TXN_OPS};
 
 /// A store revision. Revisions start at 1 and only grow; 0 means "none".
 pub type Revision = i64;
@@ -157,12 +168,130 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResponse>;
     /// The latest revision.
     async fn current_revision(&self) -> Result<Revision>;
-    /// The oldest revision still readable/watchable minus one (0 if none compacted).
+    /// The compaction point `c` (0 if never compacted): reads at revisions
+    /// `>= c` and watches from `after >= c` still work; older ones fail
+    /// with [`StoreError::Compacted`].
     async fn compacted_revision(&self) -> Result<Revision>;
-    /// Drop history at and below `revision`.
+    /// Drop history at and below `revision` (it becomes the compaction
+    /// point). Fails with [`StoreError::Compacted`] if it is not above the
+    /// current point and [`StoreError::FutureRevision`] if beyond the store.
     async fn compact(&self, revision: Revision) -> Result<()>;
     /// Watch keys with `prefix` for changes with revision > `after`.
     /// With `progress` set, the stream also yields [`WatchEvent::Progress`]
     /// marks when idle.
     async fn watch(&self, prefix: &[u8], after: Revision, progress: bool) -> Result<WatchStream>;
+}
+
+/// Opens a store by URL: `file:///path` or a plain path for the embedded
+/// backend, `etcd://host:port[,host:port...][/key-prefix]` for etcd (with
+/// the `etcd` feature).
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    match parse_url(url)? {
+        Location::Embedded(path) => Ok(Arc::new(EmbeddedStore::open(path).await?)),
+        #[cfg(feature = "etcd")]
+        Location::Etcd { endpoints, prefix } => {
+            Ok(Arc::new(EtcdStore::connect(&endpoints, prefix.as_bytes()).await?))
+        }
+        #[cfg(not(feature = "etcd"))]
+        Location::Etcd { .. } => Err(StoreError::InvalidRequest(format!(
+            "store URL {url:?} needs etcd support, but this build has no `etcd` feature"
+        ))),
+    }
+}
+
+/// Where a store URL points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Location {
+    Embedded(std::path::PathBuf),
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
+}
+
+fn parse_url(url: &str) -> Result<Location> {
+    let bad = |why: &str| StoreError::InvalidRequest(format!("store URL {url:?}: {why}"));
+    if url.is_empty() {
+        return Err(bad("empty; want file:///path, a path or etcd://host:port"));
+    }
+    if let Some(rest) = url.strip_prefix("file://") {
+        if !rest.starts_with('/') {
+            return Err(bad("a file URL needs an absolute path (file:///var/lib/svcnet)"));
+        }
+        return Ok(Location::Embedded(rest.into()));
+    }
+    if let Some(rest) = url.strip_prefix("etcd://") {
+        let (hosts, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let mut endpoints = Vec::new();
+        for host in hosts.split(',') {
+            let valid_port = host
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !valid_port {
+                return Err(bad(&format!("endpoint {host:?} is not host:port")));
+            }
+            endpoints.push(format!("http://{host}"));
+        }
+        return Ok(Location::Etcd {
+            endpoints,
+            prefix: prefix.to_string(),
+        });
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        return Err(bad(&format!(
+            "unknown scheme {scheme:?}; want file:// or etcd://"
+        )));
+    }
+    Ok(Location::Embedded(url.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_url_table() {
+        let etcd = |eps: &[&str], prefix: &str| {
+            Ok(Location::Etcd {
+                endpoints: eps.iter().map(|s| s.to_string()).collect(),
+                prefix: prefix.to_string(),
+            })
+        };
+        let cases: Vec<(&str, std::result::Result<Location, String>)> = vec![
+            ("/var/lib/svcnet", Ok(Location::Embedded("/var/lib/svcnet".into()))),
+            ("data", Ok(Location::Embedded("data".into()))),
+            ("file:///var/lib/svcnet", Ok(Location::Embedded("/var/lib/svcnet".into()))),
+            ("etcd://127.0.0.1:2379", etcd(&["http://127.0.0.1:2379"], "")),
+            (
+                "etcd://a:1,b:2/svcnet",
+                etcd(&["http://a:1", "http://b:2"], "/svcnet"),
+            ),
+            (
+                "",
+                Err("invalid request: store URL \"\": empty; want file:///path, a path or etcd://host:port".into()),
+            ),
+            (
+                "file://relative",
+                Err("invalid request: store URL \"file://relative\": a file URL needs an absolute path (file:///var/lib/svcnet)".into()),
+            ),
+            (
+                "etcd://localhost",
+                Err("invalid request: store URL \"etcd://localhost\": endpoint \"localhost\" is not host:port".into()),
+            ),
+            (
+                "etcd://a:1,:2",
+                Err("invalid request: store URL \"etcd://a:1,:2\": endpoint \":2\" is not host:port".into()),
+            ),
+            (
+                "redis://x",
+                Err("invalid request: store URL \"redis://x\": unknown scheme \"redis\"; want file:// or etcd://".into()),
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(parse_url(url).map_err(|e| e.to_string()), want, "{url}");
+        }
+    }
 }

@@ -1,1 +1,0 @@
-//! TODO: module patch (being written).
