@@ -91,9 +91,10 @@ impl Task {
     }
 
     async fn send_revision(&mut self, events: Vec<WatchEvent>) -> std::result::Result<(), Stop> {
-        for ev in events {
-            // Live events start after the snapshot; this only guards resumes.
-            if ev.revision() > self.last {
+        // One item is one revision. Live events start after the snapshot;
+        // this only guards resumes.
+        if events.first().is_some_and(|ev| ev.revision() > self.last) {
+            for ev in events {
                 self.send(ev).await?;
             }
         }
