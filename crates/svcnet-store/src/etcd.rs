@@ -71,7 +71,13 @@ impl std::fmt::Debug for EtcdStore {
 }
 
 fn unavailable(e: etcd_client::Error) -> StoreError {
-    StoreError::Unavailable(format!("etcd: {e}"))
+    let text = e.to_string();
+    // etcd's own request limit (--max-request-bytes) counts key and
+    // framing too, so it can refuse what passed our value check.
+    if text.contains("request is too large") {
+        return StoreError::InvalidRequest(format!("etcd refused the request: {text}"));
+    }
+    StoreError::Unavailable(format!("etcd: {text}"))
 }
 
 /// etcd reports these as gRPC status messages.
