@@ -322,24 +322,17 @@ impl Inner {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::initialise(dir)?,
             Err(e) => return Err(io_err(&path, "reading database file", e)),
         }
+        // Look read-only first: a foreign or newer file must be refused
+        // without a single byte written to it. A file that needs recovery
+        // after a crash cannot be opened read-only; the read-write open
+        // below repairs it.
+        match guarded_open(&path, |b| b.open_read_only(&path)) {
+            Ok(ro) => Self::validate(&ro, &path).map(|_| ())?,
+            Err(StoreError::Io(_)) | Err(StoreError::Unavailable(_)) => {}
+            Err(e) => return Err(e),
+        }
         let verify = config.verify_on_open;
-        // redb may panic on a damaged file in debug builds; such a panic is
-        // bad input, so it becomes an error naming the file.
-        let opened = catch_unwind(AssertUnwindSafe(|| {
-            redb::Builder::new()
-                .set_check_integrity_on_open(verify)
-                .open(&path)
-        }));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(e)) => return Err(open_err(&path, e)),
-            Err(p) => {
-                return Err(corrupt(
-                    &path,
-                    format!("database file is damaged: {}", panic_text(p.as_ref())),
-                ));
-            }
-        };
+        let db = guarded_open(&path, |b| b.set_check_integrity_on_open(verify).open(&path))?;
         let rev = Self::validate(&db, &path)?;
         Ok(Self {
             db,
@@ -411,7 +404,7 @@ impl Inner {
     }
 
     /// Checks magic and format; returns the current revision.
-    fn validate(db: &Database, path: &Path) -> Result<Revision> {
+    fn validate(db: &impl ReadableDatabase, path: &Path) -> Result<Revision> {
         let rtx = db.begin_read().map_err(|e| db_err(path, e))?;
         let meta = rtx.open_table(META).map_err(|e| match e {
             redb::TableError::TableDoesNotExist(_) => corrupt(
@@ -877,12 +870,34 @@ fn drop_history(
     Ok(())
 }
 
+/// Opens with redb, which may panic on a damaged file in debug builds;
+/// such a panic is bad input, so it becomes an error naming the file.
+fn guarded_open<T>(
+    path: &Path,
+    open: impl FnOnce(&mut redb::Builder) -> std::result::Result<T, redb::DatabaseError>,
+) -> Result<T> {
+    let mut builder = redb::Builder::new();
+    match catch_unwind(AssertUnwindSafe(|| open(&mut builder))) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(open_err(path, e)),
+        Err(p) => Err(corrupt(
+            path,
+            format!("database file is damaged: {}", panic_text(p.as_ref())),
+        )),
+    }
+}
+
 fn open_err(path: &Path, e: redb::DatabaseError) -> StoreError {
     match e {
-        redb::DatabaseError::Storage(redb::StorageError::Corrupted(msg)) => corrupt(
-            path,
-            format!("not a valid svcnet store database (redb: {msg})"),
-        ),
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(msg)) => {
+            corrupt(path, format!("database file is damaged: {msg}"))
+        }
+        // redb reports a foreign file (wrong magic) as invalid data.
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
+            if e.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            corrupt(path, format!("not a svcnet store database: {e}"))
+        }
         other => db_err(path, other),
     }
 }
