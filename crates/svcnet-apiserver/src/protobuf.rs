@@ -92,7 +92,11 @@ pub fn decode(body: &[u8]) -> Result<Value> {
     let mut object = match object {
         Ok(object) => object,
         Err(Converted::Decode(source)) => {
-            return Err(ProtobufError::Invalid { api_version, kind, source });
+            return Err(ProtobufError::Invalid {
+                api_version,
+                kind,
+                source,
+            });
         }
         Err(Converted::Json(error)) => return Err(error),
     };
@@ -148,11 +152,17 @@ fn timestamp(seconds: Option<i64>, nanos: Option<i32>) -> Result<Option<Timestam
         return Ok(None);
     }
     let (seconds, nanos) = (seconds.unwrap_or(0), nanos.unwrap_or(0));
-    Timestamp::new(seconds, nanos).map(Some).map_err(|_| ProtobufError::Timestamp { seconds, nanos })
+    Timestamp::new(seconds, nanos)
+        .map(Some)
+        .map_err(|_| ProtobufError::Timestamp { seconds, nanos })
 }
 
 /// Serializes through k8s-openapi's own type so the text is exactly its format.
-fn to_value(value: impl serde::Serialize, seconds: Option<i64>, nanos: Option<i32>) -> Result<Value> {
+fn to_value(
+    value: impl serde::Serialize,
+    seconds: Option<i64>,
+    nanos: Option<i32>,
+) -> Result<Value> {
     serde_json::to_value(value).map_err(|_| ProtobufError::Timestamp {
         seconds: seconds.unwrap_or(0),
         nanos: nanos.unwrap_or(0),
@@ -161,20 +171,28 @@ fn to_value(value: impl serde::Serialize, seconds: Option<i64>, nanos: Option<i3
 
 impl Json for metav1::Time {
     fn json(&self) -> Result<Option<Value>> {
-        timestamp(self.seconds, self.nanos)?.map(|t| to_value(Time(t), self.seconds, self.nanos)).transpose()
+        timestamp(self.seconds, self.nanos)?
+            .map(|t| to_value(Time(t), self.seconds, self.nanos))
+            .transpose()
     }
 }
 
 impl Json for metav1::MicroTime {
     fn json(&self) -> Result<Option<Value>> {
-        timestamp(self.seconds, self.nanos)?.map(|t| to_value(MicroTime(t), self.seconds, self.nanos)).transpose()
+        timestamp(self.seconds, self.nanos)?
+            .map(|t| to_value(MicroTime(t), self.seconds, self.nanos))
+            .transpose()
     }
 }
 
 impl Json for Quantity {
     fn json(&self) -> Result<Option<Value>> {
         // Go's zero Quantity prints as "0".
-        let text = self.string.as_deref().filter(|s| !s.is_empty()).unwrap_or("0");
+        let text = self
+            .string
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("0");
         Ok(Some(Value::from(text)))
     }
 }
@@ -209,7 +227,9 @@ impl<T: Json> Field for Vec<T> {
         if self.is_empty() && !keep {
             return Ok(None);
         }
-        let items = self.iter().map(|item| Ok(item.json()?.unwrap_or(Value::Null)));
+        let items = self
+            .iter()
+            .map(|item| Ok(item.json()?.unwrap_or(Value::Null)));
         Ok(Some(Value::Array(items.collect::<Result<_>>()?)))
     }
 }
@@ -219,7 +239,9 @@ impl<T: Json> Field for BTreeMap<String, T> {
         if self.is_empty() && !keep {
             return Ok(None);
         }
-        let entries = self.iter().map(|(key, item)| Ok((key.clone(), item.json()?.unwrap_or(Value::Null))));
+        let entries = self
+            .iter()
+            .map(|(key, item)| Ok((key.clone(), item.json()?.unwrap_or(Value::Null))));
         Ok(Some(Value::Object(entries.collect::<Result<_>>()?)))
     }
 }
@@ -235,7 +257,12 @@ enum Mode {
     Inline,
 }
 
-fn put(object: &mut Map<String, Value>, name: Cow<'static, str>, field: &impl Field, mode: Mode) -> Result<()> {
+fn put(
+    object: &mut Map<String, Value>,
+    name: Cow<'static, str>,
+    field: &impl Field,
+    mode: Mode,
+) -> Result<()> {
     match (mode, field.field(mode != Mode::OmitZero)?) {
         (Mode::Inline, Some(Value::Object(inner))) => object.extend(inner),
         (_, Some(value)) => {
@@ -280,11 +307,16 @@ macro_rules! mode {
 
 /// One row per message: its fields, with a JSON name where lowerCamelCase is wrong and a mode.
 macro_rules! messages {
-    ($($module:ident::$ty:ident { $($field:ident $(= $json:literal)? $(: $mode:ident)?),* $(,)? })*) => {$(
+    ($(
+        $module:ident::$ty:ident { $($field:ident $(= $json:literal)? $(: $mode:ident)?),* $(,)? }
+    )*) => {$(
         impl Json for $module::$ty {
             fn json(&self) -> Result<Option<Value>> {
                 let mut object = Map::new();
-                $(put(&mut object, json_name(&[$($json)?], stringify!($field)), &self.$field, mode!($($mode)?))?;)*
+                $(
+                    let name = json_name(&[$($json)?], stringify!($field));
+                    put(&mut object, name, &self.$field, mode!($($mode)?))?;
+                )*
                 Ok(Some(Value::Object(object)))
             }
         }
@@ -620,12 +652,16 @@ mod tests {
     }
 
     fn wire(api_version: &str, kind: &str, message: &impl Message) -> Vec<u8> {
+        wire_raw(api_version, kind, message.encode_to_vec())
+    }
+
+    fn wire_raw(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
         let envelope = Unknown {
             type_meta: Some(k8s_pb::apimachinery::pkg::runtime::TypeMeta {
                 api_version: s(api_version),
                 kind: s(kind),
             }),
-            raw: Some(message.encode_to_vec()),
+            raw: Some(raw),
             content_encoding: s(""),
             content_type: s(""),
         };
@@ -633,7 +669,10 @@ mod tests {
     }
 
     fn hex(text: &str) -> Vec<u8> {
-        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+            .collect()
     }
 
     fn s(value: &str) -> Option<String> {
@@ -645,31 +684,55 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn time(seconds: i64) -> Option<metav1::Time> {
-        Some(metav1::Time { seconds: Some(seconds), nanos: Some(0) })
+        Some(metav1::Time {
+            seconds: Some(seconds),
+            nanos: Some(0),
+        })
     }
 
     fn micro(seconds: i64, nanos: i32) -> Option<metav1::MicroTime> {
-        Some(metav1::MicroTime { seconds: Some(seconds), nanos: Some(nanos) })
+        Some(metav1::MicroTime {
+            seconds: Some(seconds),
+            nanos: Some(nanos),
+        })
     }
 
     fn port(number: i32) -> Option<IntOrString> {
-        Some(IntOrString { r#type: Some(0), int_val: Some(number), str_val: None })
+        Some(IntOrString {
+            r#type: Some(0),
+            int_val: Some(number),
+            str_val: None,
+        })
     }
 
     fn named(name: &str) -> Option<IntOrString> {
-        Some(IntOrString { r#type: Some(1), int_val: None, str_val: s(name) })
+        Some(IntOrString {
+            r#type: Some(1),
+            int_val: None,
+            str_val: s(name),
+        })
     }
 
     fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), Quantity { string: s(v) })).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Quantity { string: s(v) }))
+            .collect()
     }
 
     fn meta(name: &str, namespace: &str) -> Option<ObjectMeta> {
-        Some(ObjectMeta { name: s(name), namespace: s(namespace), ..Default::default() })
+        Some(ObjectMeta {
+            name: s(name),
+            namespace: s(namespace),
+            ..Default::default()
+        })
     }
 
     /// 2024-01-02T03:04:05Z.
@@ -677,11 +740,26 @@ mod tests {
 
     // What kubectl 1.32 sends, captured from the wire:
     // `kubectl create service nodeport frontend-svc --tcp=80:5000 --node-port=32233`
-    const KUBECTL_SERVICE: &str = "6b3873000a0d0a0276311207536572766963651285010a310a0c66726f6e74656e642d73766312001a0022002a003200380042005a130a03617070120c66726f6e74656e642d737663124c0a1d0a0738302d3530303012035443501850220708001088271a0028e9fb0112130a03617070120c66726f6e74656e642d7376631a0022084e6f6465506f72743a00420052005a00600068001a020a001a002200";
+    const KUBECTL_SERVICE: &str = concat!(
+        "6b3873000a0d0a0276311207536572766963651285010a310a0c66726f6e74656e642d7376631200",
+        "1a0022002a003200380042005a130a03617070120c66726f6e74656e642d737663124c0a1d0a0738",
+        "302d3530303012035443501850220708001088271a0028e9fb0112130a03617070120c66726f6e74",
+        "656e642d7376631a0022084e6f6465506f72743a00420052005a00600068001a020a001a002200",
+    );
     // `kubectl create deployment web --image=nginx --replicas=2 --port=80`
-    const KUBECTL_DEPLOYMENT: &str = "6b3873000a150a07617070732f7631120a4465706c6f796d656e7412b8010a1f0a0377656212001a0022002a003200380042005a0a0a0361707012037765621286010802120c0a0a0a0361707012037765621a6c0a1c0a0012001a0022002a003200380042005a0a0a036170701203776562124c122e0a056e67696e7812056e67696e782a00320a0a001000185022002a0042006a007200800100880100900100a201001a00320042004a0052005800600068008201008a01009a0100c2010022020a00280038001a0c0800100018002000280038001a002200";
+    const KUBECTL_DEPLOYMENT: &str = concat!(
+        "6b3873000a150a07617070732f7631120a4465706c6f796d656e7412b8010a1f0a0377656212001a",
+        "0022002a003200380042005a0a0a0361707012037765621286010802120c0a0a0a03617070120377",
+        "65621a6c0a1c0a0012001a0022002a003200380042005a0a0a036170701203776562124c122e0a05",
+        "6e67696e7812056e67696e782a00320a0a001000185022002a0042006a0072008001008801009001",
+        "00a201001a00320042004a0052005800600068008201008a01009a0100c2010022020a0028003800",
+        "1a0c0800100018002000280038001a002200",
+    );
     // `kubectl create namespace dev`
-    const KUBECTL_NAMESPACE: &str = "6b3873000a0f0a02763112094e616d657370616365121b0a130a0364657612001a0022002a0032003800420012001a020a001a002200";
+    const KUBECTL_NAMESPACE: &str = concat!(
+        "6b3873000a0f0a02763112094e616d657370616365121b0a130a0364657612001a0022002a003200",
+        "3800420012001a020a001a002200",
+    );
 
     /// The expected JSON is what `kubectl create ... --dry-run=client -o json` prints for the
     /// same command, less its `creationTimestamp: null`.
@@ -740,7 +818,11 @@ mod tests {
     }
 
     fn container(name: &str) -> corev1::Container {
-        corev1::Container { name: s(name), image: s("busybox"), ..Default::default() }
+        corev1::Container {
+            name: s(name),
+            image: s("busybox"),
+            ..Default::default()
+        }
     }
 
     fn full_container() -> corev1::Container {
@@ -751,7 +833,10 @@ mod tests {
                     port: named("http"),
                     host: s(""),
                     scheme: s("HTTP"),
-                    http_headers: vec![corev1::HttpHeader { name: s("X-Probe"), value: s("1") }],
+                    http_headers: vec![corev1::HttpHeader {
+                        name: s("X-Probe"),
+                        value: s("1"),
+                    }],
                 }),
                 ..Default::default()
             }),
@@ -787,7 +872,11 @@ mod tests {
                 host_ip: s(""),
             }],
             env: vec![
-                corev1::EnvVar { name: s("MODE"), value: s("prod"), value_from: None },
+                corev1::EnvVar {
+                    name: s("MODE"),
+                    value: s("prod"),
+                    value_from: None,
+                },
                 env(
                     "POD_IP",
                     corev1::EnvVarSource {
@@ -835,7 +924,10 @@ mod tests {
             resources: Some(corev1::ResourceRequirements {
                 limits: quantities(&[("cpu", "500m"), ("memory", "128Mi")]),
                 requests: quantities(&[("cpu", "100m")]),
-                claims: vec![corev1::ResourceClaim { name: s("gpu"), request: s("") }],
+                claims: vec![corev1::ResourceClaim {
+                    name: s("gpu"),
+                    request: s(""),
+                }],
             }),
             volume_mounts: vec![corev1::VolumeMount {
                 name: s("cache"),
@@ -846,16 +938,24 @@ mod tests {
             }],
             liveness_probe: Some(http_probe),
             readiness_probe: Some(probe(corev1::ProbeHandler {
-                tcp_socket: Some(corev1::TcpSocketAction { port: port(8080), host: s("") }),
+                tcp_socket: Some(corev1::TcpSocketAction {
+                    port: port(8080),
+                    host: s(""),
+                }),
                 ..Default::default()
             })),
             startup_probe: Some(probe(corev1::ProbeHandler {
-                grpc: Some(corev1::GrpcAction { port: Some(9090), service: s("") }),
+                grpc: Some(corev1::GrpcAction {
+                    port: Some(9090),
+                    service: s(""),
+                }),
                 ..Default::default()
             })),
             lifecycle: Some(corev1::Lifecycle {
                 post_start: Some(corev1::LifecycleHandler {
-                    exec: Some(corev1::ExecAction { command: strs(&["touch", "/ready"]) }),
+                    exec: Some(corev1::ExecAction {
+                        command: strs(&["touch", "/ready"]),
+                    }),
                     ..Default::default()
                 }),
                 pre_stop: Some(corev1::LifecycleHandler {
@@ -868,7 +968,10 @@ mod tests {
             termination_message_policy: s("File"),
             image_pull_policy: s("IfNotPresent"),
             security_context: Some(corev1::SecurityContext {
-                capabilities: Some(corev1::Capabilities { add: strs(&["NET_ADMIN"]), drop: strs(&["ALL"]) }),
+                capabilities: Some(corev1::Capabilities {
+                    add: strs(&["NET_ADMIN"]),
+                    drop: strs(&["ALL"]),
+                }),
                 privileged: Some(false),
                 run_as_user: Some(1000),
                 run_as_non_root: Some(true),
@@ -922,7 +1025,11 @@ mod tests {
             name: s(name),
             volume_source: Some(source),
         };
-        let items = vec![corev1::KeyToPath { key: s("a"), path: s("a.txt"), mode: Some(0o400) }];
+        let items = vec![corev1::KeyToPath {
+            key: s("a"),
+            path: s("a.txt"),
+            mode: Some(0o400),
+        }];
         corev1::PodSpec {
             volumes: vec![
                 volume(
@@ -937,13 +1044,18 @@ mod tests {
                 ),
                 volume(
                     "scratch",
-                    corev1::VolumeSource { empty_dir: Some(Default::default()), ..Default::default() },
+                    corev1::VolumeSource {
+                        empty_dir: Some(Default::default()),
+                        ..Default::default()
+                    },
                 ),
                 volume(
                     "settings",
                     corev1::VolumeSource {
                         config_map: Some(corev1::ConfigMapVolumeSource {
-                            local_object_reference: Some(corev1::LocalObjectReference { name: s("settings") }),
+                            local_object_reference: Some(corev1::LocalObjectReference {
+                                name: s("settings"),
+                            }),
                             items: items.clone(),
                             default_mode: Some(420),
                             optional: None,
@@ -983,7 +1095,10 @@ mod tests {
             dns_config: Some(corev1::PodDnsConfig {
                 nameservers: strs(&["10.96.0.10"]),
                 searches: strs(&["svc.cluster.local"]),
-                options: vec![corev1::PodDnsConfigOption { name: s("ndots"), value: s("2") }],
+                options: vec![corev1::PodDnsConfigOption {
+                    name: s("ndots"),
+                    value: s("2"),
+                }],
             }),
             node_selector: labels(&[("disk", "ssd")]),
             service_account_name: s("runner"),
@@ -1003,16 +1118,18 @@ mod tests {
             }],
             affinity: Some(corev1::Affinity {
                 node_affinity: Some(corev1::NodeAffinity {
-                    required_during_scheduling_ignored_during_execution: Some(corev1::NodeSelector {
-                        node_selector_terms: vec![corev1::NodeSelectorTerm {
-                            match_expressions: vec![corev1::NodeSelectorRequirement {
-                                key: s("zone"),
-                                operator: s("In"),
-                                values: strs(&["a", "b"]),
+                    required_during_scheduling_ignored_during_execution: Some(
+                        corev1::NodeSelector {
+                            node_selector_terms: vec![corev1::NodeSelectorTerm {
+                                match_expressions: vec![corev1::NodeSelectorRequirement {
+                                    key: s("zone"),
+                                    operator: s("In"),
+                                    values: strs(&["a", "b"]),
+                                }],
+                                match_fields: vec![],
                             }],
-                            match_fields: vec![],
-                        }],
-                    }),
+                        },
+                    ),
                     preferred_during_scheduling_ignored_during_execution: vec![],
                 }),
                 ..Default::default()
@@ -1135,7 +1252,9 @@ mod tests {
                 health_check_node_port: Some(31000),
                 publish_not_ready_addresses: Some(true),
                 session_affinity_config: Some(corev1::SessionAffinityConfig {
-                    client_ip: Some(corev1::ClientIpConfig { timeout_seconds: Some(600) }),
+                    client_ip: Some(corev1::ClientIpConfig {
+                        timeout_seconds: Some(600),
+                    }),
                 }),
                 ip_families: strs(&["IPv4", "IPv6"]),
                 ip_family_policy: s("PreferDualStack"),
@@ -1150,7 +1269,11 @@ mod tests {
                         ip: s("192.0.2.1"),
                         hostname: s(""),
                         ip_mode: s("VIP"),
-                        ports: vec![corev1::PortStatus { port: Some(80), protocol: s("TCP"), error: None }],
+                        ports: vec![corev1::PortStatus {
+                            port: Some(80),
+                            protocol: s("TCP"),
+                            error: None,
+                        }],
                     }],
                 }),
                 conditions: vec![metav1::Condition {
@@ -1276,9 +1399,15 @@ mod tests {
             uid: s("p-1"),
             ..Default::default()
         });
-        let target_json = json!({"kind": "Pod", "namespace": "prod", "name": "web-1", "uid": "p-1"});
+        let target_json =
+            json!({"kind": "Pod", "namespace": "prod", "name": "web-1", "uid": "p-1"});
         let cases: Vec<(&str, Vec<u8>, Value, RoundTrip)> = vec![
-            ("service", wire("v1", "Service", &full_service()), full_service_json(), roundtrip::<api_core::Service>),
+            (
+                "service",
+                wire("v1", "Service", &full_service()),
+                full_service_json(),
+                roundtrip::<api_core::Service>,
+            ),
             (
                 "deployment",
                 wire("apps/v1", "Deployment", &full_deployment()),
@@ -1298,7 +1427,10 @@ mod tests {
                             selector: selector(),
                             template: Some(corev1::PodTemplateSpec {
                                 metadata: None,
-                                spec: Some(corev1::PodSpec { containers: vec![container("c")], ..Default::default() }),
+                                spec: Some(corev1::PodSpec {
+                                    containers: vec![container("c")],
+                                    ..Default::default()
+                                }),
                             }),
                         }),
                         status: Some(appsv1::ReplicaSetStatus {
@@ -1334,14 +1466,20 @@ mod tests {
                                 ..Default::default()
                             }],
                             host_ip: s("172.18.0.2"),
-                            host_ips: vec![corev1::HostIp { ip: s("172.18.0.2") }],
+                            host_ips: vec![corev1::HostIp {
+                                ip: s("172.18.0.2"),
+                            }],
                             pod_ip: s("10.244.1.5"),
-                            pod_ips: vec![corev1::PodIp { ip: s("10.244.1.5") }],
+                            pod_ips: vec![corev1::PodIp {
+                                ip: s("10.244.1.5"),
+                            }],
                             start_time: time(T0),
                             container_statuses: vec![corev1::ContainerStatus {
                                 name: s("web"),
                                 state: Some(corev1::ContainerState {
-                                    running: Some(corev1::ContainerStateRunning { started_at: time(T0) }),
+                                    running: Some(corev1::ContainerStateRunning {
+                                        started_at: time(T0),
+                                    }),
                                     ..Default::default()
                                 }),
                                 ready: Some(true),
@@ -1409,7 +1547,10 @@ mod tests {
                     "v1",
                     "Node",
                     &corev1::Node {
-                        metadata: Some(ObjectMeta { name: s("node-1"), ..Default::default() }),
+                        metadata: Some(ObjectMeta {
+                            name: s("node-1"),
+                            ..Default::default()
+                        }),
                         spec: Some(corev1::NodeSpec {
                             pod_cidr: s("10.244.1.0/24"),
                             pod_cid_rs: strs(&["10.244.1.0/24"]),
@@ -1434,9 +1575,14 @@ mod tests {
                                 reason: s("KubeletReady"),
                                 message: s("kubelet is posting ready status"),
                             }],
-                            addresses: vec![corev1::NodeAddress { r#type: s("InternalIP"), address: s("172.18.0.2") }],
+                            addresses: vec![corev1::NodeAddress {
+                                r#type: s("InternalIP"),
+                                address: s("172.18.0.2"),
+                            }],
                             daemon_endpoints: Some(corev1::NodeDaemonEndpoints {
-                                kubelet_endpoint: Some(corev1::DaemonEndpoint { port: Some(10250) }),
+                                kubelet_endpoint: Some(corev1::DaemonEndpoint {
+                                    port: Some(10250),
+                                }),
                             }),
                             node_info: Some(corev1::NodeSystemInfo {
                                 machine_id: s("m"),
@@ -1481,13 +1627,19 @@ mod tests {
                         involved_object: target.clone(),
                         reason: s("Started"),
                         message: s("Started container web"),
-                        source: Some(corev1::EventSource { component: s("kubelet"), host: s("node-1") }),
+                        source: Some(corev1::EventSource {
+                            component: s("kubelet"),
+                            host: s("node-1"),
+                        }),
                         first_timestamp: time(T0),
                         last_timestamp: time(T0 + 1),
                         count: Some(2),
                         r#type: s("Normal"),
                         event_time: micro(T0, 123_456_789),
-                        series: Some(corev1::EventSeries { count: Some(2), last_observed_time: micro(T0 + 1, 0) }),
+                        series: Some(corev1::EventSeries {
+                            count: Some(2),
+                            last_observed_time: micro(T0 + 1, 0),
+                        }),
                         action: s("Start"),
                         related: None,
                         reporting_component: s("kubelet"),
@@ -1575,9 +1727,17 @@ mod tests {
                     "v1",
                     "Namespace",
                     &corev1::Namespace {
-                        metadata: Some(ObjectMeta { name: s("dev"), ..Default::default() }),
-                        spec: Some(corev1::NamespaceSpec { finalizers: strs(&["kubernetes"]) }),
-                        status: Some(corev1::NamespaceStatus { phase: s("Active"), conditions: vec![] }),
+                        metadata: Some(ObjectMeta {
+                            name: s("dev"),
+                            ..Default::default()
+                        }),
+                        spec: Some(corev1::NamespaceSpec {
+                            finalizers: strs(&["kubernetes"]),
+                        }),
+                        status: Some(corev1::NamespaceStatus {
+                            phase: s("Active"),
+                            conditions: vec![],
+                        }),
                     },
                 ),
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"},
@@ -1595,26 +1755,30 @@ mod tests {
     #[test]
     fn rejects_bad_bodies_with_clear_messages() {
         let service = hex(KUBECTL_SERVICE);
-        let bad_raw = |api_version: &str, kind: &str| {
-            let envelope = Unknown {
-                type_meta: Some(k8s_pb::apimachinery::pkg::runtime::TypeMeta {
-                    api_version: s(api_version),
-                    kind: s(kind),
-                }),
-                raw: Some(vec![0x0a, 0x05, 0x0a]),
-                ..Default::default()
-            };
-            [MAGIC, &envelope.encode_to_vec()].concat()
-        };
+        // A metadata field whose length runs past the end of the message.
+        let bad_raw =
+            |api_version: &str, kind: &str| wire_raw(api_version, kind, vec![0x0a, 0x05, 0x0a]);
         let gzip = {
             let mut envelope = Unknown::decode(&service[4..]).expect("captured envelope");
             envelope.content_encoding = s("gzip");
             [MAGIC, &envelope.encode_to_vec()].concat()
         };
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-            ("empty", vec![], "protobuf body does not start with the k8s\\0 magic"),
-            ("json", b"{\"kind\":\"Service\"}".to_vec(), "protobuf body does not start with the k8s\\0 magic"),
-            ("magic only", MAGIC.to_vec(), "protobuf body does not name its apiVersion and kind"),
+            (
+                "empty",
+                vec![],
+                "protobuf body does not start with the k8s\\0 magic",
+            ),
+            (
+                "json",
+                b"{\"kind\":\"Service\"}".to_vec(),
+                "protobuf body does not start with the k8s\\0 magic",
+            ),
+            (
+                "magic only",
+                MAGIC.to_vec(),
+                "protobuf body does not name its apiVersion and kind",
+            ),
             (
                 "garbage envelope",
                 [MAGIC, &[0xff, 0xff, 0xff]].concat(),
@@ -1645,14 +1809,21 @@ mod tests {
                 bad_raw("apps/v1", "Deployment"),
                 "invalid protobuf for apps/v1/Deployment: failed to decode Protobuf message: Deployment.metadata: buffer underflow",
             ),
-            ("gzip", gzip, "unsupported content encoding in protobuf body: \"gzip\""),
+            (
+                "gzip",
+                gzip,
+                "unsupported content encoding in protobuf body: \"gzip\"",
+            ),
             (
                 "time out of range",
                 wire(
                     "v1",
                     "Namespace",
                     &corev1::Namespace {
-                        metadata: Some(ObjectMeta { creation_timestamp: time(i64::MAX), ..Default::default() }),
+                        metadata: Some(ObjectMeta {
+                            creation_timestamp: time(i64::MAX),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     },
                 ),
@@ -1670,22 +1841,41 @@ mod tests {
     #[test]
     fn zero_times_are_absent() {
         let cases = [
-            ("empty message, as Go sends an unset Time", Some(metav1::Time::default()), json!({})),
+            (
+                "empty message, as Go sends an unset Time",
+                Some(metav1::Time::default()),
+                json!({}),
+            ),
             ("Go's zero time", time(GO_ZERO_TIME), json!({})),
-            ("the Unix epoch is a real time", time(0), json!({"creationTimestamp": "1970-01-01T00:00:00Z"})),
+            (
+                "the Unix epoch is a real time",
+                time(0),
+                json!({"creationTimestamp": "1970-01-01T00:00:00Z"}),
+            ),
             (
                 "nanoseconds are cut to seconds",
-                Some(metav1::Time { seconds: Some(T0), nanos: Some(999_999_999) }),
+                Some(metav1::Time {
+                    seconds: Some(T0),
+                    nanos: Some(999_999_999),
+                }),
                 json!({"creationTimestamp": "2024-01-02T03:04:05Z"}),
             ),
         ];
         for (name, creation_timestamp, metadata) in cases {
             let namespace = corev1::Namespace {
-                metadata: Some(ObjectMeta { creation_timestamp, ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    creation_timestamp,
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
-            let decoded = decode(&wire("v1", "Namespace", &namespace)).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(decoded, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}), "{name}");
+            let decoded = decode(&wire("v1", "Namespace", &namespace))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                decoded,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}),
+                "{name}"
+            );
         }
     }
 
@@ -1694,7 +1884,11 @@ mod tests {
         let cases = [
             (&[][..], "name", "name"),
             (&[], "r#type", "type"),
-            (&[], "termination_grace_period_seconds", "terminationGracePeriodSeconds"),
+            (
+                &[],
+                "termination_grace_period_seconds",
+                "terminationGracePeriodSeconds",
+            ),
             (&["clusterIP"], "cluster_ip", "clusterIP"),
         ];
         for (explicit, rust, expected) in cases {
@@ -1706,12 +1900,22 @@ mod tests {
     #[test]
     fn random_bytes_never_panic() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
-        let seeds = [hex(KUBECTL_SERVICE), hex(KUBECTL_DEPLOYMENT), hex(KUBECTL_NAMESPACE)];
+        let seeds = [
+            hex(KUBECTL_SERVICE),
+            hex(KUBECTL_DEPLOYMENT),
+            hex(KUBECTL_NAMESPACE),
+        ];
         let (mut errors, mut objects) = (0, 0);
         for round in 0..3000 {
             let body: Vec<u8> = match round % 3 {
                 0 => (0..rng.random_range(0..64)).map(|_| rng.random()).collect(),
-                1 => [MAGIC.to_vec(), (0..rng.random_range(0..256)).map(|_| rng.random()).collect()].concat(),
+                1 => [
+                    MAGIC.to_vec(),
+                    (0..rng.random_range(0..256))
+                        .map(|_| rng.random())
+                        .collect(),
+                ]
+                .concat(),
                 _ => {
                     let mut body = seeds[round % seeds.len()].clone();
                     for _ in 0..rng.random_range(1..4) {
