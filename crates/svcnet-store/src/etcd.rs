@@ -82,11 +82,13 @@ fn unavailable(e: etcd_client::Error) -> StoreError {
 
 /// etcd reports these as gRPC status messages.
 fn is_compacted(e: &etcd_client::Error) -> bool {
-    e.to_string().contains("required revision has been compacted")
+    e.to_string()
+        .contains("required revision has been compacted")
 }
 
 fn is_future(e: &etcd_client::Error) -> bool {
-    e.to_string().contains("required revision is a future revision")
+    e.to_string()
+        .contains("required revision is a future revision")
 }
 
 fn header_rev(h: Option<&etcd_client::ResponseHeader>) -> Revision {
@@ -294,7 +296,11 @@ impl Store for EtcdStore {
         };
         if empty {
             return Ok(RangeResponse {
-                revision: if at > 0 { at } else { header_rev(resp.header()) },
+                revision: if at > 0 {
+                    at
+                } else {
+                    header_rev(resp.header())
+                },
                 ..Default::default()
             });
         }
@@ -302,7 +308,11 @@ impl Store for EtcdStore {
             kvs: resp.kvs().iter().map(|kv| self.kv(kv)).collect(),
             more: resp.more(),
             // etcd's header carries the current revision, not the one read at.
-            revision: if at > 0 { at } else { header_rev(resp.header()) },
+            revision: if at > 0 {
+                at
+            } else {
+                header_rev(resp.header())
+            },
             remaining: usize::try_from(resp.count()).unwrap_or(0),
         })
     }
@@ -540,7 +550,9 @@ impl WatchTask {
             };
             if resp.compact_revision() > 0 {
                 let compacted = resp.compact_revision();
-                self.store.compacted_hint.fetch_max(compacted, Ordering::Relaxed);
+                self.store
+                    .compacted_hint
+                    .fetch_max(compacted, Ordering::Relaxed);
                 let e = StoreError::Compacted {
                     requested: self.last,
                     compacted,

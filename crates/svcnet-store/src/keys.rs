@@ -127,7 +127,8 @@ mod tests {
     #[test]
     fn range_bounds_table() {
         type Bounds = Option<(&'static [u8], Option<&'static [u8]>)>;
-        let cases: &[(&[u8], Option<&[u8]>, Bounds)] = &[
+        type Case = (&'static [u8], Option<&'static [u8]>, Bounds);
+        let cases: &[Case] = &[
             (b"/a/", None, Some((b"/a/", Some(b"/a0")))),
             (b"/a/", Some(b"/a/x"), Some((b"/a/x", Some(b"/a0")))),
             // A start before the prefix is clamped to it.
@@ -161,7 +162,10 @@ mod tests {
             ),
             (
                 vec![],
-                vec![Op::Put(b"a".to_vec(), b"1".to_vec()), Op::Delete(b"a".to_vec())],
+                vec![
+                    Op::Put(b"a".to_vec(), b"1".to_vec()),
+                    Op::Delete(b"a".to_vec()),
+                ],
                 Some("invalid request: duplicate key given in txn request"),
             ),
             (

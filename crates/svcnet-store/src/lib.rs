@@ -95,7 +95,10 @@ pub struct TxnResponse {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchEvent {
     /// A key was created or updated; `prev` is its previous value.
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// A key was deleted at `revision`; `prev` is its last value.
     Delete { prev: KeyValue, revision: Revision },
     /// Progress notification: every change up to `revision` has been
@@ -131,9 +134,15 @@ pub enum StoreError {
     Conflict { current: Option<Revision> },
     /// The requested revision has been compacted away (maps to 410 Gone).
     #[error("required revision {requested} has been compacted (oldest kept: {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     #[error("required revision {requested} is a future revision (current: {current})")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     #[error("value of {size} bytes exceeds the limit of {limit} bytes")]
     ValueTooLarge { size: usize, limit: usize },
     #[error("invalid request: {0}")]
@@ -189,9 +198,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     match parse_url(url)? {
         Location::Embedded(path) => Ok(Arc::new(EmbeddedStore::open(path).await?)),
         #[cfg(feature = "etcd")]
-        Location::Etcd { endpoints, prefix } => {
-            Ok(Arc::new(EtcdStore::connect(&endpoints, prefix.as_bytes()).await?))
-        }
+        Location::Etcd { endpoints, prefix } => Ok(Arc::new(
+            EtcdStore::connect(&endpoints, prefix.as_bytes()).await?,
+        )),
         #[cfg(not(feature = "etcd"))]
         Location::Etcd { .. } => Err(StoreError::InvalidRequest(format!(
             "store URL {url:?} needs etcd support, but this build has no `etcd` feature"
@@ -216,7 +225,9 @@ fn parse_url(url: &str) -> Result<Location> {
     }
     if let Some(rest) = url.strip_prefix("file://") {
         if !rest.starts_with('/') {
-            return Err(bad("a file URL needs an absolute path (file:///var/lib/svcnet)"));
+            return Err(bad(
+                "a file URL needs an absolute path (file:///var/lib/svcnet)",
+            ));
         }
         return Ok(Location::Embedded(rest.into()));
     }

@@ -50,8 +50,14 @@ fn err_text<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
 async fn crud_and_guards(s: Arc<dyn Store>) {
     let k = "/registry/services/default/a";
     let r1 = s.create(k.as_bytes(), b"v1").await.unwrap();
-    assert_eq!(s.get(k.as_bytes()).await.unwrap(), Some(kv(k, "v1", r1, r1)));
-    assert_eq!(err_text(s.create(k.as_bytes(), b"again").await), "key already exists");
+    assert_eq!(
+        s.get(k.as_bytes()).await.unwrap(),
+        Some(kv(k, "v1", r1, r1))
+    );
+    assert_eq!(
+        err_text(s.create(k.as_bytes(), b"again").await),
+        "key already exists"
+    );
     assert_eq!(
         err_text(s.update(k.as_bytes(), b"v2", r1 + 100).await),
         format!("conflict: key was modified (current revision Some({r1}))")
@@ -73,13 +79,22 @@ async fn crud_and_guards(s: Arc<dyn Store>) {
     let (r3, prev) = s.delete(k.as_bytes(), Some(r2)).await.unwrap();
     assert!(r3 > r2);
     assert_eq!(prev, kv(k, "v2", r1, r2));
-    assert_eq!(err_text(s.delete(k.as_bytes(), None).await), "key not found");
-    assert_eq!(err_text(s.delete(k.as_bytes(), Some(r3)).await), "key not found");
+    assert_eq!(
+        err_text(s.delete(k.as_bytes(), None).await),
+        "key not found"
+    );
+    assert_eq!(
+        err_text(s.delete(k.as_bytes(), Some(r3)).await),
+        "key not found"
+    );
     assert_eq!(s.get(k.as_bytes()).await.unwrap(), None);
     assert_eq!(s.current_revision().await.unwrap(), r3);
     // A key created again starts a new life.
     let r4 = s.create(k.as_bytes(), b"v3").await.unwrap();
-    assert_eq!(s.get(k.as_bytes()).await.unwrap(), Some(kv(k, "v3", r4, r4)));
+    assert_eq!(
+        s.get(k.as_bytes()).await.unwrap(),
+        Some(kv(k, "v3", r4, r4))
+    );
     let (r5, prev) = s.delete(k.as_bytes(), None).await.unwrap();
     assert_eq!((r5, prev), (r4 + 1, kv(k, "v3", r4, r4)));
     assert_eq!(
@@ -99,25 +114,38 @@ async fn value_limits(s: Arc<dyn Store>) {
     let r = s.create(b"/big", b"small").await.unwrap();
     assert_eq!(err_text(s.update(b"/big", &too_big, r).await), want);
     assert_eq!(
-        err_text(s.txn(vec![], vec![Op::Put(b"/big2".to_vec(), too_big)]).await),
+        err_text(
+            s.txn(vec![], vec![Op::Put(b"/big2".to_vec(), too_big)])
+                .await
+        ),
         want
     );
     // A large value well inside the limit round-trips.
     let large = vec![b'y'; 1024 * 1024];
     let r2 = s.update(b"/big", &large, r).await.unwrap();
-    assert_eq!(s.get(b"/big").await.unwrap().map(|kv| kv.value.len()), Some(large.len()));
+    assert_eq!(
+        s.get(b"/big").await.unwrap().map(|kv| kv.value.len()),
+        Some(large.len())
+    );
     assert_eq!(s.current_revision().await.unwrap(), r2);
 }
 
 async fn pagination_is_consistent_under_writes(s: Arc<dyn Store>) {
     let prefix = "/registry/pods/ns1/";
     for i in 0..10 {
-        s.create(format!("{prefix}p{i:02}").as_bytes(), format!("a{i}").as_bytes())
-            .await
-            .unwrap();
+        s.create(
+            format!("{prefix}p{i:02}").as_bytes(),
+            format!("a{i}").as_bytes(),
+        )
+        .await
+        .unwrap();
     }
     // Neighbours that must never show up.
-    for other in ["/registry/pods/ns10/x", "/registry/pods/ns1", "/registry/pods/ns2/p00"] {
+    for other in [
+        "/registry/pods/ns10/x",
+        "/registry/pods/ns1",
+        "/registry/pods/ns2/p00",
+    ] {
         s.create(other.as_bytes(), b"other").await.unwrap();
     }
     let page = |start: Option<Vec<u8>>, revision: Option<i64>| RangeRequest {
@@ -127,7 +155,10 @@ async fn pagination_is_consistent_under_writes(s: Arc<dyn Store>) {
         revision,
     };
     let p1 = s.range(page(None, None)).await.unwrap();
-    assert_eq!(keys_of(&p1.kvs), ["p00", "p01", "p02", "p03"].map(|k| format!("{prefix}{k}")));
+    assert_eq!(
+        keys_of(&p1.kvs),
+        ["p00", "p01", "p02", "p03"].map(|k| format!("{prefix}{k}"))
+    );
     assert_eq!((p1.more, p1.remaining), (true, 10));
     let at = p1.revision;
     assert_eq!(at, s.current_revision().await.unwrap());
@@ -135,10 +166,20 @@ async fn pagination_is_consistent_under_writes(s: Arc<dyn Store>) {
     // Writes between pages must not show in the paginated list.
     let p05 = format!("{prefix}p05");
     s.delete(p05.as_bytes(), None).await.unwrap();
-    let p06 = s.get(format!("{prefix}p06").as_bytes()).await.unwrap().unwrap();
-    s.update(&p06.key, b"changed", p06.mod_revision).await.unwrap();
-    s.create(format!("{prefix}p03a").as_bytes(), b"new").await.unwrap();
-    s.create(format!("{prefix}p99").as_bytes(), b"new").await.unwrap();
+    let p06 = s
+        .get(format!("{prefix}p06").as_bytes())
+        .await
+        .unwrap()
+        .unwrap();
+    s.update(&p06.key, b"changed", p06.mod_revision)
+        .await
+        .unwrap();
+    s.create(format!("{prefix}p03a").as_bytes(), b"new")
+        .await
+        .unwrap();
+    s.create(format!("{prefix}p99").as_bytes(), b"new")
+        .await
+        .unwrap();
 
     let next_start = |last: &KeyValue| {
         let mut k = last.key.clone();
@@ -149,13 +190,19 @@ async fn pagination_is_consistent_under_writes(s: Arc<dyn Store>) {
         .range(page(next_start(&p1.kvs[3]), Some(at)))
         .await
         .unwrap();
-    assert_eq!(keys_of(&p2.kvs), ["p04", "p05", "p06", "p07"].map(|k| format!("{prefix}{k}")));
+    assert_eq!(
+        keys_of(&p2.kvs),
+        ["p04", "p05", "p06", "p07"].map(|k| format!("{prefix}{k}"))
+    );
     assert_eq!((p2.more, p2.remaining, p2.revision), (true, 6, at));
     let p3 = s
         .range(page(next_start(&p2.kvs[3]), Some(at)))
         .await
         .unwrap();
-    assert_eq!(keys_of(&p3.kvs), ["p08", "p09"].map(|k| format!("{prefix}{k}")));
+    assert_eq!(
+        keys_of(&p3.kvs),
+        ["p08", "p09"].map(|k| format!("{prefix}{k}"))
+    );
     assert_eq!((p3.more, p3.remaining, p3.revision), (false, 2, at));
     let values: Vec<String> = [p1.kvs, p2.kvs, p3.kvs]
         .concat()
@@ -172,7 +219,9 @@ async fn pagination_is_consistent_under_writes(s: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    let want = ["p00", "p01", "p02", "p03", "p03a", "p04", "p06", "p07", "p08", "p09", "p99"];
+    let want = [
+        "p00", "p01", "p02", "p03", "p03a", "p04", "p06", "p07", "p08", "p09", "p99",
+    ];
     assert_eq!(keys_of(&latest.kvs), want.map(|k| format!("{prefix}{k}")));
     assert_eq!((latest.more, latest.remaining), (false, 11));
     assert_eq!(latest.kvs[6].value, b"changed");
@@ -203,7 +252,10 @@ async fn reads_at_past_revisions(s: Arc<dyn Store>) {
     }
     assert_eq!(
         err_text(s.range(at(Some(r4 + 1))).await),
-        format!("required revision {} is a future revision (current: {r4})", r4 + 1)
+        format!(
+            "required revision {} is a future revision (current: {r4})",
+            r4 + 1
+        )
     );
 }
 
@@ -212,8 +264,14 @@ async fn transactions(s: Arc<dyn Store>) {
     let ra = s.create(&a, b"1").await.unwrap();
     let resp = s
         .txn(
-            vec![Compare::Absent(b.clone()), Compare::ModRevision(a.clone(), ra)],
-            vec![Op::Put(a.clone(), b"2".to_vec()), Op::Put(b.clone(), b"x".to_vec())],
+            vec![
+                Compare::Absent(b.clone()),
+                Compare::ModRevision(a.clone(), ra),
+            ],
+            vec![
+                Op::Put(a.clone(), b"2".to_vec()),
+                Op::Put(b.clone(), b"x".to_vec()),
+            ],
         )
         .await
         .unwrap();
@@ -225,20 +283,35 @@ async fn transactions(s: Arc<dyn Store>) {
 
     // A failed guard writes nothing.
     let failed = s
-        .txn(vec![Compare::Absent(b.clone())], vec![Op::Delete(a.clone())])
+        .txn(
+            vec![Compare::Absent(b.clone())],
+            vec![Op::Delete(a.clone())],
+        )
         .await
         .unwrap();
-    assert_eq!((failed.succeeded, failed.revision, failed.prev.len()), (false, r, 0));
+    assert_eq!(
+        (failed.succeeded, failed.revision, failed.prev.len()),
+        (false, r, 0)
+    );
     let stale = s
-        .txn(vec![Compare::ModRevision(a.clone(), ra)], vec![Op::Delete(a.clone())])
+        .txn(
+            vec![Compare::ModRevision(a.clone(), ra)],
+            vec![Op::Delete(a.clone())],
+        )
         .await
         .unwrap();
     assert!(!stale.succeeded);
     assert_eq!(s.get(&a).await.unwrap(), Some(kv("/t/a", "2", ra, r)));
 
     // Deleting nothing makes no revision, as in etcd.
-    let noop = s.txn(vec![], vec![Op::Delete(b"/t/none".to_vec())]).await.unwrap();
-    assert_eq!((noop.succeeded, noop.revision, noop.prev), (true, r, vec![None]));
+    let noop = s
+        .txn(vec![], vec![Op::Delete(b"/t/none".to_vec())])
+        .await
+        .unwrap();
+    assert_eq!(
+        (noop.succeeded, noop.revision, noop.prev),
+        (true, r, vec![None])
+    );
     assert_eq!(s.current_revision().await.unwrap(), r);
 
     let both = s
@@ -246,12 +319,18 @@ async fn transactions(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(both.revision, r + 1);
-    assert_eq!(both.prev, vec![Some(kv("/t/a", "2", ra, r)), Some(kv("/t/b", "x", r, r))]);
+    assert_eq!(
+        both.prev,
+        vec![Some(kv("/t/a", "2", ra, r)), Some(kv("/t/b", "x", r, r))]
+    );
 
     assert_eq!(
         err_text(
-            s.txn(vec![], vec![Op::Put(a.clone(), vec![]), Op::Delete(a.clone())])
-                .await
+            s.txn(
+                vec![],
+                vec![Op::Put(a.clone(), vec![]), Op::Delete(a.clone())]
+            )
+            .await
         ),
         "invalid request: duplicate key given in txn request"
     );
@@ -287,9 +366,16 @@ async fn cas_counter_under_concurrent_writers(s: Arc<dyn Store>) {
         all.extend(h.await.unwrap());
     }
     let fin = s.get(&key).await.unwrap().unwrap();
-    assert_eq!(String::from_utf8_lossy(&fin.value), (TASKS * EACH).to_string());
+    assert_eq!(
+        String::from_utf8_lossy(&fin.value),
+        (TASKS * EACH).to_string()
+    );
     let unique: BTreeSet<i64> = all.iter().copied().collect();
-    assert_eq!(unique.len(), TASKS * EACH, "every successful CAS has its own revision");
+    assert_eq!(
+        unique.len(),
+        TASKS * EACH,
+        "every successful CAS has its own revision"
+    );
     assert_eq!(unique.last().copied(), Some(fin.mod_revision));
 }
 
@@ -298,7 +384,11 @@ type Seen = (i64, String, bool);
 
 fn seen(ev: &WatchEvent) -> Seen {
     match ev {
-        WatchEvent::Put { kv, .. } => (kv.mod_revision, String::from_utf8_lossy(&kv.key).into(), false),
+        WatchEvent::Put { kv, .. } => (
+            kv.mod_revision,
+            String::from_utf8_lossy(&kv.key).into(),
+            false,
+        ),
         WatchEvent::Delete { prev, revision } => {
             (*revision, String::from_utf8_lossy(&prev.key).into(), true)
         }
@@ -321,7 +411,9 @@ async fn watchers_see_identical_ordered_sequences(s: Arc<dyn Store>) {
                 let key = format!("/w/{t}/{i}");
                 let r = s.create(key.as_bytes(), b"v").await.unwrap();
                 done.push((r, key.clone(), false));
-                s.create(format!("/other/{t}/{i}").as_bytes(), b"v").await.unwrap();
+                s.create(format!("/other/{t}/{i}").as_bytes(), b"v")
+                    .await
+                    .unwrap();
                 if i % 3 == 0 {
                     let (r, _) = s.delete(key.as_bytes(), Some(r)).await.unwrap();
                     done.push((r, key, true));
@@ -382,14 +474,20 @@ async fn watch_resumes_from_a_revision(s: Arc<dyn Store>) {
     let t = s
         .txn(
             vec![],
-            vec![Op::Put(b"/res/c".to_vec(), b"c".to_vec()), Op::Delete(b"/res/b".to_vec())],
+            vec![
+                Op::Put(b"/res/c".to_vec(), b"c".to_vec()),
+                Op::Delete(b"/res/b".to_vec()),
+            ],
         )
         .await
         .unwrap();
     let got: Vec<Seen> = next_changes(&mut w, 2).await.iter().map(seen).collect();
     assert_eq!(
         got,
-        vec![(t.revision, "/res/c".into(), false), (t.revision, "/res/b".into(), true)]
+        vec![
+            (t.revision, "/res/c".into(), false),
+            (t.revision, "/res/b".into(), true)
+        ]
     );
 }
 
@@ -399,8 +497,15 @@ async fn compaction_answers_gone(s: Arc<dyn Store>) {
     let r3 = s.update(b"/c/a", b"3", r2).await.unwrap();
     s.compact(r2).await.unwrap();
     assert_eq!(s.compacted_revision().await.unwrap(), r2);
-    let gone = format!("required revision {} has been compacted (oldest kept: {r2})", r2 - 1);
-    let e = s.watch(b"/c/", r2 - 1, false).await.map(|_| ()).unwrap_err();
+    let gone = format!(
+        "required revision {} has been compacted (oldest kept: {r2})",
+        r2 - 1
+    );
+    let e = s
+        .watch(b"/c/", r2 - 1, false)
+        .await
+        .map(|_| ())
+        .unwrap_err();
     assert!(matches!(e, StoreError::Compacted { .. }), "{e:?}");
     assert_eq!(e.to_string(), gone);
     let old = RangeRequest {
@@ -431,7 +536,10 @@ async fn compaction_answers_gone(s: Arc<dyn Store>) {
     );
     assert_eq!(
         err_text(s.compact(r3 + 1).await),
-        format!("required revision {} is a future revision (current: {r3})", r3 + 1)
+        format!(
+            "required revision {} is a future revision (current: {r3})",
+            r3 + 1
+        )
     );
 }
 

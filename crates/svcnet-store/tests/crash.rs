@@ -42,7 +42,10 @@ async fn acknowledged_writes_survive_sigkill() {
         if rx.recv_timeout(Duration::from_secs(10)).is_err() {
             let _ = child.kill();
             let out = child.wait_with_output().expect("wait");
-            panic!("round {round}: writer never wrote: {}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "round {round}: writer never wrote: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(rng.random_range(0..40)));
         child.kill().expect("SIGKILL");
@@ -55,32 +58,55 @@ async fn acknowledged_writes_survive_sigkill() {
         }
         assert!(!acked.is_empty());
         for w in acked.windows(2) {
-            assert!(w[0].1 < w[1].1, "round {round}: revisions must increase: {w:?}");
+            assert!(
+                w[0].1 < w[1].1,
+                "round {round}: revisions must increase: {w:?}"
+            );
         }
         if let (Some(last), Some(first)) = (acked_total.last(), acked.first()) {
-            assert!(last.1 < first.1, "round {round}: revisions must increase across restarts");
+            assert!(
+                last.1 < first.1,
+                "round {round}: revisions must increase across restarts"
+            );
         }
         acked_total.extend(acked);
 
         // Reopen: every acknowledged key from every round is there, unchanged.
-        let store = EmbeddedStore::open(&dir).await.expect("reopen after SIGKILL");
+        let store = EmbeddedStore::open(&dir)
+            .await
+            .expect("reopen after SIGKILL");
         let all = store
-            .range(RangeRequest { prefix: b"/crash/".to_vec(), ..Default::default() })
+            .range(RangeRequest {
+                prefix: b"/crash/".to_vec(),
+                ..Default::default()
+            })
             .await
             .unwrap();
         let current = store.current_revision().await.unwrap();
         let found: std::collections::HashMap<String, i64> = all
             .kvs
             .iter()
-            .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.mod_revision))
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(&kv.key).into_owned(),
+                    kv.mod_revision,
+                )
+            })
             .collect();
         for (key, rev) in &acked_total {
-            assert_eq!(found.get(key), Some(rev), "round {round}: acknowledged {key} lost");
+            assert_eq!(
+                found.get(key),
+                Some(rev),
+                "round {round}: acknowledged {key} lost"
+            );
         }
         // Stored keys (acknowledged or not) have strictly increasing
         // revisions in write order, and none is beyond the current revision.
         let mut revs: Vec<i64> = all.kvs.iter().map(|kv| kv.mod_revision).collect();
-        assert!(revs.windows(2).all(|w| w[0] < w[1]), "round {round}: revisions out of order");
+        assert!(
+            revs.windows(2).all(|w| w[0] < w[1]),
+            "round {round}: revisions out of order"
+        );
         revs.dedup();
         assert_eq!(revs.len(), all.kvs.len());
         assert!(revs.last().is_none_or(|r| *r <= current));

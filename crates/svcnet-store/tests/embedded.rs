@@ -51,7 +51,10 @@ async fn restart_keeps_data_and_watch_history() {
             .unwrap();
         revs.push((ev.revision(), matches!(ev, WatchEvent::Delete { .. })));
     }
-    assert_eq!(revs, vec![(r1, false), (r1 + 1, false), (r1 + 2, true), (r4, false)]);
+    assert_eq!(
+        revs,
+        vec![(r1, false), (r1 + 1, false), (r1 + 2, true), (r4, false)]
+    );
     // Revisions keep growing after the restart.
     assert_eq!(s.create(b"/c", b"c").await.unwrap(), r4 + 1);
 }
@@ -74,7 +77,9 @@ async fn second_open_of_one_directory_is_refused() {
 async fn make_store(dir: &Path) {
     let s = open(dir, config()).await.unwrap();
     for i in 0..50 {
-        s.create(format!("/k/{i}").as_bytes(), &[b'v'; 300]).await.unwrap();
+        s.create(format!("/k/{i}").as_bytes(), &[b'v'; 300])
+            .await
+            .unwrap();
     }
 }
 
@@ -149,7 +154,9 @@ async fn damaged_or_newer_stores_are_refused() {
         (
             "newer format",
             |f| set_meta(f, "format", &2u32.to_le_bytes()),
-            Some("store at {file}: format version 2 is newer than this build supports (1); use a newer svcnet"),
+            Some(
+                "store at {file}: format version 2 is newer than this build supports (1); use a newer svcnet",
+            ),
         ),
         (
             "wrong magic",
@@ -165,7 +172,12 @@ async fn damaged_or_newer_stores_are_refused() {
             "truncated file",
             |f| {
                 let len = std::fs::metadata(f).unwrap().len();
-                std::fs::OpenOptions::new().write(true).open(f).unwrap().set_len(len / 3).unwrap();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(f)
+                    .unwrap()
+                    .set_len(len / 3)
+                    .unwrap();
             },
             None,
         ),
@@ -217,7 +229,10 @@ fn snapshot(dir: &Path) -> Vec<(String, u64)> {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd {
             let e = e.unwrap();
-            out.push((e.file_name().to_string_lossy().into_owned(), hash(&e.path())));
+            out.push((
+                e.file_name().to_string_lossy().into_owned(),
+                hash(&e.path()),
+            ));
         }
     }
     out.sort();
@@ -227,7 +242,15 @@ fn snapshot(dir: &Path) -> Vec<(String, u64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_value_limit() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = open(tmp.path(), EmbeddedConfig { max_value_bytes: 10, ..config() }).await.unwrap();
+    let s = open(
+        tmp.path(),
+        EmbeddedConfig {
+            max_value_bytes: 10,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
     assert!(s.create(b"/ok", &[0; 10]).await.is_ok());
     assert_eq!(
         s.create(b"/big", &[0; 11]).await.unwrap_err().to_string(),
@@ -238,21 +261,31 @@ async fn custom_value_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_is_bounded_by_count() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = EmbeddedConfig { history_revisions: 10, ..config() };
+    let cfg = EmbeddedConfig {
+        history_revisions: 10,
+        ..config()
+    };
     let s = open(tmp.path(), cfg).await.unwrap();
     for i in 0..40 {
         s.create(format!("/n/{i}").as_bytes(), b"v").await.unwrap();
     }
     let cur = s.current_revision().await.unwrap();
     let compacted = s.compacted_revision().await.unwrap();
-    assert!((10..=11).contains(&(cur - compacted)), "cur {cur} compacted {compacted}");
+    assert!(
+        (10..=11).contains(&(cur - compacted)),
+        "cur {cur} compacted {compacted}"
+    );
     assert!(matches!(
         s.watch(b"/n/", compacted - 1, false).await.map(|_| ()),
         Err(StoreError::Compacted { .. })
     ));
     // Reads at the oldest kept revision still see every key that existed then.
     let at = s
-        .range(RangeRequest { prefix: b"/n/".to_vec(), revision: Some(compacted), ..Default::default() })
+        .range(RangeRequest {
+            prefix: b"/n/".to_vec(),
+            revision: Some(compacted),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(at.kvs.len() as i64, 40 - (cur - compacted));
@@ -268,19 +301,28 @@ async fn history_is_bounded_by_age() {
     };
     let s = open(tmp.path(), cfg).await.unwrap();
     for i in 0..5 {
-        s.create(format!("/age/{i}").as_bytes(), b"v").await.unwrap();
+        s.create(format!("/age/{i}").as_bytes(), b"v")
+            .await
+            .unwrap();
     }
     let cur = s.current_revision().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while s.compacted_revision().await.unwrap() < cur {
-        assert!(tokio::time::Instant::now() < deadline, "age compaction did not run");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "age compaction did not run"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(s.compacted_revision().await.unwrap(), cur);
     // Watching from now still works after everything aged out.
     let mut w = s.watch(b"/age/", cur, false).await.unwrap();
     let r = s.create(b"/age/new", b"v").await.unwrap();
-    let ev = tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap().unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(ev.revision(), r);
     assert_eq!(s.compact_expired().await.unwrap(), None);
 }
@@ -302,12 +344,22 @@ async fn revisions(w: &mut svcnet_store::WatchStream, n: usize) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_watcher_catches_up_from_the_log() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = open(tmp.path(), EmbeddedConfig { watch_buffer: 2, ..config() }).await.unwrap();
+    let s = open(
+        tmp.path(),
+        EmbeddedConfig {
+            watch_buffer: 2,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
     let start = s.current_revision().await.unwrap();
     let mut w = s.watch(b"/s/", start, false).await.unwrap();
     // Far more than both buffers, without reading.
     for i in 0..600 {
-        s.create(format!("/s/{i:04}").as_bytes(), b"v").await.unwrap();
+        s.create(format!("/s/{i:04}").as_bytes(), b"v")
+            .await
+            .unwrap();
     }
     let got = revisions(&mut w, 600).await;
     assert_eq!(got, (start + 1..=start + 600).collect::<Vec<_>>());
@@ -318,16 +370,25 @@ async fn slow_watcher_catches_up_from_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_behind_the_window_gets_compacted() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = EmbeddedConfig { watch_buffer: 1, history_revisions: 10, ..config() };
+    let cfg = EmbeddedConfig {
+        watch_buffer: 1,
+        history_revisions: 10,
+        ..config()
+    };
     let s = open(tmp.path(), cfg).await.unwrap();
     let start = s.current_revision().await.unwrap();
     let mut w = s.watch(b"/s/", start, false).await.unwrap();
     for i in 0..600 {
-        s.create(format!("/s/{i:04}").as_bytes(), b"v").await.unwrap();
+        s.create(format!("/s/{i:04}").as_bytes(), b"v")
+            .await
+            .unwrap();
     }
     let mut next = start + 1;
     let err = loop {
-        match tokio::time::timeout(Duration::from_secs(10), w.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(ev)) => {
                 assert_eq!(ev.revision(), next, "no gap before the error");
                 next += 1;
@@ -336,6 +397,9 @@ async fn watcher_behind_the_window_gets_compacted() {
             None => panic!("stream ended without an error"),
         }
     };
-    assert!(matches!(err, StoreError::Compacted { requested, .. } if requested == next - 1), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Compacted { requested, .. } if requested == next - 1),
+        "{err:?}"
+    );
     assert!(w.next().await.is_none(), "the stream ends after the error");
 }

@@ -15,7 +15,10 @@ fn main() -> std::process::ExitCode {
         eprintln!("usage: svcnet-store-crash-writer <data-dir> <key-prefix>");
         return std::process::ExitCode::from(2);
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("runtime: {e}");
@@ -37,7 +40,9 @@ async fn run(dir: &str, prefix: &str) -> Result<(), Box<dyn std::error::Error>> 
     // Bounded so a parent that never kills it still terminates.
     for i in 0..100_000u32 {
         let key = format!("{prefix}{i:08}");
-        let rev = store.create(key.as_bytes(), format!("value-{i}").as_bytes()).await?;
+        let rev = store
+            .create(key.as_bytes(), format!("value-{i}").as_bytes())
+            .await?;
         writeln!(out, "{key} {rev}")?;
         out.flush()?;
     }

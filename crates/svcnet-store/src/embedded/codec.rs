@@ -77,7 +77,11 @@ pub(crate) fn encode_entry(e: &LogEntry) -> Vec<u8> {
     out.extend_from_slice(&e.unix_millis.to_le_bytes());
     put_len(&mut out, e.changes.len());
     for c in &e.changes {
-        out.push(if c.put.is_some() { KIND_PUT } else { KIND_DELETE });
+        out.push(if c.put.is_some() {
+            KIND_PUT
+        } else {
+            KIND_DELETE
+        });
         put_bytes(&mut out, &c.key);
         if let Some((create, value)) = &c.put {
             out.extend_from_slice(&create.to_le_bytes());
@@ -257,10 +261,16 @@ mod tests {
             b
         };
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (good[..5].to_vec(), "record truncated: needed 3 more bytes at offset 0"),
+            (
+                good[..5].to_vec(),
+                "record truncated: needed 3 more bytes at offset 0",
+            ),
             (unknown, "unknown change kind 9 in revision log"),
             (trailing, "2 trailing bytes after record"),
-            (huge_count, "record truncated: needed 1 more bytes at offset 12"),
+            (
+                huge_count,
+                "record truncated: needed 1 more bytes at offset 12",
+            ),
         ];
         for (bytes, want) in cases {
             let got = decode_entry(&bytes).map(|_| ()).map_err(|e| e.to_string());

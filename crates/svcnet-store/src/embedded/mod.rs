@@ -176,9 +176,11 @@ async fn compaction_loop(inner: Weak<Inner>, interval: Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let Some(strong) = inner.upgrade() else { return };
-        let res = tokio::task::spawn_blocking(move || strong.compact_expired(SystemTime::now()))
-            .await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let res =
+            tokio::task::spawn_blocking(move || strong.compact_expired(SystemTime::now())).await;
         match res {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "automatic compaction failed"),
@@ -254,10 +256,12 @@ where
 {
     let bytes = meta_bytes(t, path, name)?
         .ok_or_else(|| corrupt(path, format!("meta record {name:?} is missing")))?;
-    let arr: [u8; 8] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| corrupt(path, format!("meta record {name:?} has {} bytes, want 8", bytes.len())))?;
+    let arr: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
+        corrupt(
+            path,
+            format!("meta record {name:?} has {} bytes, want 8", bytes.len()),
+        )
+    })?;
     Ok(i64::from_le_bytes(arr))
 }
 
@@ -267,9 +271,12 @@ where
 {
     match t.get(key).map_err(|e| db_err(path, e))? {
         None => Ok(None),
-        Some(v) => codec::decode_current(v.value())
-            .map(Some)
-            .map_err(|e| corrupt(path, format!("record of key {:?}: {e}", String::from_utf8_lossy(key)))),
+        Some(v) => codec::decode_current(v.value()).map(Some).map_err(|e| {
+            corrupt(
+                path,
+                format!("record of key {:?}: {e}", String::from_utf8_lossy(key)),
+            )
+        }),
     }
 }
 
@@ -553,7 +560,8 @@ impl Inner {
                     meta.insert("revision", new_rev.to_le_bytes().as_slice())
                         .map_err(|e| self.err(e))?;
                     let compacted = meta_i64(&meta, &self.path, "compacted")?;
-                    if let Some(target) = count_target(new_rev, compacted, self.config.history_revisions)
+                    if let Some(target) =
+                        count_target(new_rev, compacted, self.config.history_revisions)
                     {
                         drop_history(&mut log, &mut meta, compacted, target)
                             .map_err(|e| self.err(e))?;
@@ -726,9 +734,8 @@ impl Inner {
 
     /// Compaction by age and count; returns the new compacted revision.
     fn compact_expired(&self, now: SystemTime) -> Result<Option<Revision>> {
-        let cutoff = now_millis(now).saturating_sub(
-            u64::try_from(self.config.history_age.as_millis()).unwrap_or(u64::MAX),
-        );
+        let cutoff = now_millis(now)
+            .saturating_sub(u64::try_from(self.config.history_age.as_millis()).unwrap_or(u64::MAX));
         let _writer = self.lock_writer();
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let target = {
@@ -736,18 +743,26 @@ impl Inner {
             let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
             let cur = meta_i64(&meta, &self.path, "revision")?;
             let compacted = meta_i64(&meta, &self.path, "compacted")?;
-            let mut target = count_target(cur, compacted, self.config.history_revisions)
-                .unwrap_or(compacted);
+            let mut target =
+                count_target(cur, compacted, self.config.history_revisions).unwrap_or(compacted);
             // The log is in commit order, so the expired entries are a prefix.
             let mut aged_out = None;
-            for item in log.range(((compacted + 1) as u64)..).map_err(|e| self.err(e))? {
+            for item in log
+                .range(((compacted + 1) as u64)..)
+                .map_err(|e| self.err(e))?
+            {
                 let (k, v) = item.map_err(|e| self.err(e))?;
                 let ts = v
                     .value()
                     .get(..8)
                     .and_then(|b| <[u8; 8]>::try_from(b).ok())
                     .map(u64::from_le_bytes)
-                    .ok_or_else(|| corrupt(&self.path, format!("revision log entry {} is truncated", k.value())))?;
+                    .ok_or_else(|| {
+                        corrupt(
+                            &self.path,
+                            format!("revision log entry {} is truncated", k.value()),
+                        )
+                    })?;
                 if ts >= cutoff {
                     break;
                 }
@@ -824,7 +839,10 @@ fn replay(
 ) -> Result<Vec<WatchEvent>> {
     let log = snapshot.open_table(LOG).map_err(|e| db_err(path, e))?;
     let mut out = Vec::new();
-    for item in log.range((from as u64)..=(to as u64)).map_err(|e| db_err(path, e))? {
+    for item in log
+        .range((from as u64)..=(to as u64))
+        .map_err(|e| db_err(path, e))?
+    {
         let (k, v) = item.map_err(|e| db_err(path, e))?;
         let entry = decode_log(path, k.value(), v.value())?;
         out.extend(entry_events(k.value() as Revision, entry, prefix));
@@ -865,7 +883,9 @@ fn drop_history(
     compacted: Revision,
     target: Revision,
 ) -> std::result::Result<(), redb::StorageError> {
-    log.retain_in(((compacted + 1).max(0) as u64)..=(target as u64), |_, _| false)?;
+    log.retain_in(((compacted + 1).max(0) as u64)..=(target as u64), |_, _| {
+        false
+    })?;
     meta.insert("compacted", target.to_le_bytes().as_slice())?;
     Ok(())
 }
@@ -920,10 +940,9 @@ impl Store for EmbeddedStore {
         keys::check_value(value, self.inner.config.max_value_bytes)?;
         let inner = self.inner.clone();
         let (key, value) = (key.to_vec(), value.to_vec());
-        let out = blocking(move || {
-            inner.apply(&[Compare::Absent(key.clone())], &[Op::Put(key, value)])
-        })
-        .await?;
+        let out =
+            blocking(move || inner.apply(&[Compare::Absent(key.clone())], &[Op::Put(key, value)]))
+                .await?;
         if out.succeeded {
             Ok(out.revision)
         } else {
@@ -1005,7 +1024,13 @@ impl Store for EmbeddedStore {
         let inner = self.inner.clone();
         let p = prefix.to_vec();
         let sub = blocking(move || inner.subscribe(&p, after)).await?;
-        Ok(watch::start(self.inner.clone(), prefix.to_vec(), after, progress, sub))
+        Ok(watch::start(
+            self.inner.clone(),
+            prefix.to_vec(),
+            after,
+            progress,
+            sub,
+        ))
     }
 }
 

@@ -106,8 +106,11 @@ impl Task {
         while self.last < sub.until {
             let from = self.last + 1;
             let to = (self.last + REPLAY_CHUNK).min(sub.until);
-            let (inner, snapshot, prefix) =
-                (self.inner.clone(), sub.snapshot.clone(), self.prefix.clone());
+            let (inner, snapshot, prefix) = (
+                self.inner.clone(),
+                sub.snapshot.clone(),
+                self.prefix.clone(),
+            );
             let events = tokio::task::spawn_blocking(move || {
                 replay(&inner.path, &snapshot, &prefix, from, to)
             })
