@@ -76,47 +76,38 @@ pub fn decode(body: &[u8]) -> Result<Value> {
         return Err(ProtobufError::ContentEncoding(encoding));
     }
     let raw = envelope.raw.unwrap_or_default();
-    let object = match (api_version.as_str(), kind.as_str()) {
-        ("v1", "Namespace") => convert::<corev1::Namespace>(&raw),
-        ("v1", "Service") => convert::<corev1::Service>(&raw),
-        ("v1", "Pod") => convert::<corev1::Pod>(&raw),
-        ("v1", "Endpoints") => convert::<corev1::Endpoints>(&raw),
-        ("v1", "Node") => convert::<corev1::Node>(&raw),
-        ("v1", "Event") => convert::<corev1::Event>(&raw),
-        ("apps/v1", "Deployment") => convert::<appsv1::Deployment>(&raw),
-        ("apps/v1", "ReplicaSet") => convert::<appsv1::ReplicaSet>(&raw),
-        ("discovery.k8s.io/v1", "EndpointSlice") => convert::<discoveryv1::EndpointSlice>(&raw),
-        ("coordination.k8s.io/v1", "Lease") => convert::<coordinationv1::Lease>(&raw),
+    let convert = match (api_version.as_str(), kind.as_str()) {
+        ("v1", "Namespace") => convert::<corev1::Namespace>,
+        ("v1", "Service") => convert::<corev1::Service>,
+        ("v1", "Pod") => convert::<corev1::Pod>,
+        ("v1", "Endpoints") => convert::<corev1::Endpoints>,
+        ("v1", "Node") => convert::<corev1::Node>,
+        ("v1", "Event") => convert::<corev1::Event>,
+        ("apps/v1", "Deployment") => convert::<appsv1::Deployment>,
+        ("apps/v1", "ReplicaSet") => convert::<appsv1::ReplicaSet>,
+        ("discovery.k8s.io/v1", "EndpointSlice") => convert::<discoveryv1::EndpointSlice>,
+        ("coordination.k8s.io/v1", "Lease") => convert::<coordinationv1::Lease>,
         _ => return Err(ProtobufError::UnsupportedKind { api_version, kind }),
     };
-    let mut object = match object {
-        Ok(object) => object,
-        Err(Converted::Decode(source)) => {
-            return Err(ProtobufError::Invalid {
-                api_version,
-                kind,
-                source,
-            });
-        }
-        Err(Converted::Json(error)) => return Err(error),
-    };
+    let mut object = convert(&raw).map_err(|source| ProtobufError::Invalid {
+        api_version: api_version.clone(),
+        kind: kind.clone(),
+        source,
+    })??;
     object.insert("apiVersion".to_owned(), Value::String(api_version));
     object.insert("kind".to_owned(), Value::String(kind));
     Ok(Value::Object(object))
 }
 
-/// A failure of [`convert`], before the kind's name is attached to it.
-enum Converted {
-    Decode(prost::DecodeError),
-    Json(ProtobufError),
-}
-
-fn convert<M: Message + Default + Json>(raw: &[u8]) -> Result<Map<String, Value>, Converted> {
-    let message = M::decode(raw).map_err(Converted::Decode)?;
-    match message.json().map_err(Converted::Json)? {
-        Some(Value::Object(object)) => Ok(object),
-        _ => Ok(Map::new()),
-    }
+/// Decodes one kind's message; the outer error is the protobuf's, the inner one the JSON's.
+fn convert<M: Message + Default + Json>(
+    raw: &[u8],
+) -> Result<Result<Map<String, Value>>, prost::DecodeError> {
+    let message = M::decode(raw)?;
+    Ok(message.json().map(|object| match object {
+        Some(Value::Object(object)) => object,
+        _ => Map::new(),
+    }))
 }
 
 /// A protobuf value with a JSON form.
