@@ -752,11 +752,24 @@ mod tests {
         "3800420012001a020a001a002200",
     );
 
+    // `kubectl create service externalname ext --external-name bar.com`
+    const KUBECTL_EXTERNAL_NAME: &str = concat!(
+        "6b3873000a0d0a02763112075365727669636512560a1f0a0365787412001a0022002a0032003800",
+        "42005a0a0a036170701203657874122f120a0a0361707012036578741a00220c45787465726e616c",
+        "4e616d653a00420052076261722e636f6d5a00600068001a020a001a002200",
+    );
+    // `kubectl create service clusterip hl --clusterip=None`
+    const KUBECTL_HEADLESS: &str = concat!(
+        "6b3873000a0d0a027631120753657276696365124d0a1d0a02686c12001a0022002a003200380042",
+        "005a090a036170701202686c122812090a036170701202686c1a044e6f6e652209436c7573746572",
+        "49503a00420052005a00600068001a020a001a002200",
+    );
+
     /// The expected JSON is what `kubectl create ... --dry-run=client -o json` prints for the
     /// same command, less its `creationTimestamp: null`.
     #[test]
     fn decodes_what_kubectl_create_sends() {
-        let cases: [(&str, &str, Value, RoundTrip); 3] = [
+        let cases: [(&str, &str, Value, RoundTrip); 5] = [
             (
                 "service nodeport",
                 KUBECTL_SERVICE,
@@ -799,6 +812,24 @@ mod tests {
                 json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "dev"},
                        "spec": {}, "status": {}}),
                 roundtrip::<api_core::Namespace>,
+            ),
+            (
+                "service externalname",
+                KUBECTL_EXTERNAL_NAME,
+                json!({"kind": "Service", "apiVersion": "v1",
+                       "metadata": {"name": "ext", "labels": {"app": "ext"}},
+                       "spec": {"selector": {"app": "ext"}, "type": "ExternalName", "externalName": "bar.com"},
+                       "status": {"loadBalancer": {}}}),
+                roundtrip::<api_core::Service>,
+            ),
+            (
+                "service clusterip headless",
+                KUBECTL_HEADLESS,
+                json!({"kind": "Service", "apiVersion": "v1",
+                       "metadata": {"name": "hl", "labels": {"app": "hl"}},
+                       "spec": {"selector": {"app": "hl"}, "clusterIP": "None", "type": "ClusterIP"},
+                       "status": {"loadBalancer": {}}}),
+                roundtrip::<api_core::Service>,
             ),
         ];
         for (name, body, expected, round) in cases {
