@@ -276,7 +276,11 @@ impl FieldError {
     }
 
     /// `Invalid value: <v>: <detail>` with the schema-type flavour.
-    pub fn type_invalid(path: &Path, value: impl Into<BadValue>, detail: impl Into<String>) -> Self {
+    pub fn type_invalid(
+        path: &Path,
+        value: impl Into<BadValue>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(ErrorType::TypeInvalid, path, Some(value.into()), detail)
     }
 
@@ -425,8 +429,14 @@ mod tests {
     #[test]
     fn paths_render_like_upstream() {
         let cases = [
-            (Path::new("spec").child("ports").index(0).child("port"), "spec.ports[0].port"),
-            (Path::new("metadata").child("labels").key("app"), "metadata.labels[app]"),
+            (
+                Path::new("spec").child("ports").index(0).child("port"),
+                "spec.ports[0].port",
+            ),
+            (
+                Path::new("metadata").child("labels").key("app"),
+                "metadata.labels[app]",
+            ),
             (Path::new("spec"), "spec"),
             (Path::none(), "<nil>"),
             (Path::none().child("key"), "key"),
@@ -441,10 +451,17 @@ mod tests {
         let port = Path::new("spec").child("ports").index(0);
         let cases: Vec<(FieldError, &str)> = vec![
             (
-                FieldError::invalid(&port.child("port"), 0, "must be between 1 and 65535, inclusive"),
+                FieldError::invalid(
+                    &port.child("port"),
+                    0,
+                    "must be between 1 and 65535, inclusive",
+                ),
                 "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
             ),
-            (FieldError::required(&port.child("name"), ""), "spec.ports[0].name: Required value"),
+            (
+                FieldError::required(&port.child("name"), ""),
+                "spec.ports[0].name: Required value",
+            ),
             (
                 FieldError::required(&Path::new("spec").child("x"), "must be set"),
                 "spec.x: Required value: must be set",
@@ -474,7 +491,10 @@ mod tests {
                 r#"spec.ports[0].name: Duplicate value: "http""#,
             ),
             (
-                FieldError::forbidden(&port.child("nodePort"), "may not be used when `type` is 'ClusterIP'"),
+                FieldError::forbidden(
+                    &port.child("nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                ),
                 "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'",
             ),
             (
@@ -528,12 +548,18 @@ mod tests {
         let b = FieldError::invalid(&Path::new("metadata").child("name"), "Bad", "x");
         let cases: Vec<(Vec<FieldError>, &str)> = vec![
             (vec![], r#"Service "bad" is invalid"#),
-            (vec![a.clone()], r#"Service "bad" is invalid: spec.ports: Required value"#),
+            (
+                vec![a.clone()],
+                r#"Service "bad" is invalid: spec.ports: Required value"#,
+            ),
             (
                 vec![a.clone(), b.clone(), a.clone()],
                 r#"Service "bad" is invalid: [spec.ports: Required value, metadata.name: Invalid value: "Bad": x]"#,
             ),
-            (vec![a.clone(), a.clone()], r#"Service "bad" is invalid: spec.ports: Required value"#),
+            (
+                vec![a.clone(), a.clone()],
+                r#"Service "bad" is invalid: spec.ports: Required value"#,
+            ),
         ];
         for (errs, want) in cases {
             assert_eq!(invalid_message("Service", "bad", &errs), want);

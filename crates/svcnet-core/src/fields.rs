@@ -108,7 +108,11 @@ impl FieldSelector {
     /// Reject terms on fields `kind` does not support, with upstream's message.
     pub fn check_supported(&self, kind: &str) -> Result<(), FieldSelectorError> {
         let supported = supported_fields(kind);
-        match self.terms.iter().find(|t| !supported.contains(&t.field.as_str())) {
+        match self
+            .terms
+            .iter()
+            .find(|t| !supported.contains(&t.field.as_str()))
+        {
             Some(t) => Err(FieldSelectorError::UnsupportedField(t.field.clone())),
             None => Ok(()),
         }
@@ -157,9 +161,13 @@ fn split_terms(s: &str) -> Vec<&str> {
 fn split_term(term: &str) -> Option<(&str, FieldOp, &str)> {
     for (i, _) in term.char_indices() {
         let rest = &term[i..];
-        for (op, kind) in [("!=", FieldOp::NotEquals), ("==", FieldOp::Equals), ("=", FieldOp::Equals)] {
-            if rest.starts_with(op) {
-                return Some((&term[..i], kind, &rest[op.len()..]));
+        for (op, kind) in [
+            ("!=", FieldOp::NotEquals),
+            ("==", FieldOp::Equals),
+            ("=", FieldOp::Equals),
+        ] {
+            if let Some(rhs) = rest.strip_prefix(op) {
+                return Some((&term[..i], kind, rhs));
             }
         }
     }
@@ -310,10 +318,16 @@ pub fn object_fields(kind: &str, obj: &Value) -> Option<BTreeMap<String, String>
     let mut put = |k: &str, v: String| {
         m.insert(k.to_string(), v);
     };
-    put("metadata.name", str_at(obj, &["metadata", "name"]).to_string());
+    put(
+        "metadata.name",
+        str_at(obj, &["metadata", "name"]).to_string(),
+    );
     let res = resource_of(kind);
     if !matches!(res.as_str(), "nodes" | "namespaces") {
-        put("metadata.namespace", str_at(obj, &["metadata", "namespace"]).to_string());
+        put(
+            "metadata.namespace",
+            str_at(obj, &["metadata", "namespace"]).to_string(),
+        );
     }
     match res.as_str() {
         "pods" => {
@@ -327,7 +341,10 @@ pub fn object_fields(kind: &str, obj: &Value) -> Option<BTreeMap<String, String>
             ] {
                 put(label, str_at(obj, path).to_string());
             }
-            put("spec.hostNetwork", bool_at(obj, &["spec", "hostNetwork"]).to_string());
+            put(
+                "spec.hostNetwork",
+                bool_at(obj, &["spec", "hostNetwork"]).to_string(),
+            );
             // Upstream takes the first of status.podIPs.
             let ip = obj
                 .pointer("/status/podIPs/0/ip")
@@ -336,21 +353,47 @@ pub fn object_fields(kind: &str, obj: &Value) -> Option<BTreeMap<String, String>
             put("status.podIP", ip.to_string());
         }
         "events" => {
-            for f in ["kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"] {
-                put(&format!("involvedObject.{f}"), str_at(obj, &["involvedObject", f]).to_string());
+            for f in [
+                "kind",
+                "namespace",
+                "name",
+                "uid",
+                "apiVersion",
+                "resourceVersion",
+                "fieldPath",
+            ] {
+                put(
+                    &format!("involvedObject.{f}"),
+                    str_at(obj, &["involvedObject", f]).to_string(),
+                );
             }
             put("reason", str_at(obj, &["reason"]).to_string());
-            put("reportingComponent", str_at(obj, &["reportingComponent"]).to_string());
+            put(
+                "reportingComponent",
+                str_at(obj, &["reportingComponent"]).to_string(),
+            );
             put("source", str_at(obj, &["source", "component"]).to_string());
             put("type", str_at(obj, &["type"]).to_string());
         }
-        "nodes" => put("spec.unschedulable", bool_at(obj, &["spec", "unschedulable"]).to_string()),
-        "namespaces" => put("status.phase", str_at(obj, &["status", "phase"]).to_string()),
+        "nodes" => put(
+            "spec.unschedulable",
+            bool_at(obj, &["spec", "unschedulable"]).to_string(),
+        ),
+        "namespaces" => put(
+            "status.phase",
+            str_at(obj, &["status", "phase"]).to_string(),
+        ),
         "secrets" => put("type", str_at(obj, &["type"]).to_string()),
         "replicasets" | "replicationcontrollers" => {
-            put("status.replicas", int_at(obj, &["status", "replicas"]).to_string());
+            put(
+                "status.replicas",
+                int_at(obj, &["status", "replicas"]).to_string(),
+            );
         }
-        "jobs" => put("status.successful", int_at(obj, &["status", "succeeded"]).to_string()),
+        "jobs" => put(
+            "status.successful",
+            int_at(obj, &["status", "succeeded"]).to_string(),
+        ),
         _ => {}
     }
     Some(m)
@@ -372,7 +415,10 @@ mod tests {
             ("a=", "a="),
             ("a=x\\,y", "a=x\\,y"),
             ("a=x\\=y\\\\", "a=x\\=y\\\\"),
-            ("spec.nodeName=n1,status.phase!=Failed", "spec.nodeName=n1,status.phase!=Failed"),
+            (
+                "spec.nodeName=n1,status.phase!=Failed",
+                "spec.nodeName=n1,status.phase!=Failed",
+            ),
             (",a=b,", "a=b"),
         ];
         for (input, want) in cases {
@@ -388,9 +434,18 @@ mod tests {
         let cases = [
             ("a", "invalid selector: 'a'; can't understand 'a'"),
             ("a=b,c", "invalid selector: 'a=b,c'; can't understand 'c'"),
-            ("a=b=c", "invalid field selector: unescaped character in value: 61"),
-            ("a=x\\y", "invalid field selector: invalid escape sequence: \\y"),
-            ("a=x\\", "invalid field selector: invalid escape sequence: \\"),
+            (
+                "a=b=c",
+                "invalid field selector: unescaped character in value: 61",
+            ),
+            (
+                "a=x\\y",
+                "invalid field selector: invalid escape sequence: \\y",
+            ),
+            (
+                "a=x\\",
+                "invalid field selector: invalid escape sequence: \\",
+            ),
         ];
         for (input, want) in cases {
             let e = FieldSelector::parse(input).expect_err(input);
@@ -422,22 +477,53 @@ mod tests {
             assert_eq!(s.check_supported("pods"), Ok(()), "{sel}");
             assert_eq!(s.matches_fields(&fields), want, "{sel}");
         }
-        assert_eq!(FieldSelector::parse("spec.nodeName=n1").expect("valid").requires_exact_match("spec.nodeName"), Some("n1"));
+        assert_eq!(
+            FieldSelector::parse("spec.nodeName=n1")
+                .expect("valid")
+                .requires_exact_match("spec.nodeName"),
+            Some("n1")
+        );
     }
 
     #[test]
     fn per_kind_support() {
         let cases = [
-            ("pods", "foo=bar", Err(FieldSelectorError::UnsupportedField("foo".into()))),
+            (
+                "pods",
+                "foo=bar",
+                Err(FieldSelectorError::UnsupportedField("foo".into())),
+            ),
             ("Service", "metadata.name=a", Ok(())),
-            ("services", "spec.clusterIP=a", Err(FieldSelectorError::UnsupportedField("spec.clusterIP".into()))),
+            (
+                "services",
+                "spec.clusterIP=a",
+                Err(FieldSelectorError::UnsupportedField(
+                    "spec.clusterIP".into(),
+                )),
+            ),
             ("nodes", "spec.unschedulable=false", Ok(())),
-            ("nodes", "metadata.namespace=x", Err(FieldSelectorError::UnsupportedField("metadata.namespace".into()))),
+            (
+                "nodes",
+                "metadata.namespace=x",
+                Err(FieldSelectorError::UnsupportedField(
+                    "metadata.namespace".into(),
+                )),
+            ),
             ("namespaces", "status.phase=Active", Ok(())),
-            ("events", "involvedObject.name=web,type=Warning,source=kubelet", Ok(())),
+            (
+                "events",
+                "involvedObject.name=web,type=Warning,source=kubelet",
+                Ok(()),
+            ),
         ];
         for (kind, sel, want) in cases {
-            assert_eq!(FieldSelector::parse(sel).expect("valid").check_supported(kind), want, "{kind} {sel}");
+            assert_eq!(
+                FieldSelector::parse(sel)
+                    .expect("valid")
+                    .check_supported(kind),
+                want,
+                "{kind} {sel}"
+            );
         }
         assert_eq!(
             FieldSelectorError::UnsupportedField("foo".into()).to_string(),
@@ -453,12 +539,18 @@ mod tests {
             "reason": "Started", "type": "Normal", "source": {"component": "kubelet"}
         });
         let f = object_fields("events", &ev).expect("object");
-        assert_eq!(f.get("involvedObject.kind").map(String::as_str), Some("Pod"));
+        assert_eq!(
+            f.get("involvedObject.kind").map(String::as_str),
+            Some("Pod")
+        );
         assert_eq!(f.get("source").map(String::as_str), Some("kubelet"));
         assert_eq!(f.get("involvedObject.uid").map(String::as_str), Some(""));
         let node = json!({"metadata": {"name": "n1"}, "spec": {"unschedulable": true}});
         let f = object_fields("Node", &node).expect("object");
-        assert_eq!(f.get("spec.unschedulable").map(String::as_str), Some("true"));
+        assert_eq!(
+            f.get("spec.unschedulable").map(String::as_str),
+            Some("true")
+        );
         assert!(!f.contains_key("metadata.namespace"));
         let ns = json!({"metadata": {"name": "default"}, "status": {"phase": "Active"}});
         let f = object_fields("namespaces", &ns).expect("object");

@@ -20,7 +20,8 @@ pub const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_ERR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const DNS1035_LABEL_ERR: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
@@ -101,8 +102,7 @@ fn matches_qualified_name(s: &str) -> bool {
         (Some(&f), Some(&l)) => {
             f.is_ascii_alphanumeric()
                 && l.is_ascii_alphanumeric()
-                && b
-                    .iter()
+                && b.iter()
                     .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
         }
         _ => false,
@@ -119,7 +119,11 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
         if matches_dns1123_subdomain(value) {
             errs.push("must not contain dots".to_string());
         } else {
-            errs.push(regex_error(DNS1123_LABEL_ERR, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
+            errs.push(regex_error(
+                DNS1123_LABEL_ERR,
+                DNS1123_LABEL_FMT,
+                &["my-name", "123-abc"],
+            ));
         }
     }
     errs
@@ -132,7 +136,11 @@ pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
     }
     if !matches_dns1123_subdomain(value) {
-        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
+        errs.push(regex_error(
+            DNS1123_SUBDOMAIN_ERR,
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
     }
     errs
 }
@@ -144,7 +152,11 @@ pub fn is_dns1035_label(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1035_LABEL_MAX_LENGTH));
     }
     if !matches_dns1035_label(value) {
-        errs.push(regex_error(DNS1035_LABEL_ERR, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
+        errs.push(regex_error(
+            DNS1035_LABEL_ERR,
+            DNS1035_LABEL_FMT,
+            &["my-name", "abc-123"],
+        ));
     }
     errs
 }
@@ -176,12 +188,19 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push(format!("name part {}", empty_error()));
     } else if name.len() > QUALIFIED_NAME_MAX_LENGTH {
-        errs.push(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX_LENGTH)));
+        errs.push(format!(
+            "name part {}",
+            max_len_error(QUALIFIED_NAME_MAX_LENGTH)
+        ));
     }
     if !matches_qualified_name(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            regex_error(
+                QUALIFIED_NAME_ERR,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
         ));
     }
     errs
@@ -199,7 +218,11 @@ pub fn is_label_value(value: &str) -> Vec<String> {
         errs.push(max_len_error(LABEL_VALUE_MAX_LENGTH));
     }
     if !value.is_empty() && !matches_qualified_name(value) {
-        errs.push(regex_error(LABEL_VALUE_ERR, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
+        errs.push(regex_error(
+            LABEL_VALUE_ERR,
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ));
     }
     errs
 }
@@ -211,7 +234,9 @@ pub fn is_valid_port_name(port: &str) -> Vec<String> {
         errs.push(max_len_error(15));
     }
     if port.is_empty() || !port.bytes().all(|c| lower_alnum(c) || c == b'-') {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+        errs.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
+        );
     }
     if !port.bytes().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_string());
@@ -334,15 +359,27 @@ pub fn validate_nonnegative(value: i64, path: &Path) -> ErrorList {
 /// Upstream `ValidateObjectMeta`: name / generateName through `name_fn`,
 /// namespace required (and a DNS label) for namespaced kinds and forbidden
 /// otherwise, generation, labels, annotations, finalizers.
-pub fn validate_object_meta(meta: &ObjectMeta, namespaced: bool, name_fn: NameFn, path: &Path) -> ErrorList {
+pub fn validate_object_meta(
+    meta: &ObjectMeta,
+    namespaced: bool,
+    name_fn: NameFn,
+    path: &Path,
+) -> ErrorList {
     let mut errs = ErrorList::new();
     let generate_name = meta.generate_name.as_deref().unwrap_or("");
     if !generate_name.is_empty() {
-        errs.extend(errs_at(&path.child("generateName"), generate_name, name_fn(generate_name, true)));
+        errs.extend(errs_at(
+            &path.child("generateName"),
+            generate_name,
+            name_fn(generate_name, true),
+        ));
     }
     let name = meta.name.as_deref().unwrap_or("");
     if name.is_empty() {
-        errs.push(FieldError::required(&path.child("name"), "name or generateName is required"));
+        errs.push(FieldError::required(
+            &path.child("name"),
+            "name or generateName is required",
+        ));
     } else {
         errs.extend(errs_at(&path.child("name"), name, name_fn(name, false)));
     }
@@ -351,10 +388,17 @@ pub fn validate_object_meta(meta: &ObjectMeta, namespaced: bool, name_fn: NameFn
         if namespace.is_empty() {
             errs.push(FieldError::required(&path.child("namespace"), ""));
         } else {
-            errs.extend(errs_at(&path.child("namespace"), namespace, name_is_dns_label(namespace, false)));
+            errs.extend(errs_at(
+                &path.child("namespace"),
+                namespace,
+                name_is_dns_label(namespace, false),
+            ));
         }
     } else if !namespace.is_empty() {
-        errs.push(FieldError::forbidden(&path.child("namespace"), "not allowed on this type"));
+        errs.push(FieldError::forbidden(
+            &path.child("namespace"),
+            "not allowed on this type",
+        ));
     }
     if let Some(g) = meta.generation {
         errs.extend(validate_nonnegative(g, &path.child("generation")));
@@ -363,7 +407,10 @@ pub fn validate_object_meta(meta: &ObjectMeta, namespaced: bool, name_fn: NameFn
         errs.extend(validate_labels(labels, &path.child("labels")));
     }
     if let Some(annotations) = &meta.annotations {
-        errs.extend(validate_annotations(annotations, &path.child("annotations")));
+        errs.extend(validate_annotations(
+            annotations,
+            &path.child("annotations"),
+        ));
     }
     if let Some(finalizers) = &meta.finalizers {
         let fpath = path.child("finalizers");
@@ -406,7 +453,10 @@ pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &Pa
         errs.extend(validate_labels(labels, &path.child("labels")));
     }
     if let Some(annotations) = &new.annotations {
-        errs.extend(validate_annotations(annotations, &path.child("annotations")));
+        errs.extend(validate_annotations(
+            annotations,
+            &path.child("annotations"),
+        ));
     }
     errs
 }
@@ -528,11 +578,17 @@ mod tests {
             ("1234", vec!["must contain at least one letter (a-z)"]),
             ("a--b", vec!["must not contain consecutive hyphens"]),
             ("-ab", vec!["must not begin or end with a hyphen"]),
-            ("HTTP", vec![
-                "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
-                "must contain at least one letter (a-z)",
-            ]),
-            ("abcdefghijklmnop", vec!["must be no more than 15 characters"]),
+            (
+                "HTTP",
+                vec![
+                    "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+                    "must contain at least one letter (a-z)",
+                ],
+            ),
+            (
+                "abcdefghijklmnop",
+                vec!["must be no more than 15 characters"],
+            ),
         ];
         for (v, want) in cases {
             assert_eq!(is_valid_port_name(v), want, "{v:?}");
@@ -551,27 +607,61 @@ mod tests {
     fn object_meta() {
         let md = Path::new("metadata");
         let render = |errs: ErrorList| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>();
-        assert!(validate_object_meta(&meta("ok", Some("default")), true, name_is_dns_subdomain, &md).is_empty());
+        assert!(
+            validate_object_meta(
+                &meta("ok", Some("default")),
+                true,
+                name_is_dns_subdomain,
+                &md
+            )
+            .is_empty()
+        );
         assert_eq!(
-            render(validate_object_meta(&meta("", Some("default")), true, name_is_dns_subdomain, &md)),
+            render(validate_object_meta(
+                &meta("", Some("default")),
+                true,
+                name_is_dns_subdomain,
+                &md
+            )),
             vec!["metadata.name: Required value: name or generateName is required"]
         );
         assert_eq!(
-            render(validate_object_meta(&meta("ok", None), true, name_is_dns_subdomain, &md)),
+            render(validate_object_meta(
+                &meta("ok", None),
+                true,
+                name_is_dns_subdomain,
+                &md
+            )),
             vec!["metadata.namespace: Required value"]
         );
         assert_eq!(
-            render(validate_object_meta(&meta("ok", Some("x")), false, name_is_dns_subdomain, &md)),
+            render(validate_object_meta(
+                &meta("ok", Some("x")),
+                false,
+                name_is_dns_subdomain,
+                &md
+            )),
             vec!["metadata.namespace: Forbidden: not allowed on this type"]
         );
         assert_eq!(
-            render(validate_object_meta(&meta("1svc", Some("default")), true, name_is_dns1035_label, &md)),
-            vec![format!("metadata.name: Invalid value: \"1svc\": {DNS1035_MSG}")]
+            render(validate_object_meta(
+                &meta("1svc", Some("default")),
+                true,
+                name_is_dns1035_label,
+                &md
+            )),
+            vec![format!(
+                "metadata.name: Invalid value: \"1svc\": {DNS1035_MSG}"
+            )]
         );
         let mut m = meta("ok", Some("default"));
         m.generate_name = Some("web-".into());
         assert!(validate_object_meta(&m, true, name_is_dns_subdomain, &md).is_empty());
-        m.labels = Some([("_zoo".to_string(), "a b".to_string())].into_iter().collect());
+        m.labels = Some(
+            [("_zoo".to_string(), "a b".to_string())]
+                .into_iter()
+                .collect(),
+        );
         assert_eq!(
             render(validate_object_meta(&m, true, name_is_dns_subdomain, &md)),
             vec![
@@ -580,12 +670,20 @@ mod tests {
             ]
         );
         let mut m = meta("ok", Some("default"));
-        m.annotations = Some([("big".to_string(), "x".repeat(TOTAL_ANNOTATION_SIZE_LIMIT))].into_iter().collect());
+        m.annotations = Some(
+            [("big".to_string(), "x".repeat(TOTAL_ANNOTATION_SIZE_LIMIT))]
+                .into_iter()
+                .collect(),
+        );
         assert_eq!(
             render(validate_object_meta(&m, true, name_is_dns_subdomain, &md)),
             vec!["metadata.annotations: Too long: must have at most 262144 bytes"]
         );
-        m.annotations = Some([("Example.COM/Key".to_string(), "x".to_string())].into_iter().collect());
+        m.annotations = Some(
+            [("Example.COM/Key".to_string(), "x".to_string())]
+                .into_iter()
+                .collect(),
+        );
         assert!(validate_object_meta(&m, true, name_is_dns_subdomain, &md).is_empty());
     }
 }

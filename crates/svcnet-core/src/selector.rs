@@ -76,7 +76,11 @@ pub struct Requirement {
 impl Requirement {
     /// A validated requirement (upstream `NewRequirement`); the error is the
     /// aggregate of field errors, rendered as upstream does.
-    pub fn new(key: &str, operator: Operator, values: Vec<String>) -> Result<Requirement, SelectorError> {
+    pub fn new(
+        key: &str,
+        operator: Operator,
+        values: Vec<String>,
+    ) -> Result<Requirement, SelectorError> {
         let errs = requirement_errors(key, operator, &values, &Path::none());
         if errs.is_empty() {
             Ok(Requirement {
@@ -167,7 +171,11 @@ fn requirement_errors(key: &str, op: Operator, values: &[String], path: &Path) -
     let mut errs = ErrorList::new();
     let key_msgs = is_label_key(key);
     if !key_msgs.is_empty() {
-        errs.push(FieldError::invalid(&path.child("key"), key, key_msgs.join("; ")));
+        errs.push(FieldError::invalid(
+            &path.child("key"),
+            key,
+            key_msgs.join("; "),
+        ));
     }
     let vpath = path.child("values");
     match op {
@@ -220,7 +228,11 @@ fn requirement_errors(key: &str, op: Operator, values: &[String], path: &Path) -
     for (i, v) in values.iter().enumerate() {
         let msgs = is_label_value(v);
         if !msgs.is_empty() {
-            errs.push(FieldError::invalid(&vpath.index(i).key(key), v.as_str(), msgs.join("; ")));
+            errs.push(FieldError::invalid(
+                &vpath.index(i).key(key),
+                v.as_str(),
+                msgs.join("; "),
+            ));
         }
     }
     errs
@@ -301,7 +313,11 @@ impl Selector {
                     )));
                 }
             };
-            reqs.push(Requirement::new(&expr.key, op, expr.values.clone().unwrap_or_default())?);
+            reqs.push(Requirement::new(
+                &expr.key,
+                op,
+                expr.values.clone().unwrap_or_default(),
+            )?);
         }
         reqs.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Selector {
@@ -311,7 +327,7 @@ impl Selector {
     }
 
     /// Add a requirement (kept sorted by key).
-    pub fn add(mut self, r: Requirement) -> Selector {
+    pub fn with_requirement(mut self, r: Requirement) -> Selector {
         self.requirements.push(r);
         self.requirements.sort_by(|a, b| a.key.cmp(&b.key));
         self
@@ -365,7 +381,10 @@ pub fn validate_label_selector(ls: &LabelSelector, path: &Path) -> ErrorList {
         errs.extend(validate_labels(ml, &path.child("matchLabels")));
     }
     for (i, expr) in ls.match_expressions.iter().flatten().enumerate() {
-        errs.extend(validate_requirement(expr, &path.child("matchExpressions").index(i)));
+        errs.extend(validate_requirement(
+            expr,
+            &path.child("matchExpressions").index(i),
+        ));
     }
     errs
 }
@@ -401,7 +420,11 @@ fn validate_requirement(sr: &LabelSelectorRequirement, path: &Path) -> ErrorList
     }
     for (i, v) in values.iter().enumerate() {
         for m in is_label_value(v) {
-            errs.push(FieldError::invalid(&path.child("values").index(i), v.as_str(), m));
+            errs.push(FieldError::invalid(
+                &path.child("values").index(i),
+                v.as_str(),
+                m,
+            ));
         }
     }
     errs
@@ -501,7 +524,11 @@ fn lex(s: &str) -> Vec<Item<'_>> {
                 Some(t) => t,
                 None => Tok::Identifier,
             };
-            out.push(Item { tok, lit, pos: start });
+            out.push(Item {
+                tok,
+                lit,
+                pos: start,
+            });
         }
     }
 }
@@ -520,7 +547,10 @@ struct Parser<'a> {
 }
 
 fn syntax(pos: usize, message: String) -> SelectorError {
-    SelectorError::Syntax { position: pos, message }
+    SelectorError::Syntax {
+        position: pos,
+        message,
+    }
 }
 
 impl<'a> Parser<'a> {
@@ -567,10 +597,18 @@ impl<'a> Parser<'a> {
                         Tok::Comma => {
                             let (t2, l2, p2) = self.lookahead(Ctx::Values);
                             if t2 != Tok::Identifier && t2 != Tok::DoesNotExist {
-                                return Err(syntax(p2, format!("found '{l2}', expected: identifier after ','")));
+                                return Err(syntax(
+                                    p2,
+                                    format!("found '{l2}', expected: identifier after ','"),
+                                ));
                             }
                         }
-                        _ => return Err(syntax(p, format!("found '{l}', expected: ',' or 'end of string'"))),
+                        _ => {
+                            return Err(syntax(
+                                p,
+                                format!("found '{l}', expected: ',' or 'end of string'"),
+                            ));
+                        }
                     }
                 }
                 Tok::End => return Ok(reqs),
@@ -597,7 +635,13 @@ impl<'a> Parser<'a> {
         self.build(key, op, values.into_iter().collect(), key_pos)
     }
 
-    fn build(&self, key: &str, op: Operator, values: Vec<String>, pos: usize) -> Result<Requirement, SelectorError> {
+    fn build(
+        &self,
+        key: &str,
+        op: Operator,
+        values: Vec<String>,
+        pos: usize,
+    ) -> Result<Requirement, SelectorError> {
         let errs = requirement_errors(key, op, &values, &Path::none());
         if errs.is_empty() {
             Ok(Requirement {
@@ -610,7 +654,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse_key_and_infer_operator(&mut self) -> Result<(&'a str, Option<Operator>, usize), SelectorError> {
+    fn parse_key_and_infer_operator(
+        &mut self,
+    ) -> Result<(&'a str, Option<Operator>, usize), SelectorError> {
         let mut op = None;
         let (mut tok, mut lit, mut pos) = self.consume(Ctx::Values);
         if tok == Tok::DoesNotExist {
@@ -671,7 +717,10 @@ impl<'a> Parser<'a> {
                 self.consume(Ctx::Values);
                 Ok(BTreeSet::from([String::new()]))
             }
-            _ => Err(syntax(pos, format!("found '{lit}', expected: ',', ')' or identifier"))),
+            _ => Err(syntax(
+                pos,
+                format!("found '{lit}', expected: ',', ')' or identifier"),
+            )),
         }
     }
 
@@ -703,7 +752,12 @@ impl<'a> Parser<'a> {
                         s.insert(String::new());
                     }
                 }
-                _ => return Err(syntax(pos, format!("found '{lit}', expected: ',', or identifier"))),
+                _ => {
+                    return Err(syntax(
+                        pos,
+                        format!("found '{lit}', expected: ',', or identifier"),
+                    ));
+                }
             }
         }
     }
@@ -727,7 +781,10 @@ mod tests {
     use super::*;
 
     fn set(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Upstream `TestSelectorParse` and `TestSetSelectorParser`: valid inputs
@@ -746,7 +803,10 @@ mod tests {
             ("x>1", "x>1"),
             ("x>1,z<5", "x>1,z<5"),
             ("\rx", "x"),
-            ("this-is-a-dns.domain.com/key-with-dash", "this-is-a-dns.domain.com/key-with-dash"),
+            (
+                "this-is-a-dns.domain.com/key-with-dash",
+                "this-is-a-dns.domain.com/key-with-dash",
+            ),
             (
                 "this-is-another-dns.domain.com/key-with-dash in (so,what)",
                 "this-is-another-dns.domain.com/key-with-dash in (so,what)",
@@ -761,7 +821,10 @@ mod tests {
             ("x in (abc,def)", "x in (abc,def)"),
             ("x in (abc,)", "x in (,abc)"),
             ("x in ()", "x in ()"),
-            ("x notin (abc,,def),bar,z in (),w", "bar,w,x notin (,abc,def),z in ()"),
+            (
+                "x notin (abc,,def),bar,z in (),w",
+                "bar,w,x notin (,abc,def),z in ()",
+            ),
             ("x,y in (a)", "x,y in (a)"),
             ("x=a", "x=a"),
             ("x<7", "x<7"),
@@ -770,7 +833,10 @@ mod tests {
             ("x notin (, a)", "x notin (,a)"),
             ("a ", "a"),
             ("a in (x,y,notin, z,in)", "a in (in,notin,x,y,z)"),
-            ("x in (foo,,baz),y,z notin ()", "x in (,baz,foo),y,z notin ()"),
+            (
+                "x in (foo,,baz),y,z notin ()",
+                "x in (,baz,foo),y,z notin ()",
+            ),
             ("notin=in", "notin=in"),
             ("x==a", "x==a"),
             ("x=a,a=x", "a=x,x=a"),
@@ -872,8 +938,16 @@ mod tests {
             // `!=` and `notin` match objects without the key.
             ("x!=a", set(&[("y", "b")]), true),
             ("x notin (a)", set(&[]), true),
-            ("x in (foo),y notin (alpha)", set(&[("x", "foo"), ("y", "baz")]), true),
-            ("x in (foo),y in (alpha)", set(&[("x", "foo"), ("y", "baz")]), false),
+            (
+                "x in (foo),y notin (alpha)",
+                set(&[("x", "foo"), ("y", "baz")]),
+                true,
+            ),
+            (
+                "x in (foo),y in (alpha)",
+                set(&[("x", "foo"), ("y", "baz")]),
+                false,
+            ),
             ("x notin (),y", set(&[("y", "")]), true),
             ("!x,y", set(&[("y", "")]), true),
             ("x notin (),!y", set(&[("y", "")]), false),
@@ -918,9 +992,17 @@ mod tests {
             ]),
         };
         let s = Selector::from_label_selector(Some(&ls)).expect("valid");
-        assert_eq!(s.to_string(), "app=web,!canary,env in (dev,prod),tier notin (db),zone");
+        assert_eq!(
+            s.to_string(),
+            "app=web,!canary,env in (dev,prod),tier notin (db),zone"
+        );
         assert!(s.matches(&set(&[("app", "web"), ("env", "prod"), ("zone", "a")])));
-        assert!(!s.matches(&set(&[("app", "web"), ("env", "prod"), ("zone", "a"), ("canary", "1")])));
+        assert!(!s.matches(&set(&[
+            ("app", "web"),
+            ("env", "prod"),
+            ("zone", "a"),
+            ("canary", "1")
+        ])));
 
         let bad = LabelSelector {
             match_expressions: Some(vec![expr("a", "Foo", &[])]),
@@ -928,7 +1010,9 @@ mod tests {
         };
         assert_eq!(
             Selector::from_label_selector(Some(&bad)).map(|s| s.to_string()),
-            Err(SelectorError::Invalid("\"Foo\" is not a valid label selector operator".into()))
+            Err(SelectorError::Invalid(
+                "\"Foo\" is not a valid label selector operator".into()
+            ))
         );
         let bad = LabelSelector {
             match_expressions: Some(vec![expr("a", "In", &[])]),
@@ -996,8 +1080,13 @@ mod tests {
             "([A-Za-z0-9]([-A-Za-z0-9_.]{0,6}[A-Za-z0-9])?)?"
         }
         fn requirement() -> impl Strategy<Value = Requirement> {
-            (key(), 0..9u8, proptest::collection::btree_set(value(), 1..4), 0..100i64).prop_map(
-                |(key, op, vals, n)| {
+            (
+                key(),
+                0..9u8,
+                proptest::collection::btree_set(value(), 1..4),
+                0..100i64,
+            )
+                .prop_map(|(key, op, vals, n)| {
                     let (operator, values) = match op {
                         0 => (Operator::In, vals.into_iter().collect()),
                         1 => (Operator::NotIn, vals.into_iter().collect()),
@@ -1009,15 +1098,18 @@ mod tests {
                         7 => (Operator::GreaterThan, vec![n.to_string()]),
                         _ => (Operator::LessThan, vec![n.to_string()]),
                     };
-                    Requirement { key, operator, values }
-                },
-            )
+                    Requirement {
+                        key,
+                        operator,
+                        values,
+                    }
+                })
         }
 
         proptest! {
             #[test]
             fn display_parse_round_trips(reqs in proptest::collection::vec(requirement(), 0..5)) {
-                let sel = reqs.into_iter().fold(Selector::everything(), Selector::add);
+                let sel = reqs.into_iter().fold(Selector::everything(), Selector::with_requirement);
                 let text = sel.to_string();
                 let parsed = Selector::parse(&text);
                 prop_assert!(parsed.is_ok(), "{text:?}: {parsed:?}");
