@@ -153,12 +153,14 @@ async fn etcd() -> (Etcd, Arc<dyn Store>) {
 async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let embedded: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).await.expect("open"));
-    let mut rows = vec![bench("embedded", embedded).await];
-    #[cfg(feature = "etcd")]
-    {
-        let (_guard, store) = etcd().await;
-        rows.push(bench("etcd", store).await);
-    }
+    let rows = vec![
+        bench("embedded", embedded).await,
+        #[cfg(feature = "etcd")]
+        {
+            let (_guard, store) = etcd().await;
+            bench("etcd", store).await
+        },
+    ];
     println!(
         "{:<10} {:>14} {:>16} {:>14} {:>12} {:>12}",
         "backend",

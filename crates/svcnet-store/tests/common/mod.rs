@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use svcnet_store::{EmbeddedConfig, EmbeddedStore, Store};
 
@@ -93,7 +93,7 @@ pub async fn etcd_with(config: impl FnOnce(&mut svcnet_store::EtcdConfig)) -> Fi
         ..Default::default()
     };
     config(&mut cfg);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         match svcnet_store::EtcdStore::connect_with(cfg.clone()).await {
             Ok(store) => {
@@ -102,7 +102,7 @@ pub async fn etcd_with(config: impl FnOnce(&mut svcnet_store::EtcdConfig)) -> Fi
                     _guard: Box::new(server),
                 };
             }
-            Err(e) if Instant::now() < deadline => {
+            Err(e) if std::time::Instant::now() < deadline => {
                 let _ = e;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
