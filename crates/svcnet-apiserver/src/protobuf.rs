@@ -9,11 +9,11 @@
 //! unset `healthCheckNodePort` as `0`. A Go server decodes those into zero values that its JSON
 //! encoder then drops (`omitempty`); we do the same: scalars of Go value fields with `omitempty`
 //! are left out when zero, while Go pointer fields and required fields (`keep` below) are kept as
-//! sent. Fields newer than Kubernetes 1.33, `managedFields`, and the legacy in-tree cloud volume
-//! sources (awsElasticBlockStore, azureDisk, azureFile, cephfs, cinder, fc, flexVolume, flocker,
-//! gcePersistentDisk, gitRepo, glusterfs, iscsi, photonPersistentDisk, portworxVolume, quobyte,
-//! rbd, scaleIO, storageos, vsphereVolume) and `ephemeral` volumes are skipped, as a 1.33 server
-//! skips unknown protobuf fields.
+//! sent. Fields newer than Kubernetes 1.33 are skipped, as a 1.33 server skips unknown protobuf
+//! fields. Not converted (dropped, a deviation from upstream): `managedFields` and the deprecated
+//! in-tree volume sources (awsElasticBlockStore, azureDisk, azureFile, cephfs, cinder, fc,
+//! flexVolume, flocker, gcePersistentDisk, gitRepo, glusterfs, iscsi, photonPersistentDisk,
+//! portworxVolume, quobyte, rbd, scaleIO, storageos, vsphereVolume).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -349,8 +349,7 @@ messages! {
     corev1::AppArmorProfile { r#type: keep, localhost_profile: keep }
     corev1::AttachedVolume { name: keep, device_path: keep }
     corev1::CSIVolumeSource {
-        driver: keep, read_only: keep, fs_type: keep, volume_attributes,
-        node_publish_secret_ref
+        driver: keep, read_only: keep, fs_type: keep, volume_attributes, node_publish_secret_ref
     }
     corev1::Capabilities { add, drop }
     corev1::ClientIpConfig { timeout_seconds: keep }
@@ -370,8 +369,7 @@ messages! {
         name: keep, image, command, args, working_dir, ports, env_from, env, resources,
         resize_policy, restart_policy: keep, volume_mounts, volume_devices, liveness_probe,
         readiness_probe, startup_probe, lifecycle, termination_message_path,
-        termination_message_policy, image_pull_policy, security_context, stdin, stdin_once,
-        tty
+        termination_message_policy, image_pull_policy, security_context, stdin, stdin_once, tty
     }
     corev1::ContainerImage { names: keep, size_bytes }
     corev1::ContainerPort { name, host_port, container_port: keep, protocol, host_ip = "hostIP" }
@@ -379,8 +377,8 @@ messages! {
     corev1::ContainerState { waiting, running, terminated }
     corev1::ContainerStateRunning { started_at }
     corev1::ContainerStateTerminated {
-        exit_code: keep, signal, reason, message, started_at, finished_at, container_id =
-        "containerID"
+        exit_code: keep, signal, reason, message, started_at, finished_at,
+        container_id = "containerID"
     }
     corev1::ContainerStateWaiting { reason, message }
     corev1::ContainerStatus {
@@ -407,12 +405,12 @@ messages! {
         name: keep, image, command, args, working_dir, ports, env_from, env, resources,
         resize_policy, restart_policy: keep, volume_mounts, volume_devices, liveness_probe,
         readiness_probe, startup_probe, lifecycle, termination_message_path,
-        termination_message_policy, image_pull_policy, security_context, stdin, stdin_once,
-        tty
+        termination_message_policy, image_pull_policy, security_context, stdin, stdin_once, tty
     }
+    corev1::EphemeralVolumeSource { volume_claim_template }
     corev1::Event {
-        metadata, involved_object, reason, message, source, first_timestamp, last_timestamp,
-        count, r#type, event_time, series, action, related, reporting_component: keep,
+        metadata, involved_object, reason, message, source, first_timestamp, last_timestamp, count,
+        r#type, event_time, series, action, related, reporting_component: keep,
         reporting_instance: keep
     }
     corev1::EventSeries { count, last_observed_time }
@@ -444,8 +442,7 @@ messages! {
         preferred_during_scheduling_ignored_during_execution
     }
     corev1::NodeCondition {
-        r#type: keep, status: keep, last_heartbeat_time, last_transition_time, reason,
-        message
+        r#type: keep, status: keep, last_heartbeat_time, last_transition_time, reason, message
     }
     corev1::NodeConfigSource { config_map }
     corev1::NodeConfigStatus { assigned, active, last_known_good, error }
@@ -457,24 +454,29 @@ messages! {
     corev1::NodeSelectorRequirement { key: keep, operator: keep, values }
     corev1::NodeSelectorTerm { match_expressions, match_fields }
     corev1::NodeSpec {
-        pod_cidr = "podCIDR", pod_cid_rs = "podCIDRs", provider_id = "providerID",
-        unschedulable, taints, config_source, external_id = "externalID"
+        pod_cidr = "podCIDR", pod_cid_rs = "podCIDRs", provider_id = "providerID", unschedulable,
+        taints, config_source, external_id = "externalID"
     }
     corev1::NodeStatus {
-        capacity, allocatable, phase, conditions, addresses, daemon_endpoints, node_info,
-        images, volumes_in_use, volumes_attached, config, runtime_handlers, features
+        capacity, allocatable, phase, conditions, addresses, daemon_endpoints, node_info, images,
+        volumes_in_use, volumes_attached, config, runtime_handlers, features
     }
     corev1::NodeSwapStatus { capacity: keep }
     corev1::NodeSystemInfo {
-        machine_id = "machineID": keep, system_uuid = "systemUUID": keep, boot_id =
-        "bootID": keep, kernel_version: keep, os_image: keep, container_runtime_version:
-        keep, kubelet_version: keep, kube_proxy_version: keep, operating_system: keep,
-        architecture: keep, swap
+        machine_id = "machineID": keep, system_uuid = "systemUUID": keep, boot_id = "bootID": keep,
+        kernel_version: keep, os_image: keep, container_runtime_version: keep,
+        kubelet_version: keep, kube_proxy_version: keep, operating_system: keep, architecture: keep,
+        swap
     }
     corev1::ObjectFieldSelector { api_version, field_path: keep }
     corev1::ObjectReference {
         kind, namespace, name, uid, api_version, resource_version, field_path
     }
+    corev1::PersistentVolumeClaimSpec {
+        access_modes, selector, resources, volume_name, storage_class_name: keep, volume_mode: keep,
+        data_source, data_source_ref, volume_attributes_class_name: keep
+    }
+    corev1::PersistentVolumeClaimTemplate { metadata, spec }
     corev1::PersistentVolumeClaimVolumeSource { claim_name: keep, read_only }
     corev1::Pod { metadata, spec, status }
     corev1::PodAffinity {
@@ -482,16 +484,16 @@ messages! {
         preferred_during_scheduling_ignored_during_execution
     }
     corev1::PodAffinityTerm {
-        label_selector, namespaces, topology_key: keep, namespace_selector,
-        match_label_keys, mismatch_label_keys
+        label_selector, namespaces, topology_key: keep, namespace_selector, match_label_keys,
+        mismatch_label_keys
     }
     corev1::PodAntiAffinity {
         required_during_scheduling_ignored_during_execution,
         preferred_during_scheduling_ignored_during_execution
     }
     corev1::PodCondition {
-        r#type: keep, observed_generation, status: keep, last_probe_time,
-        last_transition_time, reason, message
+        r#type: keep, observed_generation, status: keep, last_probe_time, last_transition_time,
+        reason, message
     }
     corev1::PodDnsConfig { nameservers, searches, options }
     corev1::PodDnsConfigOption { name, value: keep }
@@ -506,33 +508,33 @@ messages! {
     corev1::PodSecurityContext {
         se_linux_options, windows_options, run_as_user: keep, run_as_group: keep,
         run_as_non_root: keep, supplemental_groups, supplemental_groups_policy: keep,
-        fs_group: keep, sysctls, fs_group_change_policy: keep, seccomp_profile,
-        app_armor_profile, se_linux_change_policy: keep
+        fs_group: keep, sysctls, fs_group_change_policy: keep, seccomp_profile, app_armor_profile,
+        se_linux_change_policy: keep
     }
     corev1::PodSpec {
         volumes, init_containers, containers: keep, ephemeral_containers, restart_policy,
         termination_grace_period_seconds: keep, active_deadline_seconds: keep, dns_policy,
-        node_selector, service_account_name, service_account,
-        automount_service_account_token: keep, node_name, host_network, host_pid =
-        "hostPID", host_ipc = "hostIPC", share_process_namespace: keep, security_context,
-        image_pull_secrets, hostname, subdomain, affinity, scheduler_name, tolerations,
-        host_aliases, priority_class_name, priority: keep, dns_config, readiness_gates,
-        runtime_class_name: keep, enable_service_links: keep, preemption_policy: keep,
-        overhead, topology_spread_constraints, set_hostname_as_fqdn = "setHostnameAsFQDN":
-        keep, os, host_users: keep, scheduling_gates, resource_claims, resources
+        node_selector, service_account_name, service_account, automount_service_account_token: keep,
+        node_name, host_network, host_pid = "hostPID", host_ipc = "hostIPC",
+        share_process_namespace: keep, security_context, image_pull_secrets, hostname, subdomain,
+        affinity, scheduler_name, tolerations, host_aliases, priority_class_name, priority: keep,
+        dns_config, readiness_gates, runtime_class_name: keep, enable_service_links: keep,
+        preemption_policy: keep, overhead, topology_spread_constraints,
+        set_hostname_as_fqdn = "setHostnameAsFQDN": keep, os, host_users: keep, scheduling_gates,
+        resource_claims, resources
     }
     corev1::PodStatus {
         observed_generation, phase, conditions, message, reason, nominated_node_name,
-        host_ip = "hostIP", host_ips = "hostIPs", pod_ip = "podIP", pod_ips = "podIPs",
-        start_time, init_container_statuses, container_statuses, qos_class,
-        ephemeral_container_statuses, resize, resource_claim_statuses
+        host_ip = "hostIP", host_ips = "hostIPs", pod_ip = "podIP", pod_ips = "podIPs", start_time,
+        init_container_statuses, container_statuses, qos_class, ephemeral_container_statuses,
+        resize, resource_claim_statuses
     }
     corev1::PodTemplateSpec { metadata, spec }
     corev1::PortStatus { port: keep, protocol: keep, error: keep }
     corev1::PreferredSchedulingTerm { weight: keep, preference }
     corev1::Probe {
-        handler: inline, initial_delay_seconds, timeout_seconds, period_seconds,
-        success_threshold, failure_threshold, termination_grace_period_seconds: keep
+        handler: inline, initial_delay_seconds, timeout_seconds, period_seconds, success_threshold,
+        failure_threshold, termination_grace_period_seconds: keep
     }
     corev1::ProbeHandler { exec, http_get, tcp_socket, grpc }
     corev1::ProjectedVolumeSource { sources: keep, default_mode: keep }
@@ -548,10 +550,9 @@ messages! {
     corev1::SecretProjection { local_object_reference: inline, items, optional: keep }
     corev1::SecretVolumeSource { secret_name, items, default_mode: keep, optional: keep }
     corev1::SecurityContext {
-        capabilities, privileged: keep, se_linux_options, windows_options, run_as_user:
-        keep, run_as_group: keep, run_as_non_root: keep, read_only_root_filesystem: keep,
-        allow_privilege_escalation: keep, proc_mount: keep, seccomp_profile,
-        app_armor_profile
+        capabilities, privileged: keep, se_linux_options, windows_options, run_as_user: keep,
+        run_as_group: keep, run_as_non_root: keep, read_only_root_filesystem: keep,
+        allow_privilege_escalation: keep, proc_mount: keep, seccomp_profile, app_armor_profile
     }
     corev1::Service { metadata, spec, status }
     corev1::ServiceAccountTokenProjection { audience, expiration_seconds: keep, path: keep }
@@ -559,10 +560,10 @@ messages! {
     corev1::ServiceSpec {
         ports, selector, cluster_ip = "clusterIP", cluster_ips = "clusterIPs", r#type,
         external_ips = "externalIPs", session_affinity, load_balancer_ip = "loadBalancerIP",
-        load_balancer_source_ranges, external_name, external_traffic_policy,
-        health_check_node_port, publish_not_ready_addresses, session_affinity_config,
-        ip_families, ip_family_policy: keep, allocate_load_balancer_node_ports: keep,
-        load_balancer_class: keep, internal_traffic_policy: keep, traffic_distribution: keep
+        load_balancer_source_ranges, external_name, external_traffic_policy, health_check_node_port,
+        publish_not_ready_addresses, session_affinity_config, ip_families, ip_family_policy: keep,
+        allocate_load_balancer_node_ports: keep, load_balancer_class: keep,
+        internal_traffic_policy: keep, traffic_distribution: keep
     }
     corev1::ServiceStatus { load_balancer, conditions }
     corev1::SessionAffinityConfig { client_ip = "clientIP" }
@@ -573,9 +574,10 @@ messages! {
     corev1::Toleration { key, operator, value, effect, toleration_seconds: keep }
     corev1::TopologySpreadConstraint {
         max_skew: keep, topology_key: keep, when_unsatisfiable: keep, label_selector,
-        min_domains: keep, node_affinity_policy: keep, node_taints_policy: keep,
-        match_label_keys
+        min_domains: keep, node_affinity_policy: keep, node_taints_policy: keep, match_label_keys
     }
+    corev1::TypedLocalObjectReference { api_group: keep, kind: keep, name: keep }
+    corev1::TypedObjectReference { api_group: keep, kind: keep, name: keep, namespace: keep }
     corev1::Volume { name: keep, volume_source: inline }
     corev1::VolumeDevice { name: keep, device_path: keep }
     corev1::VolumeMount {
@@ -587,9 +589,10 @@ messages! {
         secret, downward_api = "downwardAPI", config_map, service_account_token,
         cluster_trust_bundle
     }
+    corev1::VolumeResourceRequirements { limits, requests }
     corev1::VolumeSource {
-        host_path, empty_dir, secret, nfs, persistent_volume_claim, downward_api =
-        "downwardAPI", config_map, projected, csi, image
+        host_path, empty_dir, secret, nfs, persistent_volume_claim, downward_api = "downwardAPI",
+        config_map, projected, csi, ephemeral, image
     }
     corev1::WeightedPodAffinityTerm { weight: keep, pod_affinity_term }
     corev1::WindowsSecurityContextOptions {
@@ -1098,6 +1101,26 @@ mod tests {
                     },
                 ),
                 volume(
+                    "data",
+                    corev1::VolumeSource {
+                        ephemeral: Some(corev1::EphemeralVolumeSource {
+                            volume_claim_template: Some(corev1::PersistentVolumeClaimTemplate {
+                                metadata: None,
+                                spec: Some(corev1::PersistentVolumeClaimSpec {
+                                    access_modes: strs(&["ReadWriteOnce"]),
+                                    resources: Some(corev1::VolumeResourceRequirements {
+                                        limits: BTreeMap::new(),
+                                        requests: quantities(&[("storage", "1Gi")]),
+                                    }),
+                                    storage_class_name: s("fast"),
+                                    ..Default::default()
+                                }),
+                            }),
+                        }),
+                        ..Default::default()
+                    },
+                ),
+                volume(
                     "logs",
                     corev1::VolumeSource {
                         host_path: Some(corev1::HostPathVolumeSource {
@@ -1169,6 +1192,9 @@ mod tests {
                     "items": [{"key": "a", "path": "a.txt", "mode": 256}], "defaultMode": 420}},
                 {"name": "creds", "secret": {"secretName": "creds",
                     "items": [{"key": "a", "path": "a.txt", "mode": 256}], "optional": true}},
+                {"name": "data", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                    "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                    "storageClassName": "fast"}}}},
                 {"name": "logs", "hostPath": {"path": "/var/log", "type": "DirectoryOrCreate"}}
             ],
             "initContainers": [{"name": "init", "image": "busybox"}],
