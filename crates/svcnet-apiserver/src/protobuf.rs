@@ -645,6 +645,13 @@ mod tests {
         serde_json::to_value(typed).expect("k8s-openapi serializes")
     }
 
+    /// Decodes `body` and compares it with `expected`, directly and through k8s-openapi.
+    fn check(name: &str, body: &[u8], expected: &Value, round: RoundTrip) {
+        let decoded = decode(body).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(&decoded, expected, "{name}");
+        assert_eq!(&round(&decoded), expected, "{name}: k8s-openapi round trip");
+    }
+
     fn wire(api_version: &str, kind: &str, message: &impl Message) -> Vec<u8> {
         wire_raw(api_version, kind, message.encode_to_vec())
     }
@@ -836,9 +843,7 @@ mod tests {
             ),
         ];
         for (name, body, expected, round) in cases {
-            let decoded = decode(&hex(body)).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(decoded, expected, "{name}");
-            assert_eq!(round(&decoded), expected, "{name}: k8s-openapi round trip");
+            check(name, &hex(body), &expected, round);
         }
     }
 
@@ -1794,9 +1799,7 @@ mod tests {
             ),
         ];
         for (name, body, expected, round) in cases {
-            let decoded = decode(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(decoded, expected, "{name}");
-            assert_eq!(round(&decoded), expected, "{name}: k8s-openapi round trip");
+            check(name, &body, &expected, round);
         }
     }
 
