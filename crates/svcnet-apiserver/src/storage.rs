@@ -1,0 +1,91 @@
+//! Objects in the store: keys, JSON encoding, resourceVersion injection.
+//!
+//! Objects are stored as JSON without `metadata.resourceVersion`; on every
+//! read the key's mod_revision is put there, so resourceVersion is always
+//! the store revision of the last write (as upstream's etcd3 storage does).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use svcnet_store::{KeyValue, Revision, Store};
+
+use crate::resources::Resource;
+
+/// The store key of an object.
+pub fn key(res: &Resource, namespace: Option<&str>, name: &str) -> Vec<u8> {
+    match (res.namespaced, namespace) {
+        (true, Some(ns)) => format!("/registry/{}/{}/{}", res.qualified(), ns, name).into_bytes(),
+        _ => format!("/registry/{}/{}", res.qualified(), name).into_bytes(),
+    }
+}
+
+/// The key prefix of a collection (all namespaces when `namespace` is None).
+pub fn prefix(res: &Resource, namespace: Option<&str>) -> Vec<u8> {
+    match (res.namespaced, namespace) {
+        (true, Some(ns)) => format!("/registry/{}/{}/", res.qualified(), ns).into_bytes(),
+        _ => format!("/registry/{}/", res.qualified()).into_bytes(),
+    }
+}
+
+/// Decodes a stored value and sets its resourceVersion.
+pub fn decode(kv: &KeyValue) -> Option<Value> {
+    let mut v: Value = serde_json::from_slice(&kv.value).ok()?;
+    set_rv(&mut v, kv.mod_revision);
+    Some(v)
+}
+
+/// Sets `metadata.resourceVersion`.
+pub fn set_rv(obj: &mut Value, rev: Revision) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+}
+
+/// Encodes an object for storage (without resourceVersion).
+pub fn encode(obj: &Value) -> Vec<u8> {
+    let mut o = obj.clone();
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&o).unwrap_or_default()
+}
+
+/// Shared handle to the store.
+pub type StoreRef = Arc<dyn Store>;
+
+/// Reads `metadata.<field>` as a string.
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+/// Name and namespace of an object.
+pub fn name_of(obj: &Value) -> &str {
+    meta_str(obj, "name").unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::find;
+
+    #[test]
+    fn keys() {
+        let svc = find("", "v1", "services").unwrap();
+        let ns = find("", "v1", "namespaces").unwrap();
+        let dep = find("apps", "v1", "deployments").unwrap();
+        assert_eq!(key(svc, Some("default"), "web"), b"/registry/services/default/web");
+        assert_eq!(key(ns, None, "dev"), b"/registry/namespaces/dev");
+        assert_eq!(prefix(dep, Some("a")), b"/registry/deployments.apps/a/");
+        assert_eq!(prefix(svc, None), b"/registry/services/");
+    }
+
+    #[test]
+    fn rv_roundtrip() {
+        let obj = serde_json::json!({"metadata": {"name": "a", "resourceVersion": "5"}});
+        let enc = encode(&obj);
+        let kv = KeyValue { key: b"k".to_vec(), value: enc, create_revision: 7, mod_revision: 9 };
+        let dec = decode(&kv).unwrap();
+        assert_eq!(dec["metadata"]["resourceVersion"], "9");
+        assert!(!String::from_utf8_lossy(&kv.value).contains("resourceVersion"));
+    }
+}

@@ -1,0 +1,216 @@
+//! Per-kind rules: defaulting, validation, status-subresource handling, generation.
+//!
+//! The decisions themselves live in `svcnet-core`; this module maps a
+//! resource to them and converts between JSON and the typed objects.
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use svcnet_core::field_errors::{ErrorList, FieldError, invalid_message};
+use svcnet_core::{defaults, validation};
+
+use crate::resources::Resource;
+use crate::status::{ApiError, ApiResult, Cause};
+
+/// Converts field errors into a 422 Invalid.
+pub fn invalid(res: &Resource, name: &str, errs: &[FieldError]) -> ApiError {
+    let causes = errs
+        .iter()
+        .map(|e| Cause {
+            reason: e.error_type.cause_reason().to_string(),
+            message: e.body(),
+            field: e.field.clone(),
+        })
+        .collect();
+    let kind = if res.group.is_empty() { res.kind.to_string() } else { format!("{}.{}", res.kind, res.group) };
+    ApiError::invalid(res, name, causes, invalid_message(&kind, name, errs))
+}
+
+fn cannot_handle(res: &Resource, e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!(
+        "{} in version \"{}\" cannot be handled as a {}: {}",
+        res.kind, res.version, res.kind, e
+    ))
+}
+
+fn typed<T: DeserializeOwned>(res: &Resource, v: &Value) -> ApiResult<T> {
+    serde_json::from_value(v.clone()).map_err(|e| cannot_handle(res, e))
+}
+
+fn untyped<T: Serialize>(t: &T) -> ApiResult<Value> {
+    serde_json::to_value(t).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Fields in `input` that the typed round trip dropped: unknown fields.
+pub fn unknown_fields(input: &Value, known: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk_unknown(input, known, "", &mut out);
+    out
+}
+
+fn walk_unknown(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(i), Value::Object(k)) => {
+            for (key, iv) in i {
+                let p = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                match k.get(key) {
+                    Some(kv) => walk_unknown(iv, kv, &p, out),
+                    None if iv.is_null() => {}
+                    // Maps of strings (labels, selector, ...) round-trip as-is, so
+                    // a missing key really is a dropped field.
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(k)) => {
+            for (idx, (iv, kv)) in i.iter().zip(k.iter()).enumerate() {
+                walk_unknown(iv, kv, &format!("{path}[{idx}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What a write is.
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    Create,
+    Update { old: &'a Value },
+    Status { old: &'a Value },
+}
+
+/// Defaults and validates `obj` for `res`; returns the typed round trip.
+/// Returns the unknown fields of the input too (for fieldValidation).
+pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value, Vec<String>)> {
+    let name = crate::storage::name_of(obj).to_string();
+    macro_rules! run {
+        ($t:ty, $default:expr, $validate:expr, $validate_update:expr) => {{
+            let mut t: $t = typed(res, obj)?;
+            let known = untyped(&t)?;
+            let unknown = unknown_fields(obj, &known);
+            #[allow(clippy::redundant_closure_call)]
+            ($default)(&mut t);
+            let errs: ErrorList = match write {
+                Write::Create => ($validate)(&t),
+                Write::Update { old } | Write::Status { old } => {
+                    let o: $t = typed(res, old)?;
+                    ($validate_update)(&t, &o)
+                }
+            };
+            if !errs.is_empty() {
+                return Err(invalid(res, &name, &errs));
+            }
+            (untyped(&t)?, unknown)
+        }};
+    }
+    let out = match res.kind {
+        "Service" => run!(Service, defaults::default_service, validation::validate_service, validation::validate_service_update),
+        "Pod" => run!(Pod, defaults::default_pod, validation::validate_pod, validation::validate_pod_update),
+        "Deployment" => run!(Deployment, defaults::default_deployment, validation::validate_deployment, validation::validate_deployment_update),
+        "ReplicaSet" => run!(ReplicaSet, defaults::default_replica_set, validation::validate_replica_set, validation::validate_replica_set_update),
+        "Endpoints" => run!(Endpoints, |_: &mut Endpoints| {}, validation::validate_endpoints, |n: &Endpoints, _o: &Endpoints| validation::validate_endpoints(n)),
+        "EndpointSlice" => run!(EndpointSlice, |_: &mut EndpointSlice| {}, validation::validate_endpoint_slice, |n: &EndpointSlice, _o: &EndpointSlice| validation::validate_endpoint_slice(n)),
+        "Namespace" => run!(Namespace, defaults::default_namespace, validation::validate_namespace, |n: &Namespace, _o: &Namespace| validation::validate_namespace(n)),
+        "Node" => run!(Node, |_: &mut Node| {}, validation::validate_node, |n: &Node, _o: &Node| validation::validate_node(n)),
+        "Event" => run!(Event, |_: &mut Event| {}, validate_meta_only::<Event>, |n: &Event, _o: &Event| validate_meta_only(n)),
+        "Lease" => run!(Lease, |_: &mut Lease| {}, validate_meta_only::<Lease>, |n: &Lease, _o: &Lease| validate_meta_only(n)),
+        _ => (obj.clone(), Vec::new()),
+    };
+    Ok(out)
+}
+
+fn validate_meta_only<T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(t: &T) -> ErrorList {
+    svcnet_core::names::validate_object_meta(t.metadata(), true, svcnet_core::names::name_is_dns_subdomain, &svcnet_core::field_errors::Path::new("metadata"))
+}
+
+/// Resets fields users may not set on create (status of most kinds).
+pub fn prepare_create(res: &Resource, obj: &mut Value) {
+    match res.kind {
+        "Pod" => {
+            obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        }
+        "Service" => obj["status"] = json!({"loadBalancer": {}}),
+        "Deployment" | "ReplicaSet" => obj["status"] = json!({}),
+        "Namespace" => {
+            obj["status"] = json!({"phase": "Active"});
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+        }
+        _ => {}
+    }
+}
+
+/// Kinds whose metadata.generation follows spec changes.
+pub fn tracks_generation(res: &Resource) -> bool {
+    matches!(res.kind, "Deployment" | "ReplicaSet" | "Pod")
+}
+
+/// Carries over what a main-resource update may not change (status), or
+/// what a status update may not change (everything but status).
+pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value, status_write: bool) {
+    if status_write {
+        let status = new.get("status").cloned();
+        let mut merged = old.clone();
+        match status {
+            Some(s) => merged["status"] = s,
+            None => {
+                if let Some(o) = merged.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+        // Status writers may still carry metadata changes upstream drops;
+        // keep the stored metadata except resourceVersion (the guard).
+        if let Some(rv) = new.get("metadata").and_then(|m| m.get("resourceVersion")).cloned() {
+            merged["metadata"]["resourceVersion"] = rv;
+        } else if let Some(m) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        *new = merged;
+    } else if res.has_status() {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    if res.kind == "Namespace" && !status_write {
+        if let Some(spec) = old.get("spec") {
+            new["spec"] = spec.clone();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_paths() {
+        let input = json!({"spec": {"ports": [{"port": 80, "bogus": 1}], "foo": "x", "type": "ClusterIP"}, "n": null});
+        let known = json!({"spec": {"ports": [{"port": 80}], "type": "ClusterIP"}});
+        assert_eq!(unknown_fields(&input, &known), vec!["spec.foo".to_string(), "spec.ports[0].bogus".to_string()]);
+    }
+
+    #[test]
+    fn status_rules() {
+        let svc = crate::resources::find("apps", "v1", "deployments").unwrap();
+        let old = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let mut main = json!({"metadata": {"name": "a"}, "spec": {"replicas": 3}, "status": {"replicas": 9}});
+        prepare_update(svc, &mut main, &old, false);
+        assert_eq!(main["status"]["replicas"], 1);
+        assert_eq!(main["spec"]["replicas"], 3);
+        let mut st = json!({"metadata": {"name": "a", "resourceVersion": "4"}, "spec": {"replicas": 7}, "status": {"replicas": 2}});
+        prepare_update(svc, &mut st, &old, true);
+        assert_eq!(st["spec"]["replicas"], 1);
+        assert_eq!(st["status"]["replicas"], 2);
+        assert_eq!(st["metadata"]["labels"]["x"], "1");
+        assert_eq!(st["metadata"]["resourceVersion"], "4");
+    }
+}

@@ -1,0 +1,125 @@
+//! The svcnet binary: thin wiring of the library crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "svcnet", version, about = "Kubernetes Service networking, end to end")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Kubernetes-compatible API server.
+    Apiserver(ApiserverArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ApiserverArgs {
+    /// Directory for certificates, tokens, the admin kubeconfig and the embedded store.
+    #[arg(long, default_value = "/var/lib/svcnet")]
+    data_dir: PathBuf,
+    /// Store: a directory path / file:///dir (embedded, the default: <data-dir>/store)
+    /// or etcd://host:port[,host:port].
+    #[arg(long)]
+    store: Option<String>,
+    /// HTTPS listen address.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    bind_address: SocketAddr,
+    /// Address advertised in the `kubernetes` Endpoints (defaults to the bind address,
+    /// or 127.0.0.1 when binding to all addresses).
+    #[arg(long)]
+    advertise_address: Option<String>,
+    #[arg(long, default_value = "10.96.0.0/16")]
+    service_cluster_ip_range: String,
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// Also serve plain HTTP without authentication on 127.0.0.1:<port>.
+    #[arg(long)]
+    insecure_port: Option<u16>,
+    /// Static token file (token,user,uid,"groups"); generated in the data dir when absent.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// Extra names or IPs for the generated serving certificate.
+    #[arg(long, value_delimiter = ',')]
+    tls_san: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Apiserver(a) => apiserver(a).await,
+    }
+}
+
+async fn apiserver(a: ApiserverArgs) -> anyhow::Result<()> {
+    let store_url = a
+        .store
+        .clone()
+        .unwrap_or_else(|| a.data_dir.join("store").display().to_string());
+    let store = svcnet_store::open(&store_url)
+        .await
+        .with_context(|| format!("opening the store {store_url}"))?;
+    let mut cfg = svcnet_apiserver::Config::new(&a.data_dir);
+    cfg.bind = a.bind_address;
+    cfg.advertise_address = a.advertise_address.unwrap_or_else(|| {
+        if a.bind_address.ip().is_unspecified() {
+            "127.0.0.1".into()
+        } else {
+            a.bind_address.ip().to_string()
+        }
+    });
+    cfg.service_cidr = a.service_cluster_ip_range;
+    cfg.node_port_range = a.service_node_port_range;
+    cfg.insecure_port = a.insecure_port;
+    cfg.token_file = a.token_auth_file;
+    cfg.tls_cert_file = a.tls_cert_file;
+    cfg.tls_key_file = a.tls_private_key_file;
+    cfg.extra_sans = a.tls_san;
+    let server = svcnet_apiserver::Server::start(cfg, store)
+        .await
+        .context("starting the API server")?;
+    eprintln!(
+        "svcnet apiserver listening on https://{}\n  export KUBECONFIG={}",
+        server.local_addr(),
+        server.kubeconfig().display()
+    );
+    server.serve(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return futures_pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn futures_pending() {
+    std::future::pending::<()>().await
+}
