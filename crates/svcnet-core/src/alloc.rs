@@ -11,6 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
+pub mod service;
+
 /// Everything an allocator can refuse; `Display` is upstream's wording.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AllocError {
@@ -87,6 +89,19 @@ impl fmt::Display for AllocFieldError {
             self.field, self.value, self.detail
         )
     }
+}
+
+/// A problem found while rebuilding an allocator from stored Services,
+/// worded like upstream's repair controller events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairEvent {
+    /// Position of the offending item in the rebuild input.
+    pub index: usize,
+    /// Event reason, e.g. `ClusterIPAlreadyAllocated`.
+    pub reason: &'static str,
+    /// Event message, e.g. `Cluster IP [IPv4]:10.96.0.5 was assigned to
+    /// multiple services; please recreate service`.
+    pub message: String,
 }
 
 /// The field error upstream returns when a requested ClusterIP cannot be
@@ -368,6 +383,39 @@ impl IpAllocator {
         self.bits.restore_bytes(&base64_decode(&snap.data)?)
     }
 
+    /// Rebuilds the allocator from the ClusterIPs of stored Services (of
+    /// this family), reporting duplicates and out-of-range IPs like
+    /// upstream's repair controller instead of failing.
+    pub fn rebuild(
+        cidr: &str,
+        ips: impl IntoIterator<Item = IpAddr>,
+    ) -> Result<(Self, Vec<RepairEvent>)> {
+        let mut a = IpAllocator::new(cidr)?;
+        let family = if a.v6 { "IPv6" } else { "IPv4" };
+        let mut events = Vec::new();
+        for (index, ip) in ips.into_iter().enumerate() {
+            match a.allocate(ip) {
+                Ok(()) => {}
+                Err(AllocError::IpAllocated) => events.push(RepairEvent {
+                    index,
+                    reason: "ClusterIPAlreadyAllocated",
+                    message: format!(
+                        "Cluster IP [{family}]:{ip} was assigned to multiple services; please recreate service"
+                    ),
+                }),
+                Err(_) => events.push(RepairEvent {
+                    index,
+                    reason: "ClusterIPOutOfRange",
+                    message: format!(
+                        "Cluster IP [{family}]:{ip} is not within the service CIDR {}; please recreate service",
+                        a.cidr
+                    ),
+                }),
+            }
+        }
+        Ok((a, events))
+    }
+
     /// The current state, to persist with the Services that own it.
     pub fn snapshot(&self) -> AllocSnapshot {
         AllocSnapshot {
@@ -591,6 +639,37 @@ impl PortAllocator {
             return Err(AllocError::MismatchedPortRange);
         }
         self.bits.restore_bytes(&base64_decode(&snap.data)?)
+    }
+
+    /// Rebuilds the allocator from the node ports of stored Services,
+    /// reporting duplicates and out-of-range ports like upstream's repair
+    /// controller instead of failing.
+    pub fn rebuild(
+        range: PortRange,
+        ports: impl IntoIterator<Item = i32>,
+    ) -> (Self, Vec<RepairEvent>) {
+        let mut a = PortAllocator::new(range);
+        let mut events = Vec::new();
+        for (index, port) in ports.into_iter().enumerate() {
+            match a.allocate(port) {
+                Ok(()) => {}
+                Err(AllocError::PortAllocated) => events.push(RepairEvent {
+                    index,
+                    reason: "PortAlreadyAllocated",
+                    message: format!(
+                        "Port {port} was assigned to multiple services; please recreate service"
+                    ),
+                }),
+                Err(_) => events.push(RepairEvent {
+                    index,
+                    reason: "PortOutOfRange",
+                    message: format!(
+                        "Port {port} is not within the port range {range}; please recreate service"
+                    ),
+                }),
+            }
+        }
+        (a, events)
     }
 
     /// The current state, to persist with the Services that own it.
@@ -1087,6 +1166,64 @@ mod tests {
                 .expect_err("mismatch")
                 .to_string(),
             "the provided port range does not match the current port range"
+        );
+    }
+
+    #[test]
+    fn rebuild_reports_like_repair() {
+        let (a, events) = IpAllocator::rebuild(
+            "10.96.0.0/16",
+            [
+                ip("10.96.0.1"),
+                ip("10.96.0.10"),
+                ip("10.96.0.10"),
+                ip("10.97.0.1"),
+            ],
+        )
+        .expect("cidr");
+        assert_eq!(a.allocated(), vec![ip("10.96.0.1"), ip("10.96.0.10")]);
+        assert_eq!(a.ip_at(9), Some(ip("10.96.0.10")));
+        assert_eq!(a.ip_at(65534), None);
+        let got: Vec<(usize, &str, &str)> = events
+            .iter()
+            .map(|e| (e.index, e.reason, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    2,
+                    "ClusterIPAlreadyAllocated",
+                    "Cluster IP [IPv4]:10.96.0.10 was assigned to multiple services; please recreate service"
+                ),
+                (
+                    3,
+                    "ClusterIPOutOfRange",
+                    "Cluster IP [IPv4]:10.97.0.1 is not within the service CIDR 10.96.0.0/16; please recreate service"
+                ),
+            ]
+        );
+        let range = PortRange::parse("30000-32767").expect("range");
+        let (p, events) = PortAllocator::rebuild(range, [30001, 30001, 80]);
+        assert_eq!(p.allocated(), vec![30001]);
+        let got: Vec<(usize, &str, &str)> = events
+            .iter()
+            .map(|e| (e.index, e.reason, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    1,
+                    "PortAlreadyAllocated",
+                    "Port 30001 was assigned to multiple services; please recreate service"
+                ),
+                (
+                    2,
+                    "PortOutOfRange",
+                    "Port 80 is not within the port range 30000-32767; please recreate service"
+                ),
+            ]
         );
     }
 

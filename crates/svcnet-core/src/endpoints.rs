@@ -1303,5 +1303,4 @@ pub fn mirror_endpoints_to_slices_with(
 }
 
 #[cfg(test)]
-#[path = "endpoints/tests.rs"]
 mod tests;
