@@ -145,6 +145,37 @@ pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
     errs
 }
 
+fn matches_label_with_underscore(s: &str) -> bool {
+    // `_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?`
+    let s = s.strip_prefix('_').unwrap_or(s);
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) => {
+            lower_alnum(f)
+                && lower_alnum(l)
+                && b.iter().all(|&c| lower_alnum(c) || c == b'-' || c == b'_')
+        }
+        _ => false,
+    }
+}
+
+/// DNS-1123 subdomain where labels may contain `_` (and start with one),
+/// as upstream's `IsDNS1123SubdomainWithUnderscore` (DNS search paths).
+pub fn is_dns1123_subdomain_with_underscore(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
+        errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
+    }
+    if !value.split('.').all(matches_label_with_underscore) {
+        errs.push(regex_error(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '_', '-' or '.', and must start and end with an alphanumeric character",
+            "_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\\._?[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*",
+            &["example.com"],
+        ));
+    }
+    errs
+}
+
 /// DNS-1035 label (≤63, `[a-z]([-a-z0-9]*[a-z0-9])?`): Service names.
 pub fn is_dns1035_label(value: &str) -> Vec<String> {
     let mut errs = Vec::new();

@@ -14,7 +14,7 @@ use crate::names::{
 };
 
 const ADDRESS_TYPES: &[&str] = &["FQDN", "IPv4", "IPv6"];
-const TAINT_EFFECTS: &[&str] = &["NoExecute", "NoSchedule", "PreferNoSchedule"];
+const TAINT_EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
 const MAX_SLICE_ENDPOINTS: usize = 1000;
 const MAX_SLICE_ADDRESSES: usize = 100;
 const MAX_SLICE_PORTS: usize = 20000;
@@ -288,62 +288,127 @@ pub fn validate_namespace_update(new: &Namespace, old: &Namespace) -> ErrorList 
     errs
 }
 
-/// Upstream `ValidateNode` (the parts svcnet uses): name, pod CIDRs, taints.
-pub fn validate_node(node: &Node) -> ErrorList {
-    let mut errs = validate_object_meta(
-        &node.metadata,
-        false,
-        name_is_dns_subdomain,
-        &Path::new("metadata"),
-    );
-    let sp = Path::new("spec");
-    if let Some(spec) = &node.spec {
-        let cidrs = spec.pod_cidrs.clone().unwrap_or_default();
-        for (i, c) in cidrs.iter().enumerate() {
-            errs.extend(validate_cidr(c, &sp.child("podCIDRs").index(i)));
+fn validate_taints(taints: &[k8s_openapi::api::core::v1::Taint], path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let mut seen = BTreeSet::new();
+    for (i, t) in taints.iter().enumerate() {
+        let tp = path.index(i);
+        for m in is_qualified_name(&t.key) {
+            errs.push(FieldError::invalid(&tp.child("key"), t.key.as_str(), m));
         }
-        if cidrs.len() > 2 {
+        let value = t.value.as_deref().unwrap_or("");
+        let msgs = is_label_value(value);
+        if !msgs.is_empty() {
             errs.push(FieldError::invalid(
-                &sp.child("podCIDRs"),
-                format!("{cidrs:?}"),
+                &tp.child("value"),
+                value,
+                msgs.join(";"),
+            ));
+        }
+        errs.extend(required_enum(
+            Some(t.effect.as_str()),
+            &tp.child("effect"),
+            TAINT_EFFECTS,
+        ));
+        if !seen.insert((t.key.clone(), t.effect.clone())) {
+            let mut e = FieldError::duplicate(
+                &tp,
+                crate::field_errors::BadValue::Raw(format!(
+                    "core.Taint{{Key:{}, Value:{}, Effect:{}, TimeAdded:<nil>}}",
+                    crate::field_errors::go_quote(&t.key),
+                    crate::field_errors::go_quote(value),
+                    crate::field_errors::go_quote(&t.effect)
+                )),
+            );
+            e.detail = "taints must be unique by key and effect pair".into();
+            errs.push(e);
+        }
+    }
+    errs
+}
+
+/// Upstream `ValidateNode` (the parts svcnet uses): name, taints, pod CIDRs.
+pub fn validate_node(node: &Node) -> ErrorList {
+    let md = Path::new("metadata");
+    let mut errs = validate_object_meta(&node.metadata, false, name_is_dns_subdomain, &md);
+    let Some(spec) = &node.spec else { return errs };
+    // Upstream reports taints under `metadata`, not `spec`.
+    errs.extend(validate_taints(
+        spec.taints.as_deref().unwrap_or_default(),
+        &md.child("taints"),
+    ));
+    let cidrs = spec.pod_cidrs.clone().unwrap_or_default();
+    let cp = Path::new("spec").child("podCIDRs");
+    for (i, c) in cidrs.iter().enumerate() {
+        errs.extend(validate_cidr(c, &cp.index(i)));
+    }
+    if cidrs.len() > 1 {
+        let v4 = cidrs
+            .iter()
+            .filter(|c| {
+                c.split('/')
+                    .next()
+                    .is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+            })
+            .count();
+        if cidrs.len() > 2 || v4 != 1 {
+            errs.push(FieldError::invalid(
+                &cp,
+                cidrs.clone(),
                 "may specify no more than one CIDR for each IP family",
             ));
         }
-        if let (Some(single), Some(first)) = (
-            spec.pod_cidr.as_deref().filter(|s| !s.is_empty()),
-            cidrs.first(),
-        ) && single != first
-        {
-            errs.push(FieldError::invalid(
-                &sp.child("podCIDRs"),
-                cidrs.clone(),
-                "first value must match `podCIDR`",
-            ));
-        }
         let mut seen = BTreeSet::new();
-        for (i, t) in spec.taints.iter().flatten().enumerate() {
-            let tp = sp.child("taints").index(i);
-            for m in is_qualified_name(&t.key) {
-                errs.push(FieldError::invalid(&tp.child("key"), t.key.as_str(), m));
-            }
-            if let Some(v) = &t.value {
-                for m in is_label_value(v) {
-                    errs.push(FieldError::invalid(&tp.child("value"), v.as_str(), m));
-                }
-            }
-            errs.extend(required_enum(
-                Some(t.effect.as_str()),
-                &tp.child("effect"),
-                TAINT_EFFECTS,
-            ));
-            if !seen.insert((t.key.clone(), t.effect.clone())) {
-                errs.push(FieldError::duplicate(
-                    &tp,
-                    format!("{}:{}", t.key, t.effect),
-                ));
+        for (i, c) in cidrs.iter().enumerate() {
+            if !seen.insert(c.clone()) {
+                errs.push(FieldError::duplicate(&cp.index(i), c.as_str()));
             }
         }
     }
+    errs
+}
+
+/// Upstream `ValidateNodeUpdate`: metadata rules, pod CIDRs and providerID
+/// may only be set once, taints valid.
+pub fn validate_node_update(new: &Node, old: &Node) -> ErrorList {
+    let md = Path::new("metadata");
+    let mut errs = validate_object_meta_update(&new.metadata, &old.metadata, &md);
+    let empty = Default::default();
+    let (ns, os) = (
+        new.spec.as_ref().unwrap_or(&empty),
+        old.spec.as_ref().unwrap_or(&empty),
+    );
+    let old_cidrs = os.pod_cidrs.clone().unwrap_or_default();
+    let new_cidrs = ns.pod_cidrs.clone().unwrap_or_default();
+    let msg = "node updates may not change podCIDR except from \"\" to valid";
+    if !old_cidrs.is_empty() {
+        if old_cidrs.len() != new_cidrs.len() {
+            errs.push(FieldError::forbidden(
+                &Path::new("spec").child("podCIDRs"),
+                msg,
+            ));
+        } else {
+            for (a, b) in old_cidrs.iter().zip(&new_cidrs) {
+                if a != b {
+                    errs.push(FieldError::forbidden(
+                        &Path::new("spec").child("podCIDRs"),
+                        msg,
+                    ));
+                }
+            }
+        }
+    }
+    let old_pid = os.provider_id.as_deref().unwrap_or("");
+    if !old_pid.is_empty() && old_pid != ns.provider_id.as_deref().unwrap_or("") {
+        errs.push(FieldError::forbidden(
+            &Path::new("spec").child("providerID"),
+            "node updates may not change providerID except from \"\" to valid",
+        ));
+    }
+    errs.extend(validate_taints(
+        ns.taints.as_deref().unwrap_or_default(),
+        &md.child("taints"),
+    ));
     errs
 }
 
@@ -521,8 +586,37 @@ mod tests {
                 json!({"metadata": {"name": "node-1"}, "spec": {"podCIDRs": ["10.244.1.0"], "taints": [{"key": "k", "effect": "Sometimes"}]}})
             ))),
             vec![
+                r#"metadata.taints[0].effect: Unsupported value: "Sometimes": supported values: "NoSchedule", "PreferNoSchedule", "NoExecute""#,
                 r#"spec.podCIDRs[0]: Invalid value: "10.244.1.0": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"#,
-                r#"spec.taints[0].effect: Unsupported value: "Sometimes": supported values: "NoExecute", "NoSchedule", "PreferNoSchedule""#,
+            ]
+        );
+        assert_eq!(
+            render(validate_node(&mk(
+                json!({"metadata": {"name": "n"}, "spec": {
+                "podCIDRs": ["10.244.1.0/24", "10.244.2.0/24"],
+                "taints": [{"key": "k", "effect": "NoSchedule"}, {"key": "k", "effect": "NoSchedule", "value": "v"}]}})
+            ))),
+            vec![
+                r#"metadata.taints[1]: Duplicate value: core.Taint{Key:"k", Value:"v", Effect:"NoSchedule", TimeAdded:<nil>}: taints must be unique by key and effect pair"#,
+                r#"spec.podCIDRs: Invalid value: []string{"10.244.1.0/24", "10.244.2.0/24"}: may specify no more than one CIDR for each IP family"#,
+            ]
+        );
+        let old = mk(
+            json!({"metadata": {"name": "n"}, "spec": {"podCIDRs": ["10.244.1.0/24"], "providerID": "p1"}}),
+        );
+        let unset = mk(json!({"metadata": {"name": "n"}}));
+        assert_eq!(
+            render(validate_node_update(&old, &unset)),
+            Vec::<String>::new()
+        );
+        let changed = mk(
+            json!({"metadata": {"name": "n"}, "spec": {"podCIDRs": ["10.244.9.0/24"], "providerID": "p2"}}),
+        );
+        assert_eq!(
+            render(validate_node_update(&changed, &old)),
+            vec![
+                r#"spec.podCIDRs: Forbidden: node updates may not change podCIDR except from "" to valid"#,
+                r#"spec.providerID: Forbidden: node updates may not change providerID except from "" to valid"#,
             ]
         );
         assert_eq!(

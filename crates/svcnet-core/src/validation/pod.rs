@@ -10,9 +10,10 @@ use k8s_openapi::api::core::v1::{
 use super::{PROTOCOLS, validate_ip, validate_port_num_or_name};
 use crate::field_errors::{BadValue, ErrorList, FieldError, Path};
 use crate::names::{
-    inclusive_range_error, is_dns1123_subdomain, is_valid_port_name, is_valid_port_num,
-    name_is_dns_subdomain, validate_annotations, validate_dns1123_label, validate_labels,
-    validate_nonnegative, validate_object_meta, validate_object_meta_update,
+    inclusive_range_error, is_dns1123_subdomain, is_dns1123_subdomain_with_underscore,
+    is_valid_port_name, is_valid_port_num, name_is_dns_subdomain, validate_annotations,
+    validate_dns1123_label, validate_labels, validate_nonnegative, validate_object_meta,
+    validate_object_meta_update,
 };
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
@@ -22,6 +23,7 @@ const TERMINATION_MESSAGE_POLICIES: &[&str] = &["File", "FallbackToLogsOnError"]
 const HTTP_SCHEMES: &[&str] = &["HTTP", "HTTPS"];
 const MAX_DNS_NAMESERVERS: usize = 3;
 const MAX_DNS_SEARCH_PATHS: usize = 32;
+const MAX_DNS_SEARCH_LIST_CHARS: usize = 2048;
 const POD_UPDATE_MSG: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
 /// `Required` when empty, `Unsupported value` (in the given order) otherwise.
@@ -145,24 +147,31 @@ fn validate_env(env: &[EnvVar], path: &Path) -> ErrorList {
             .iter()
             .filter(|b| **b)
             .count();
+            if let Some(fr) = &vf.field_ref {
+                let fp = vp.child("fieldRef");
+                if fr.api_version.as_deref().unwrap_or("").is_empty() {
+                    errs.push(FieldError::required(&fp.child("apiVersion"), ""));
+                } else if fr.field_path.is_empty() {
+                    errs.push(FieldError::required(&fp.child("fieldPath"), ""));
+                }
+            }
             if n == 0 {
                 errs.push(FieldError::invalid(
                     &vp,
                     "",
                     "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
                 ));
+            } else if ev.value.as_deref().is_some_and(|v| !v.is_empty()) {
+                errs.push(FieldError::invalid(
+                    &vp,
+                    "",
+                    "may not be specified when `value` is not empty",
+                ));
             } else if n > 1 {
                 errs.push(FieldError::invalid(
                     &vp,
                     "",
                     "may not have more than one field specified at a time",
-                ));
-            }
-            if ev.value.as_deref().is_some_and(|v| !v.is_empty()) {
-                errs.push(FieldError::invalid(
-                    &vp,
-                    "",
-                    "may not be specified when `value` is not empty",
                 ));
             }
         }
@@ -345,15 +354,24 @@ fn validate_container_common(c: &Container, volumes: &BTreeSet<String>, path: &P
         c.env.as_deref().unwrap_or_default(),
         &path.child("env"),
     ));
+    let mut mount_points = BTreeSet::new();
     for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
         let mp = path.child("volumeMounts").index(i);
         if m.name.is_empty() {
             errs.push(FieldError::required(&mp.child("name"), ""));
-        } else if !volumes.contains(&m.name) {
+        }
+        if !volumes.contains(&m.name) {
             errs.push(FieldError::not_found(&mp.child("name"), m.name.as_str()));
         }
         if m.mount_path.is_empty() {
             errs.push(FieldError::required(&mp.child("mountPath"), ""));
+        }
+        if !mount_points.insert(m.mount_path.clone()) {
+            errs.push(FieldError::invalid(
+                &mp.child("mountPath"),
+                m.mount_path.as_str(),
+                "must be unique",
+            ));
         }
     }
     errs.extend(enum_field(
@@ -383,6 +401,32 @@ fn validate_lifecycle(c: &Container, path: &Path) -> ErrorList {
     errs
 }
 
+/// Upstream `AccumulateUniqueHostPorts`: `<protocol>/<hostIP>/<hostPort>` must be unique.
+fn host_port_conflicts(containers: &[Container], path: &Path) -> ErrorList {
+    let mut seen = BTreeSet::new();
+    let mut errs = ErrorList::new();
+    for (ci, c) in containers.iter().enumerate() {
+        for (pi, p) in c.ports.iter().flatten().enumerate() {
+            let hp = p.host_port.unwrap_or(0);
+            if hp == 0 {
+                continue;
+            }
+            let key = format!(
+                "{}/{}/{hp}",
+                p.protocol.as_deref().unwrap_or(""),
+                p.host_ip.as_deref().unwrap_or("")
+            );
+            if !seen.insert(key.clone()) {
+                errs.push(FieldError::duplicate(
+                    &path.index(ci).child("ports").index(pi).child("hostPort"),
+                    key,
+                ));
+            }
+        }
+    }
+    errs
+}
+
 fn validate_containers(
     containers: &[Container],
     volumes: &BTreeSet<String>,
@@ -398,14 +442,6 @@ fn validate_containers(
         errs.extend(validate_container_common(c, volumes, &p));
         if !names.insert(c.name.clone()) {
             errs.push(FieldError::duplicate(&p.child("name"), c.name.as_str()));
-        }
-        let image = c.image.as_deref().unwrap_or("");
-        if image.trim() != image {
-            errs.push(FieldError::invalid(
-                &p.child("image"),
-                image,
-                "must not have leading or trailing whitespace",
-            ));
         }
         errs.extend(validate_lifecycle(c, &p.child("lifecycle")));
         if let Some(pr) = &c.liveness_probe {
@@ -424,6 +460,7 @@ fn validate_containers(
             ));
         }
     }
+    errs.extend(host_port_conflicts(containers, path));
     errs
 }
 
@@ -438,9 +475,13 @@ fn validate_init_containers(
     for (i, c) in inits.iter().enumerate() {
         let p = path.index(i);
         errs.extend(validate_container_common(c, volumes, &p));
-        if !names.insert(c.name.clone()) {
+        if names.contains(&c.name) {
             errs.push(FieldError::duplicate(&p.child("name"), c.name.as_str()));
+        } else if !c.name.is_empty() {
+            names.insert(c.name.clone());
         }
+        // Init containers run one by one, so only ports within one conflict.
+        errs.extend(host_port_conflicts(std::slice::from_ref(c), path));
         let sidecar = match c.restart_policy.as_deref() {
             None => false,
             Some("Always") => true,
@@ -501,6 +542,7 @@ fn validate_dns_config(spec: &PodSpec, path: &Path) -> ErrorList {
             &path.child("nameservers"),
             "must provide at least one DNS nameserver when `dnsPolicy` is None",
         ));
+        return errs;
     }
     if ns.len() > MAX_DNS_NAMESERVERS {
         errs.push(FieldError::invalid(
@@ -520,13 +562,33 @@ fn validate_dns_config(spec: &PodSpec, path: &Path) -> ErrorList {
             format!("must not have more than {MAX_DNS_SEARCH_PATHS} search paths"),
         ));
     }
+    if searches.join(" ").len() > MAX_DNS_SEARCH_LIST_CHARS {
+        errs.push(FieldError::invalid(
+            &path.child("searches"),
+            searches.clone(),
+            format!("must not have more than {MAX_DNS_SEARCH_LIST_CHARS} characters (including spaces) in the search list"),
+        ));
+    }
+    // Relaxed search validation (on by default since 1.33): "." and
+    // underscores are allowed.
     for (i, s) in searches.iter().enumerate() {
+        if s == "." {
+            continue;
+        }
         let trimmed = s.strip_suffix('.').unwrap_or(s);
-        for m in is_dns1123_subdomain(trimmed) {
+        for m in is_dns1123_subdomain_with_underscore(trimmed) {
             errs.push(FieldError::invalid(
                 &path.child("searches").index(i),
-                s.as_str(),
+                trimmed,
                 m,
+            ));
+        }
+    }
+    for (i, o) in cfg.options.iter().flatten().enumerate() {
+        if o.name.as_deref().unwrap_or("").is_empty() {
+            errs.push(FieldError::required(
+                &path.child("options").index(i),
+                "must not be empty",
             ));
         }
     }
@@ -536,6 +598,12 @@ fn validate_dns_config(spec: &PodSpec, path: &Path) -> ErrorList {
 /// Upstream `ValidatePodSpec` (the parts svcnet runs): volumes, containers,
 /// init containers, restart and DNS policies, node selector, names.
 pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> ErrorList {
+    pod_spec_errors(spec, path, false)
+}
+
+/// `is_pod` is upstream's `ResourceIsPod`: stricter rules for real pods
+/// than for templates.
+fn pod_spec_errors(spec: &PodSpec, path: &Path, is_pod: bool) -> ErrorList {
     let (volumes, mut errs) = validate_volumes(
         spec.volumes.as_deref().unwrap_or_default(),
         &path.child("volumes"),
@@ -551,6 +619,25 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> ErrorList {
         &volumes,
         &path.child("initContainers"),
     ));
+    if spec.host_network.unwrap_or(false) {
+        for (i, c) in spec.containers.iter().enumerate() {
+            for (j, p) in c.ports.iter().flatten().enumerate() {
+                let hp = p.host_port.unwrap_or(0);
+                if (is_pod || hp != 0) && hp != p.container_port {
+                    errs.push(FieldError::invalid(
+                        &path
+                            .child("containers")
+                            .index(i)
+                            .child("ports")
+                            .index(j)
+                            .child("hostPort"),
+                        hp,
+                        "must match `containerPort` when `hostNetwork` is true",
+                    ));
+                }
+            }
+        }
+    }
     errs.extend(enum_field(
         spec.restart_policy.as_deref(),
         &path.child("restartPolicy"),
@@ -607,7 +694,8 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> ErrorList {
     errs
 }
 
-/// Upstream `ValidatePodCreate` for a defaulted Pod.
+/// Upstream `validatePodMetadataAndSpec` for a defaulted Pod (what both
+/// create and update check on the new object).
 pub fn validate_pod(pod: &Pod) -> ErrorList {
     let mut errs = validate_object_meta(
         &pod.metadata,
@@ -617,15 +705,71 @@ pub fn validate_pod(pod: &Pod) -> ErrorList {
     );
     let empty = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&empty);
-    errs.extend(validate_pod_spec(spec, &Path::new("spec")));
+    errs.extend(pod_spec_errors(spec, &Path::new("spec"), true));
+    // Upstream `validateContainerOnlyForPod`.
+    let sp = Path::new("spec");
+    let no_inits = Vec::new();
+    for (list, name) in [
+        (&spec.containers, "containers"),
+        (
+            spec.init_containers.as_ref().unwrap_or(&no_inits),
+            "initContainers",
+        ),
+    ] {
+        for (i, c) in list.iter().enumerate() {
+            let image = c.image.as_deref().unwrap_or("");
+            if image.trim() != image {
+                errs.push(FieldError::invalid(
+                    &sp.child(name).index(i).child("image"),
+                    image,
+                    "must not have leading or trailing whitespace",
+                ));
+            }
+        }
+    }
+    errs
+}
+
+/// Upstream `ValidatePodCreate`: [`validate_pod`] plus the create-only rules.
+pub fn validate_pod_create(pod: &Pod) -> ErrorList {
+    let mut errs = validate_pod(pod);
+    let empty = PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&empty);
+    let sp = Path::new("spec");
     if spec
         .ephemeral_containers
         .as_ref()
         .is_some_and(|v| !v.is_empty())
     {
         errs.push(FieldError::forbidden(
-            &Path::new("spec").child("ephemeralContainers"),
+            &sp.child("ephemeralContainers"),
             "cannot be set on create",
+        ));
+    }
+    if spec.node_name.as_deref().is_some_and(|n| !n.is_empty())
+        && spec
+            .scheduling_gates
+            .as_ref()
+            .is_some_and(|g| !g.is_empty())
+    {
+        errs.push(FieldError::forbidden(
+            &sp.child("nodeName"),
+            "cannot be set until all schedulingGates have been cleared",
+        ));
+    }
+    errs
+}
+
+/// Upstream `ValidatePodStatusUpdate` (the parts an agent can trip over):
+/// metadata rules, and `spec.nodeName` may not change through status.
+pub fn validate_pod_status_update(new: &Pod, old: &Pod) -> ErrorList {
+    let mut errs =
+        validate_object_meta_update(&new.metadata, &old.metadata, &Path::new("metadata"));
+    let node = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone());
+    if node(new) != node(old) {
+        errs.push(FieldError::forbidden(
+            &Path::new("status").child("nodeName"),
+            "may not be changed directly",
         ));
     }
     errs
@@ -771,7 +915,12 @@ pub fn validate_pod_update(new: &Pod, old: &Pod) -> ErrorList {
     let old_tols = os.tolerations.clone().unwrap_or_default();
     let new_tols = ns.tolerations.clone().unwrap_or_default();
     for t in &old_tols {
-        if !new_tols.contains(t) {
+        let same = |n: &k8s_openapi::api::core::v1::Toleration| {
+            let mut o = t.clone();
+            o.toleration_seconds = n.toleration_seconds;
+            o == *n
+        };
+        if !new_tols.iter().any(same) {
             errs.push(FieldError::forbidden(
                 &sp.child("tolerations"),
                 "existing toleration can not be modified except its tolerationSeconds",
@@ -920,6 +1069,37 @@ mod tests {
                 r#"spec.initContainers[0].name: Duplicate value: "c""#.into(),
                 "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always".into(),
             ]),
+            (json!({"containers": [{"name": "a", "image": "x", "ports": [{"containerPort": 80, "hostPort": 8080}]},
+                                   {"name": "b", "image": "x", "ports": [{"containerPort": 81, "hostPort": 8080}]}]}), vec![
+                r#"spec.containers[1].ports[0].hostPort: Duplicate value: "TCP//8080""#.into(),
+            ]),
+            (json!({"hostNetwork": true, "containers": [{"name": "a", "image": "x", "ports": [{"containerPort": 80, "hostPort": 81}]}]}), vec![
+                "spec.containers[0].ports[0].hostPort: Invalid value: 81: must match `containerPort` when `hostNetwork` is true".into(),
+            ]),
+            (json!({"containers": [{"name": "c", "image": "x", "env": [{"name": "A", "value": "v", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]}]}), vec![
+                r#"spec.containers[0].env[0].valueFrom: Invalid value: "": may not be specified when `value` is not empty"#.into(),
+            ]),
+            (json!({"containers": [{"name": "c", "image": "x", "env": [{"name": "A", "valueFrom": {}}]}]}), vec![
+                r#"spec.containers[0].env[0].valueFrom: Invalid value: "": must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"#.into(),
+            ]),
+            (json!({"containers": [{"name": "c", "image": "x", "env": [{"name": ""}]}]}), vec![
+                "spec.containers[0].env[0].name: Required value".into(),
+                r#"spec.containers[0].env[0].name: Invalid value: "": environment variable name must be non-empty"#.into(),
+            ]),
+            (json!({"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/a"}, {"name": "v", "mountPath": "/a"}]}],
+                    "volumes": [{"name": "v", "emptyDir": {}}]}), vec![
+                r#"spec.containers[0].volumeMounts[1].mountPath: Invalid value: "/a": must be unique"#.into(),
+            ]),
+            (json!({"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v", "emptyDir": {}, "hostPath": {"path": "/x"}}]}), vec![
+                "spec.volumes[0].hostPath: Forbidden: may not specify more than 1 volume type".into(),
+            ]),
+            (json!({"containers": [{"name": "c", "image": "x"}], "dnsConfig": {"searches": ["_svc.cluster.local", ".", "Bad..x"], "nameservers": ["1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"]}}), vec![
+                r#"spec.dnsConfig.nameservers: Invalid value: []string{"1.1.1.1", "2.2.2.2", "3.3.3.3", "4.4.4.4"}: must not have more than 3 nameservers"#.into(),
+                r#"spec.dnsConfig.searches[2]: Invalid value: "Bad..x": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '_', '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\._?[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*')"#.into(),
+            ]),
+            (json!({"containers": [{"name": "c", "image": "x"}], "dnsPolicy": "None", "dnsConfig": {"searches": ["a"]}}), vec![
+                "spec.dnsConfig.nameservers: Required value: must provide at least one DNS nameserver when `dnsPolicy` is None".into(),
+            ]),
             (json!({"containers": [{"name": "c", "image": "x"}], "activeDeadlineSeconds": 0}), vec![
                 "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive".into(),
             ]),
@@ -975,6 +1155,31 @@ mod tests {
         assert_eq!(
             got,
             vec!["spec.containers: Forbidden: pod updates may not add or remove containers"]
+        );
+        // Status updates may not move the pod.
+        let mut moved = old.clone();
+        if let Some(s) = moved.spec.as_mut() {
+            s.node_name = Some("node-2".into());
+        }
+        let got: Vec<String> = validate_pod_status_update(&moved, &old)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec!["status.nodeName: Forbidden: may not be changed directly"]
+        );
+        // Ephemeral containers cannot be set on create.
+        let eph = pod(
+            json!({"containers": [{"name": "c", "image": "x"}], "ephemeralContainers": [{"name": "e", "image": "x"}]}),
+        );
+        let got: Vec<String> = validate_pod_create(&eph)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec!["spec.ephemeralContainers: Forbidden: cannot be set on create"]
         );
         // activeDeadlineSeconds may be set, then only lowered.
         let mut a = old.clone();

@@ -21,7 +21,6 @@ const IP_FAMILY_POLICIES: &[&str] = &["PreferDualStack", "RequireDualStack", "Si
 const TRAFFIC_DISTRIBUTIONS: &[&str] = &["PreferClose"];
 /// Upstream `MaxClientIPServiceAffinitySeconds`.
 const MAX_CLIENT_IP_AFFINITY_SECONDS: i32 = 86400;
-const KUBELET_PORT: i32 = 10250;
 
 fn spec_type(spec: &ServiceSpec) -> &str {
     spec.type_.as_deref().unwrap_or("")
@@ -250,7 +249,10 @@ fn validate_traffic_policies(spec: &ServiceSpec) -> ErrorList {
                 "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
             ));
         }
-    } else if hc != 0 {
+    } else if hc == 0 {
+        // The allocator assigns it before validation runs.
+        errs.push(FieldError::required(&sp.child("healthCheckNodePort"), ""));
+    } else {
         for m in is_valid_port_num(i64::from(hc)) {
             errs.push(FieldError::invalid(&sp.child("healthCheckNodePort"), hc, m));
         }
@@ -302,23 +304,12 @@ pub fn validate_service(svc: &Service) -> ErrorList {
         errs.push(FieldError::required(&sp.child("ports"), ""));
     }
     match ty {
-        "LoadBalancer" => {
-            for (i, p) in ports.iter().enumerate() {
-                if p.port == KUBELET_PORT {
-                    errs.push(FieldError::invalid(
-                        &sp.child("ports").index(i),
-                        p.port,
-                        format!("may not expose port {KUBELET_PORT} externally since it is used by kubelet"),
-                    ));
-                }
-            }
-            if headless {
-                errs.push(FieldError::invalid(
-                    &sp.child("clusterIPs").index(0),
-                    "None",
-                    "may not be set to 'None' for LoadBalancer services",
-                ));
-            }
+        "LoadBalancer" if headless => {
+            errs.push(FieldError::invalid(
+                &sp.child("clusterIPs").index(0),
+                "None",
+                "may not be set to 'None' for LoadBalancer services",
+            ));
         }
         "NodePort" if headless => {
             errs.push(FieldError::invalid(
@@ -435,7 +426,8 @@ pub fn validate_service(svc: &Service) -> ErrorList {
         .as_ref()
         .is_some_and(|v| !v.is_empty())
     {
-        let p = sp.child("loadBalancerSourceRanges");
+        // Upstream spells this path with a capital L.
+        let p = sp.child("LoadBalancerSourceRanges");
         if ty != "LoadBalancer" {
             errs.push(FieldError::forbidden(
                 &p,
@@ -479,6 +471,14 @@ pub fn validate_service(svc: &Service) -> ErrorList {
     errs
 }
 
+/// Go's `%v` of a `*IPFamilyPolicy` / `*string`: `null` or the quoted value.
+fn opt_str(v: Option<&String>) -> BadValue {
+    match v {
+        Some(s) => BadValue::Str(s.clone()),
+        None => BadValue::Null,
+    }
+}
+
 fn validate_upgrade_downgrade_cluster_ips(old: &ServiceSpec, new: &ServiceSpec) -> ErrorList {
     let mut errs = ErrorList::new();
     if spec_type(new) == "ExternalName" || spec_type(old) == "ExternalName" {
@@ -488,12 +488,13 @@ fn validate_upgrade_downgrade_cluster_ips(old: &ServiceSpec, new: &ServiceSpec) 
         return errs;
     }
     let (o, n) = (cluster_ips(old), cluster_ips(new));
-    let p0 = Path::new("spec").child("clusterIPs").index(0);
+    let ips_path = Path::new("spec").child("clusterIPs");
+    let p0 = ips_path.index(0);
     if o.len() == n.len() {
         for (i, ip) in o.iter().enumerate() {
             if *ip != n[i] {
                 errs.push(FieldError::invalid(
-                    &Path::new("spec").child("clusterIPs").index(i),
+                    &ips_path.index(i),
                     n.clone(),
                     "may not change once set",
                 ));
@@ -516,9 +517,9 @@ fn validate_upgrade_downgrade_cluster_ips(old: &ServiceSpec, new: &ServiceSpec) 
         }
         if n.len() == 1 && new.ip_family_policy.as_deref() != Some("SingleStack") {
             errs.push(FieldError::invalid(
-                &p0,
-                n.clone(),
-                "`ipFamilyPolicy` must be set to 'SingleStack' when releasing the secondary clusterIP",
+                &Path::new("spec").child("ipFamilyPolicy"),
+                opt_str(new.ip_family_policy.as_ref()),
+                "must be set to 'SingleStack' when releasing the secondary clusterIP",
             ));
         }
     } else if !o.is_empty() && n[0] != o[0] {
@@ -536,7 +537,8 @@ fn validate_upgrade_downgrade_ip_families(old: &ServiceSpec, new: &ServiceSpec) 
     if spec_type(new) == "ExternalName" || spec_type(old) == "ExternalName" {
         return errs;
     }
-    if is_headless(old) && is_headless(new) {
+    // Changing to or from headless, or staying headless, may change families.
+    if is_headless(old) || is_headless(new) {
         return errs;
     }
     let (o, n) = (
@@ -546,15 +548,18 @@ fn validate_upgrade_downgrade_ip_families(old: &ServiceSpec, new: &ServiceSpec) 
     let p0 = Path::new("spec").child("ipFamilies").index(0);
     let new_ips = cluster_ips(new);
     if o.len() == n.len() {
-        if o.iter().zip(&n).any(|(a, b)| a != b) {
-            errs.push(FieldError::invalid(
-                &p0,
-                n.clone(),
-                "may not change once set",
-            ));
+        for (a, b) in o.iter().zip(&n) {
+            if a != b {
+                errs.push(FieldError::invalid(
+                    &p0,
+                    n.clone(),
+                    "may not change once set",
+                ));
+            }
         }
     } else if o.len() > n.len() {
-        if n.is_empty() {
+        // Upstream tests clusterIPs here, not ipFamilies.
+        if new_ips.is_empty() {
             errs.push(FieldError::invalid(
                 &p0,
                 n.clone(),
@@ -570,9 +575,9 @@ fn validate_upgrade_downgrade_ip_families(old: &ServiceSpec, new: &ServiceSpec) 
         }
         if n.len() == 1 && new.ip_family_policy.as_deref() != Some("SingleStack") {
             errs.push(FieldError::invalid(
-                &Path::new("spec").child("clusterIPs").index(0),
-                new_ips.clone(),
-                "`ipFamilyPolicy` must be set to 'SingleStack' when releasing the secondary ipFamily",
+                &Path::new("spec").child("ipFamilyPolicy"),
+                opt_str(new.ip_family_policy.as_ref()),
+                "must be set to 'SingleStack' when releasing the secondary ipFamily",
             ));
         }
     } else if !o.is_empty() && !n.is_empty() && n[0] != o[0] {
@@ -582,8 +587,9 @@ fn validate_upgrade_downgrade_ip_families(old: &ServiceSpec, new: &ServiceSpec) 
 }
 
 /// Upstream `ValidateServiceUpdate`: metadata update rules, cluster IPs and
-/// IP families may not change (except to, from or on ExternalName), plus
-/// everything [`validate_service`] checks on the new object.
+/// IP families may not change (except to, from or on ExternalName), the
+/// loadBalancerClass and healthCheckNodePort of a LoadBalancer are fixed,
+/// plus everything [`validate_service`] checks on the new object.
 pub fn validate_service_update(new: &Service, old: &Service) -> ErrorList {
     let mut errs =
         validate_object_meta_update(&new.metadata, &old.metadata, &Path::new("metadata"));
@@ -594,18 +600,31 @@ pub fn validate_service_update(new: &Service, old: &Service) -> ErrorList {
     );
     errs.extend(validate_upgrade_downgrade_cluster_ips(os, ns));
     errs.extend(validate_upgrade_downgrade_ip_families(os, ns));
-    // loadBalancerClass may only change together with the type.
-    if spec_type(os) == "LoadBalancer"
-        && spec_type(ns) == "LoadBalancer"
-        && os.load_balancer_class != ns.load_balancer_class
+    let class_path = Path::new("spec").child("loadBalancerClass");
+    if spec_type(os) == "LoadBalancer" && spec_type(ns) == "LoadBalancer" {
+        if os.load_balancer_class != ns.load_balancer_class {
+            errs.push(FieldError::invalid(
+                &class_path,
+                opt_str(ns.load_balancer_class.as_ref()),
+                "may not change once set",
+            ));
+        }
+        // Upstream checks the format here as well as in validate_service.
+        if let Some(class) = &ns.load_balancer_class {
+            errs.extend(validate_qualified_name(class, &class_path));
+        }
+    } else if spec_type(ns) != "LoadBalancer" && ns.load_balancer_class.is_some() {
+        errs.push(FieldError::forbidden(
+            &class_path,
+            "may only be used when `type` is 'LoadBalancer'",
+        ));
+    }
+    if needs_health_check(os)
+        && needs_health_check(ns)
+        && os.health_check_node_port != ns.health_check_node_port
     {
-        errs.push(FieldError::invalid(
-            &Path::new("spec").child("loadBalancerClass"),
-            BadValue::Raw(
-                ns.load_balancer_class
-                    .as_deref()
-                    .map_or("null".to_string(), crate::field_errors::go_quote),
-            ),
+        errs.push(FieldError::forbidden(
+            &Path::new("spec").child("healthCheckNodePort"),
             crate::names::FIELD_IMMUTABLE,
         ));
     }
@@ -703,7 +722,6 @@ mod tests {
                 r#"spec.clusterIPs[0]: Invalid value: "None": may not be set to 'None' for NodePort services"#.into(),
             ]),
             (json!({"type": "LoadBalancer", "clusterIP": "None", "ports": [{"port": 10250}]}), vec![
-                "spec.ports[0]: Invalid value: 10250: may not expose port 10250 externally since it is used by kubelet".into(),
                 r#"spec.clusterIPs[0]: Invalid value: "None": may not be set to 'None' for LoadBalancer services"#.into(),
             ]),
             (json!({"type": "ExternalName"}), vec!["spec.externalName: Required value".into()]),
@@ -759,8 +777,17 @@ mod tests {
             (json!({"ports": [{"port": 80}], "selector": {"app": "a b"}}), vec![
                 r#"spec.selector: Invalid value: "a b": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"#.into(),
             ]),
+            (json!({"type": "LoadBalancer", "ports": [{"port": 80}], "externalTrafficPolicy": "Local"}), vec![
+                "spec.healthCheckNodePort: Required value".into(),
+            ]),
+            (json!({"type": "LoadBalancer", "ports": [{"port": 80}], "loadBalancerSourceRanges": ["10.0.0.0"]}), vec![
+                r#"spec.LoadBalancerSourceRanges[0]: Invalid value: "10.0.0.0": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"#.into(),
+            ]),
+            (json!({"ports": [{"port": 80}], "loadBalancerClass": "example.com/lb"}), vec![
+                "spec.loadBalancerClass: Forbidden: may only be used when `type` is 'LoadBalancer'".into(),
+            ]),
             (json!({"ports": [{"port": 80}], "loadBalancerSourceRanges": ["10.0.0.0/8"]}), vec![
-                "spec.loadBalancerSourceRanges: Forbidden: may only be used when `type` is 'LoadBalancer'".into(),
+                "spec.LoadBalancerSourceRanges: Forbidden: may only be used when `type` is 'LoadBalancer'".into(),
             ]),
         ];
         for (spec, want) in cases {
@@ -837,6 +864,50 @@ mod tests {
         // From ExternalName back to ClusterIP with a new IP: valid.
         let back = allocated(json!({"ports": [{"port": 80}], "clusterIP": "10.96.0.12"}));
         assert_eq!(validate_service_update(&back, &ext), Vec::new());
+        // LoadBalancer: class and health-check port are fixed.
+        let lb_old = allocated(
+            json!({"type": "LoadBalancer", "ports": [{"port": 80, "nodePort": 30080}],
+            "externalTrafficPolicy": "Local", "healthCheckNodePort": 30100, "loadBalancerClass": "a.io/x"}),
+        );
+        let mut lb_new = lb_old.clone();
+        if let Some(sp) = lb_new.spec.as_mut() {
+            sp.health_check_node_port = Some(30101);
+            sp.load_balancer_class = Some("b.io/y".into());
+        }
+        let got: Vec<String> = validate_service_update(&lb_new, &lb_old)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                r#"spec.loadBalancerClass: Invalid value: "b.io/y": may not change once set"#,
+                "spec.healthCheckNodePort: Forbidden: field is immutable",
+            ]
+        );
+        // Releasing the secondary IP needs SingleStack.
+        let mut dual = old.clone();
+        if let Some(sp) = dual.spec.as_mut() {
+            sp.cluster_ips = Some(vec!["10.96.0.10".into(), "fd00::10".into()]);
+            sp.ip_families = Some(vec!["IPv4".into(), "IPv6".into()]);
+            sp.ip_family_policy = Some("PreferDualStack".into());
+        }
+        let mut single = dual.clone();
+        if let Some(sp) = single.spec.as_mut() {
+            sp.cluster_ips = Some(vec!["10.96.0.10".into()]);
+            sp.ip_families = Some(vec!["IPv4".into()]);
+        }
+        let got: Vec<String> = validate_service_update(&single, &dual)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                r#"spec.ipFamilyPolicy: Invalid value: "PreferDualStack": must be set to 'SingleStack' when releasing the secondary clusterIP"#,
+                r#"spec.ipFamilyPolicy: Invalid value: "PreferDualStack": must be set to 'SingleStack' when releasing the secondary ipFamily"#,
+            ]
+        );
         // Name change is rejected.
         let mut renamed = old.clone();
         renamed.metadata.name = Some("other".into());
