@@ -73,6 +73,11 @@ pub struct SliceOptions {
     /// Zone per node name (from the node's `topology.kubernetes.io/zone`
     /// label); nodes missing here get no zone.
     pub node_zones: BTreeMap<String, String>,
+    /// The nodes that exist, when known. Pods bound to a node not in this
+    /// set are left out (unless the Service publishes not-ready
+    /// addresses), as upstream does so a pod on a vanished node does not
+    /// linger; `None` skips the check.
+    pub known_nodes: Option<BTreeSet<String>>,
 }
 
 impl Default for SliceOptions {
@@ -80,6 +85,7 @@ impl Default for SliceOptions {
         SliceOptions {
             max_endpoints_per_slice: DEFAULT_MAX_ENDPOINTS_PER_SLICE,
             node_zones: BTreeMap::new(),
+            known_nodes: None,
         }
     }
 }
@@ -212,6 +218,20 @@ pub fn pods_for_service<'a>(svc: &Service, pods: &[&'a Pod]) -> Vec<&'a Pod> {
         .copied()
         .filter(|p| p.metadata.namespace == svc.metadata.namespace)
         .filter(|p| selector_matches(selector, p.metadata.labels.as_ref()))
+        .collect()
+}
+
+/// The Services of `services` that select `pod`, for routing pod events
+/// to the Services to resync.
+pub fn services_for_pod<'a>(pod: &Pod, services: &[&'a Service]) -> Vec<&'a Service> {
+    services
+        .iter()
+        .copied()
+        .filter(|s| s.metadata.namespace == pod.metadata.namespace)
+        .filter(|s| {
+            service_selector(s)
+                .is_some_and(|sel| selector_matches(sel, pod.metadata.labels.as_ref()))
+        })
         .collect()
 }
 
@@ -899,6 +919,16 @@ fn reconcile_address_type(
         if !should_pod_be_in_endpoints(pod, true) {
             continue;
         }
+        if let Some(nodes) = &opts.known_nodes {
+            let node = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .unwrap_or("");
+            if !nodes.contains(node) && !publish_not_ready(svc) {
+                continue;
+            }
+        }
         let ports = endpoint_ports(svc, pod);
         let key = port_map_key(Some(&ports));
         let entry = desired
@@ -1080,6 +1110,104 @@ fn reconcile_port_mapping(
             .iter()
             .filter_map(|n| by_name.get(n).cloned())
             .collect(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The `kubernetes` Service.
+
+/// The Endpoints of `default/kubernetes` the API server keeps: its own
+/// addresses on port `https`, labelled so the mirroring controller leaves
+/// them alone (the API server writes the slice itself).
+pub fn kubernetes_endpoints(api_server_ips: &[IpAddr], port: i32) -> Endpoints {
+    let mut ips: Vec<IpAddr> = api_server_ips.to_vec();
+    ips.sort();
+    ips.dedup();
+    let addresses: Vec<EndpointAddress> = ips
+        .iter()
+        .map(|ip| EndpointAddress {
+            ip: ip.to_string(),
+            ..Default::default()
+        })
+        .collect();
+    Endpoints {
+        metadata: ObjectMeta {
+            name: Some("kubernetes".to_owned()),
+            namespace: Some("default".to_owned()),
+            labels: Some([(LABEL_SKIP_MIRROR.to_owned(), "true".to_owned())].into()),
+            ..Default::default()
+        },
+        subsets: (!addresses.is_empty()).then(|| {
+            vec![EndpointSubset {
+                addresses: Some(addresses),
+                not_ready_addresses: None,
+                ports: Some(vec![CorePort {
+                    name: Some("https".to_owned()),
+                    port,
+                    protocol: Some("TCP".to_owned()),
+                    app_protocol: None,
+                }]),
+            }]
+        }),
+    }
+}
+
+/// The EndpointSlice the API server writes next to [`kubernetes_endpoints`]:
+/// named like the Endpoints, labelled only with the service name, IPv6 when
+/// all addresses are.
+pub fn kubernetes_endpoint_slice(ep: &Endpoints) -> EndpointSlice {
+    let subset = ep.subsets.as_ref().and_then(|s| s.first());
+    let ready: Vec<&EndpointAddress> = subset
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .collect();
+    let not_ready: Vec<&EndpointAddress> = subset
+        .iter()
+        .flat_map(|s| s.not_ready_addresses.iter().flatten())
+        .collect();
+    let all_v6 = !ready.is_empty() && ready.iter().chain(&not_ready).all(|a| is_ipv6(&a.ip));
+    let address_type = if all_v6 { "IPv6" } else { "IPv4" };
+    let endpoints = ready
+        .iter()
+        .map(|a| (a, true))
+        .chain(not_ready.iter().map(|a| (a, false)))
+        .filter(|(a, _)| is_ip(&a.ip) && is_ipv6(&a.ip) == all_v6)
+        .map(|(a, ready)| Endpoint {
+            addresses: vec![a.ip.clone()],
+            conditions: Some(EndpointConditions {
+                ready: Some(ready),
+                ..Default::default()
+            }),
+            node_name: a.node_name.clone(),
+            target_ref: a.target_ref.clone(),
+            ..Default::default()
+        })
+        .collect();
+    EndpointSlice {
+        metadata: ObjectMeta {
+            name: ep.metadata.name.clone(),
+            namespace: ep.metadata.namespace.clone(),
+            labels: Some(
+                [(
+                    LABEL_SERVICE_NAME.to_owned(),
+                    ep.metadata.name.clone().unwrap_or_default(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        address_type: address_type.to_owned(),
+        endpoints,
+        ports: subset.and_then(|s| s.ports.as_ref()).map(|ps| {
+            ps.iter()
+                .map(|p| EndpointPort {
+                    name: Some(p.name.clone().unwrap_or_default()),
+                    port: Some(p.port),
+                    protocol: Some(protocol_of(p.protocol.as_deref()).to_owned()),
+                    app_protocol: None,
+                })
+                .collect()
+        }),
     }
 }
 

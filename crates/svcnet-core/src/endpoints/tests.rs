@@ -1157,3 +1157,86 @@ create ext-* IPv6 [http:8080/TCP] 1 eps
     let d4 = mirror_endpoints_to_slices_with(&ep, &s, &[], 2);
     assert_eq!(summary(&d4), "create[ext-(1) ext-(1)] update[] delete[]");
 }
+
+#[test]
+fn unknown_nodes_are_left_out() {
+    let pods = [p("a", "10.244.1.5"), p("b", "10.244.2.5").node("gone")];
+    let pods: Vec<Pod> = pods.iter().map(P::build).collect();
+    let opts = SliceOptions {
+        known_nodes: Some(["node-1".to_owned()].into()),
+        ..Default::default()
+    };
+    let d = compute_endpoint_slices_with(&http_svc(), &refs(&pods), &[], &opts);
+    assert_eq!(summary(&d), "create[web-(1)] update[] delete[]");
+    let publish = with_spec(http_svc(), |s| s.publish_not_ready_addresses = Some(true));
+    let d = compute_endpoint_slices_with(&publish, &refs(&pods), &[], &opts);
+    assert_eq!(summary(&d), "create[web-(2)] update[] delete[]");
+}
+
+#[test]
+fn services_for_pod_table() {
+    let web = http_svc();
+    let mut db = http_svc();
+    db.metadata.name = Some("db".to_owned());
+    let db = with_spec(db, |s| {
+        s.selector = Some([("app".to_owned(), "db".to_owned())].into())
+    });
+    let bare = selectorless();
+    let services = [&web, &db, &bare];
+    let cases = [
+        (p("a", "10.0.0.1"), vec!["web"]),
+        (
+            p("a", "10.0.0.1").labels(vec![("app", "db"), ("x", "y")]),
+            vec!["db"],
+        ),
+        (p("a", "10.0.0.1").ns("other"), vec![]),
+        (p("a", "10.0.0.1").labels(vec![]), vec![]),
+    ];
+    for (pod, want) in cases {
+        let got: Vec<&str> = services_for_pod(&pod.build(), &services)
+            .iter()
+            .filter_map(|s| s.metadata.name.as_deref())
+            .collect();
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn kubernetes_service_endpoints() {
+    let ips: Vec<IpAddr> = vec![
+        "172.18.0.3".parse().expect("ip"),
+        "172.18.0.2".parse().expect("ip"),
+    ];
+    let ep = kubernetes_endpoints(&ips, 6443);
+    assert_eq!(
+        render_endpoints(&ep),
+        "default/kubernetes labels={\"endpointslice.kubernetes.io/skip-mirror\": \"true\"}
+subset [https:6443/TCP]
+  ready 172.18.0.2
+  ready 172.18.0.3
+"
+    );
+    let slice = kubernetes_endpoint_slice(&ep);
+    assert_eq!(
+        render_slice("write", &slice),
+        "write kubernetes IPv4 [https:6443/TCP] 2 eps
+  172.18.0.2 r=true s=- t=-
+  172.18.0.3 r=true s=- t=-
+"
+    );
+    assert_eq!(
+        slice.metadata.labels,
+        Some([(LABEL_SERVICE_NAME.to_owned(), "kubernetes".to_owned())].into())
+    );
+    // It is never mirrored.
+    assert!(!should_mirror(&ep, &selectorless()));
+    let v6 = kubernetes_endpoint_slice(&kubernetes_endpoints(
+        &["fd00::2".parse().expect("ip")],
+        443,
+    ));
+    assert_eq!(
+        render_slice("write", &v6),
+        "write kubernetes IPv6 [https:443/TCP] 1 eps\n  fd00::2 r=true s=- t=-\n"
+    );
+    assert_eq!(kubernetes_endpoints(&[], 443).subsets, None);
+}
