@@ -1,8 +1,6 @@
 //! The real kubectl against the API server on loopback (fresh HOME, default validation).
 
-mod common;
-
-use common::{Cluster, example};
+use svcnet_testkit::{Cluster, example};
 
 fn lines(s: &str) -> Vec<Vec<String>> {
     s.lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
