@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    ClientIPConfig, Container, Endpoints, Namespace, NamespaceSpec, NamespaceStatus, Pod,
+    ClientIPConfig, Container, Endpoints, Namespace, NamespaceSpec, NamespaceStatus, Node, Pod,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Service, ServiceSpec,
     SessionAffinityConfig,
 };
@@ -69,6 +69,25 @@ pub fn default_service(svc: &mut Service) {
     normalize_cluster_ips(spec, None);
     // Errors are left for validation to report with the right paths.
     let _ = init_ip_family_fields(spec, None, &["IPv4"]);
+    default_load_balancer_status(svc);
+}
+
+/// LoadBalancer ingress IPs get `ipMode: VIP` (upstream `SetDefaults_Service`,
+/// also applied to status updates).
+pub fn default_load_balancer_status(svc: &mut Service) {
+    if svc.spec.as_ref().and_then(|s| s.type_.as_deref()) != Some("LoadBalancer") {
+        return;
+    }
+    let ingress = svc
+        .status
+        .as_mut()
+        .and_then(|s| s.load_balancer.as_mut())
+        .and_then(|lb| lb.ingress.as_mut());
+    for ing in ingress.into_iter().flatten() {
+        if ing.ip.as_deref().is_some_and(|ip| !ip.is_empty()) {
+            set_if_none(&mut ing.ip_mode, "VIP".to_string());
+        }
+    }
 }
 
 /// The static part of `SetDefaults_Service` (no cluster knowledge).
@@ -529,6 +548,16 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
         default_container(c);
     }
     for v in spec.volumes.iter_mut().flatten() {
+        // A volume with no source at all becomes an emptyDir (upstream
+        // `SetDefaults_Volume`); the wire form tells whether any is set.
+        let has_source =
+            matches!(serde_json::to_value(&*v), Ok(serde_json::Value::Object(m)) if m.len() > 1);
+        if !has_source {
+            v.empty_dir = Some(Default::default());
+        }
+        if let Some(h) = v.host_path.as_mut() {
+            set_if_none(&mut h.type_, String::new());
+        }
         if let Some(s) = v.secret.as_mut() {
             set_if_none(&mut s.default_mode, DEFAULT_VOLUME_MODE);
         }
@@ -537,6 +566,11 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
         }
         if let Some(s) = v.projected.as_mut() {
             set_if_none(&mut s.default_mode, DEFAULT_VOLUME_MODE);
+            for src in s.sources.iter_mut().flatten() {
+                if let Some(t) = src.service_account_token.as_mut() {
+                    set_if_none(&mut t.expiration_seconds, 3600);
+                }
+            }
         }
         if let Some(s) = v.downward_api.as_mut() {
             set_if_none(&mut s.default_mode, DEFAULT_VOLUME_MODE);
@@ -635,6 +669,15 @@ pub fn default_endpoints(ep: &mut Endpoints) {
         for p in s.ports.iter_mut().flatten() {
             set_if_empty(&mut p.protocol, "TCP");
         }
+    }
+}
+
+/// Upstream `SetDefaults_NodeStatus`: allocatable defaults to capacity.
+pub fn default_node(node: &mut Node) {
+    if let Some(st) = node.status.as_mut()
+        && st.allocatable.is_none()
+    {
+        st.allocatable = st.capacity.clone();
     }
 }
 
@@ -870,6 +913,42 @@ mod tests {
         new.cluster_ip = None;
         normalize_cluster_ips(&mut new, Some(&old));
         assert_eq!(new.cluster_ips, None);
+    }
+
+    #[test]
+    fn volume_node_and_lb_status_defaults() {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "x"}],
+                     "volumes": [{"name": "a"}, {"name": "b", "hostPath": {"path": "/x"}},
+                                 {"name": "c", "configMap": {"name": "cm"}}]}
+        }))
+        .expect("pod");
+        default_pod(&mut pod);
+        assert_eq!(
+            serde_json::to_value(pod.spec.as_ref().and_then(|s| s.volumes.as_ref())).expect("json"),
+            json!([{"name": "a", "emptyDir": {}}, {"name": "b", "hostPath": {"path": "/x", "type": ""}},
+                   {"name": "c", "configMap": {"name": "cm", "defaultMode": 420}}])
+        );
+        let mut node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n"}, "status": {"capacity": {"cpu": "2"}}
+        }))
+        .expect("node");
+        default_node(&mut node);
+        assert_eq!(
+            serde_json::to_value(node.status.as_ref().and_then(|s| s.allocatable.as_ref()))
+                .expect("json"),
+            json!({"cpu": "2"})
+        );
+        let mut lb = svc(
+            json!({"metadata": {"name": "s"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"hostname": "lb.example.com"}]}}}),
+        );
+        default_service(&mut lb);
+        assert_eq!(
+            serde_json::to_value(lb.status.as_ref()).expect("json"),
+            json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1", "ipMode": "VIP"}, {"hostname": "lb.example.com"}]}})
+        );
     }
 
     #[test]

@@ -1062,9 +1062,6 @@ mod tests {
             (json!({"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}]}), vec![
                 r#"spec.containers[0].volumeMounts[0].name: Not found: "nope""#.into(),
             ]),
-            (json!({"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "v"}]}), vec![
-                "spec.volumes[0]: Required value: must specify a volume type".into(),
-            ]),
             (json!({"containers": [{"name": "c", "image": "x"}], "initContainers": [{"name": "c", "image": "y", "readinessProbe": {"exec": {"command": ["x"]}}}]}), vec![
                 r#"spec.initContainers[0].name: Duplicate value: "c""#.into(),
                 "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always".into(),
@@ -1107,6 +1104,23 @@ mod tests {
         for (spec, want) in cases {
             assert_eq!(check(spec.clone()), want, "{spec}");
         }
+    }
+
+    #[test]
+    fn sourceless_volume_without_defaulting() {
+        // Defaulting turns it into an emptyDir; validation alone rejects it.
+        let mut p = pod(json!({"containers": [{"name": "c", "image": "x"}]}));
+        if let Some(s) = p.spec.as_mut() {
+            s.volumes = Some(vec![Volume {
+                name: "v".into(),
+                ..Default::default()
+            }]);
+        }
+        let got: Vec<String> = validate_pod(&p).iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            got,
+            vec!["spec.volumes[0]: Required value: must specify a volume type"]
+        );
     }
 
     #[test]
