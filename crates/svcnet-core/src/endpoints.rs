@@ -164,10 +164,8 @@ pub fn find_port(pod: &Pod, svc_port: &ServicePort) -> Option<i32> {
         None | Some(IntOrString::Int(0)) => Some(svc_port.port),
         Some(IntOrString::Int(n)) => Some(*n),
         Some(IntOrString::String(name)) => {
-            // A numeric string is a number, as Go's IntOrString parses it.
-            if let Ok(n) = name.parse::<i32>() {
-                return Some(n);
-            }
+            // Like upstream, a string is always a port name (validation
+            // rejects numeric strings).
             let spec = pod.spec.as_ref()?;
             let proto = protocol_of(svc_port.protocol.as_deref());
             let sidecars = spec

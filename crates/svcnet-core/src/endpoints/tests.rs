@@ -664,7 +664,7 @@ fn find_port_table() {
         (&pod, sp(Some(int(7000)), "TCP"), Some(7000)),
         (&pod, sp(Some(named("web")), "TCP"), Some(8080)),
         (&pod, sp(Some(named("alt")), "TCP"), Some(9000)),
-        (&pod, sp(Some(named("8088")), "TCP"), Some(8088)),
+        (&pod, sp(Some(named("8088")), "TCP"), None),
         (&pod, sp(Some(named("missing")), "TCP"), None),
         (&pod, sp(Some(named("web")), "UDP"), None),
         (&udp_pod, sp(Some(named("dns")), "UDP"), Some(5353)),

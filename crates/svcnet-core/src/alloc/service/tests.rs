@@ -486,3 +486,27 @@ fn delete_releases_everything() {
         AllocChanges::default()
     );
 }
+
+#[test]
+fn unchanged_update_changes_nothing() {
+    let (mut ips, mut ports) = allocs();
+    let old = create(
+        &mut ips,
+        &mut ports,
+        with(
+            spec(
+                "LoadBalancer",
+                &[("dns", 53, "UDP", 0), ("dns-tcp", 53, "TCP", 0)],
+            ),
+            |s| {
+                s.external_traffic_policy = Some("Local".to_owned());
+            },
+        ),
+    );
+    let before = (ips.clone(), ports.clone());
+    let mut new = old.clone();
+    let changes = allocate_update(&mut ips, &mut ports, &mut new, &old, &mut zero()).expect("noop");
+    assert_eq!(changes, AllocChanges::default());
+    assert_eq!(new, old);
+    assert_eq!((&ips, &ports), (&before.0, &before.1));
+}
