@@ -6,9 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::field_errors::{ErrorList, FieldError, Path};
+use crate::field_errors::{BadValue, ErrorList, FieldError, Path};
 
 pub const DNS1123_LABEL_MAX_LENGTH: usize = 63;
 pub const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
@@ -443,42 +443,187 @@ pub fn validate_object_meta(
             &path.child("annotations"),
         ));
     }
+    if let Some(refs) = &meta.owner_references {
+        errs.extend(validate_owner_references(
+            refs,
+            &path.child("ownerReferences"),
+        ));
+    }
     if let Some(finalizers) = &meta.finalizers {
-        let fpath = path.child("finalizers");
-        for f in finalizers {
-            errs.extend(validate_qualified_name(f, &fpath));
+        errs.extend(validate_finalizers(finalizers, &path.child("finalizers")));
+    }
+    errs
+}
+
+/// Go's `time.Time.String()` of a timestamp (as `%v` prints it in
+/// "field is immutable" errors), from its RFC 3339 wire form.
+fn go_time(v: &impl serde::Serialize) -> BadValue {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(t)) => {
+            let t = t.trim_end_matches('Z').replacen('T', " ", 1);
+            BadValue::Raw(format!("{t} +0000 UTC"))
+        }
+        _ => BadValue::Raw("<nil>".into()),
+    }
+}
+
+fn opt_value<T>(v: Option<T>, f: impl FnOnce(T) -> BadValue) -> BadValue {
+    v.map_or(BadValue::Null, f)
+}
+
+/// Upstream `ValidateOwnerReferences`.
+pub fn validate_owner_references(refs: &[OwnerReference], path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let mut first_controller: Option<String> = None;
+    for r in refs {
+        // "v1" or "group/version": the version is the last segment.
+        let version = r.api_version.rsplit('/').next().unwrap_or("");
+        if version.is_empty() {
+            errs.push(FieldError::invalid(
+                &path.child("apiVersion"),
+                r.api_version.as_str(),
+                "version must not be empty",
+            ));
+        }
+        if r.kind.is_empty() {
+            errs.push(FieldError::invalid(
+                &path.child("kind"),
+                r.kind.as_str(),
+                "must not be empty",
+            ));
+        }
+        if r.name.is_empty() {
+            errs.push(FieldError::invalid(
+                &path.child("name"),
+                r.name.as_str(),
+                "must not be empty",
+            ));
+        }
+        if r.uid.is_empty() {
+            errs.push(FieldError::invalid(
+                &path.child("uid"),
+                r.uid.as_str(),
+                "must not be empty",
+            ));
+        }
+        if r.api_version == "v1" && r.kind == "Event" {
+            errs.push(FieldError::invalid(
+                path,
+                BadValue::Raw(format!("{r:?}")),
+                "/v1, Kind=Event is disallowed from being an owner",
+            ));
+        }
+        if r.controller == Some(true) {
+            let cur = format!("{}/{}", r.kind, r.name);
+            match &first_controller {
+                Some(first) => errs.push(FieldError::invalid(
+                    path,
+                    BadValue::Raw(format!("{refs:?}")),
+                    format!("Only one reference can have Controller set to true. Found \"true\" in references for {first} and {cur}"),
+                )),
+                None => first_controller = Some(cur),
+            }
         }
     }
     errs
 }
 
-/// Upstream `ValidateObjectMetaUpdate` (the parts a user can trip over):
-/// name, namespace, uid and creationTimestamp may not change.
+/// Upstream `ValidateFinalizers`: qualified names, and `orphan` and
+/// `foregroundDeletion` not both.
+pub fn validate_finalizers(finalizers: &[String], path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    for f in finalizers {
+        errs.extend(validate_qualified_name(f, path));
+    }
+    if finalizers.iter().any(|f| f == "orphan")
+        && finalizers.iter().any(|f| f == "foregroundDeletion")
+    {
+        errs.push(FieldError::invalid(
+            path,
+            finalizers.to_vec(),
+            "finalizer orphan and foregroundDeletion cannot be both set",
+        ));
+    }
+    errs
+}
+
+/// Upstream `ValidateObjectMetaUpdate`: a resourceVersion is required (the
+/// server fills it in for unconditional updates before validating),
+/// generation may not go down, and name, namespace, uid, creation and
+/// deletion timestamps may not change.
 pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &Path) -> ErrorList {
     let mut errs = ErrorList::new();
-    if new.name != old.name {
+    if old.deletion_timestamp.is_some() {
+        let old_f: std::collections::BTreeSet<&String> = old.finalizers.iter().flatten().collect();
+        let extra: std::collections::BTreeSet<&String> = new
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| !old_f.contains(f))
+            .collect();
+        if !extra.is_empty() {
+            let list: Vec<String> = extra.into_iter().cloned().collect();
+            errs.push(FieldError::forbidden(
+                &path.child("finalizers"),
+                format!(
+                    "no new finalizers can be added if the object is being deleted, found new finalizers {}",
+                    BadValue::StrList(list)
+                ),
+            ));
+        }
+    }
+    if new.resource_version.as_deref().unwrap_or("").is_empty() {
         errs.push(FieldError::invalid(
-            &path.child("name"),
-            new.name.clone().unwrap_or_default(),
+            &path.child("resourceVersion"),
+            "",
+            "must be specified for an update",
+        ));
+    }
+    let (ng, og) = (new.generation.unwrap_or(0), old.generation.unwrap_or(0));
+    if ng < og {
+        errs.push(FieldError::invalid(
+            &path.child("generation"),
+            ng,
+            "must not be decremented",
+        ));
+    }
+    let s = |v: &Option<String>| v.clone().unwrap_or_default();
+    for (name, a, b) in [
+        ("name", s(&new.name), s(&old.name)),
+        ("namespace", s(&new.namespace), s(&old.namespace)),
+        ("uid", s(&new.uid), s(&old.uid)),
+    ] {
+        if a != b {
+            errs.push(FieldError::invalid(&path.child(name), a, FIELD_IMMUTABLE));
+        }
+    }
+    if new.creation_timestamp != old.creation_timestamp {
+        let v = match &new.creation_timestamp {
+            Some(t) => go_time(t),
+            // A zero metav1.Time prints as Go's zero time.
+            None => BadValue::Raw("0001-01-01 00:00:00 +0000 UTC".into()),
+        };
+        errs.push(FieldError::invalid(
+            &path.child("creationTimestamp"),
+            v,
             FIELD_IMMUTABLE,
         ));
     }
-    if new.namespace != old.namespace {
+    if new.deletion_timestamp != old.deletion_timestamp {
+        let v = opt_value(new.deletion_timestamp.as_ref(), go_time);
         errs.push(FieldError::invalid(
-            &path.child("namespace"),
-            new.namespace.clone().unwrap_or_default(),
+            &path.child("deletionTimestamp"),
+            v,
             FIELD_IMMUTABLE,
         ));
     }
-    if old.uid.is_some() && new.uid != old.uid {
+    if new.deletion_grace_period_seconds != old.deletion_grace_period_seconds {
+        let v = opt_value(new.deletion_grace_period_seconds, BadValue::Int);
         errs.push(FieldError::invalid(
-            &path.child("uid"),
-            new.uid.clone().unwrap_or_default(),
+            &path.child("deletionGracePeriodSeconds"),
+            v,
             FIELD_IMMUTABLE,
         ));
-    }
-    if let Some(g) = new.generation {
-        errs.extend(validate_nonnegative(g, &path.child("generation")));
     }
     if let Some(labels) = &new.labels {
         errs.extend(validate_labels(labels, &path.child("labels")));
@@ -487,6 +632,12 @@ pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &Pa
         errs.extend(validate_annotations(
             annotations,
             &path.child("annotations"),
+        ));
+    }
+    if let Some(refs) = &new.owner_references {
+        errs.extend(validate_owner_references(
+            refs,
+            &path.child("ownerReferences"),
         ));
     }
     errs
@@ -632,6 +783,84 @@ mod tests {
             namespace: ns.map(str::to_string),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn object_meta_updates() {
+        let md = Path::new("metadata");
+        let render = |errs: ErrorList| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+        let old: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "a", "namespace": "default", "uid": "u1", "resourceVersion": "5", "generation": 2,
+            "creationTimestamp": "2026-12-01T10:00:00Z"
+        }))
+        .expect("meta");
+        let mut same = old.clone();
+        same.labels = Some([("app".to_string(), "x".to_string())].into_iter().collect());
+        assert_eq!(
+            render(validate_object_meta_update(&same, &old, &md)),
+            Vec::<String>::new()
+        );
+        let new: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "b", "namespace": "default", "uid": "u2", "generation": 1,
+            "creationTimestamp": "2026-12-01T11:00:00Z"
+        }))
+        .expect("meta");
+        assert_eq!(
+            render(validate_object_meta_update(&new, &old, &md)),
+            vec![
+                r#"metadata.resourceVersion: Invalid value: "": must be specified for an update"#,
+                "metadata.generation: Invalid value: 1: must not be decremented",
+                r#"metadata.name: Invalid value: "b": field is immutable"#,
+                r#"metadata.uid: Invalid value: "u2": field is immutable"#,
+                "metadata.creationTimestamp: Invalid value: 2026-12-01 11:00:00 +0000 UTC: field is immutable",
+            ]
+        );
+        let mut deleting = old.clone();
+        deleting.deletion_timestamp =
+            serde_json::from_value(serde_json::json!("2026-12-01T12:00:00Z")).ok();
+        let mut more = deleting.clone();
+        more.finalizers = Some(vec!["example.com/x".into()]);
+        assert_eq!(
+            render(validate_object_meta_update(&more, &deleting, &md)),
+            vec![
+                r#"metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{"example.com/x"}"#
+            ]
+        );
+    }
+
+    #[test]
+    fn owner_references_and_finalizers() {
+        let md = Path::new("metadata");
+        let render = |errs: ErrorList| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+        let mut m = meta("ok", Some("default"));
+        m.owner_references = Some(vec![
+            OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: "rs".into(),
+                uid: "u".into(),
+                controller: Some(true),
+                ..Default::default()
+            },
+            OwnerReference {
+                api_version: "apps/".into(),
+                kind: "".into(),
+                name: "".into(),
+                uid: "".into(),
+                ..Default::default()
+            },
+        ]);
+        m.finalizers = Some(vec!["orphan".into(), "foregroundDeletion".into()]);
+        assert_eq!(
+            render(validate_object_meta(&m, true, name_is_dns_subdomain, &md)),
+            vec![
+                r#"metadata.ownerReferences.apiVersion: Invalid value: "apps/": version must not be empty"#,
+                r#"metadata.ownerReferences.kind: Invalid value: "": must not be empty"#,
+                r#"metadata.ownerReferences.name: Invalid value: "": must not be empty"#,
+                r#"metadata.ownerReferences.uid: Invalid value: "": must not be empty"#,
+                r#"metadata.finalizers: Invalid value: []string{"orphan", "foregroundDeletion"}: finalizer orphan and foregroundDeletion cannot be both set"#,
+            ]
+        );
     }
 
     #[test]

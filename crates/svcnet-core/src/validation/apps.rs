@@ -330,7 +330,7 @@ mod tests {
 
     fn deployment(spec: Value) -> Deployment {
         let mut d: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": "web", "namespace": "default"},
+            "metadata": {"name": "web", "namespace": "default", "resourceVersion": "1"},
             "spec": spec
         }))
         .expect("deployment json");
@@ -539,7 +539,7 @@ mod tests {
     fn replica_sets() {
         let mk = |spec: Value| {
             let mut rs: ReplicaSet = serde_json::from_value(json!({
-                "metadata": {"name": "web-abc", "namespace": "default"}, "spec": spec
+                "metadata": {"name": "web-abc", "namespace": "default", "resourceVersion": "1"}, "spec": spec
             }))
             .expect("rs json");
             default_replica_set(&mut rs);

@@ -535,7 +535,8 @@ mod tests {
     fn namespaces() {
         let mk = |name: &str| {
             let mut ns: Namespace =
-                serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns json");
+                serde_json::from_value(json!({"metadata": {"name": name, "resourceVersion": "1"}}))
+                    .expect("ns json");
             default_namespace(&mut ns);
             ns
         };
@@ -602,15 +603,15 @@ mod tests {
             ]
         );
         let old = mk(
-            json!({"metadata": {"name": "n"}, "spec": {"podCIDRs": ["10.244.1.0/24"], "providerID": "p1"}}),
+            json!({"metadata": {"name": "n", "resourceVersion": "1"}, "spec": {"podCIDRs": ["10.244.1.0/24"], "providerID": "p1"}}),
         );
-        let unset = mk(json!({"metadata": {"name": "n"}}));
+        let unset = mk(json!({"metadata": {"name": "n", "resourceVersion": "1"}}));
         assert_eq!(
             render(validate_node_update(&old, &unset)),
             Vec::<String>::new()
         );
         let changed = mk(
-            json!({"metadata": {"name": "n"}, "spec": {"podCIDRs": ["10.244.9.0/24"], "providerID": "p2"}}),
+            json!({"metadata": {"name": "n", "resourceVersion": "1"}, "spec": {"podCIDRs": ["10.244.9.0/24"], "providerID": "p2"}}),
         );
         assert_eq!(
             render(validate_node_update(&changed, &old)),

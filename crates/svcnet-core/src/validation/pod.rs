@@ -963,7 +963,7 @@ mod tests {
 
     fn pod(spec: Value) -> Pod {
         let mut p: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "web-0", "namespace": "default"},
+            "metadata": {"name": "web-0", "namespace": "default", "resourceVersion": "1"},
             "spec": spec
         }))
         .expect("pod json");

@@ -640,7 +640,7 @@ mod tests {
 
     fn svc(spec: Value) -> Service {
         let mut s: Service = serde_json::from_value(json!({
-            "metadata": {"name": "web", "namespace": "default"},
+            "metadata": {"name": "web", "namespace": "default", "resourceVersion": "1"},
             "spec": spec
         }))
         .expect("service json");
