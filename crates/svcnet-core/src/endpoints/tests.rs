@@ -1240,3 +1240,110 @@ subset [https:6443/TCP]
     );
     assert_eq!(kubernetes_endpoints(&[], 443).subsets, None);
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// (ready, terminating, port number for the named "web" port)
+    type PodGen = (bool, bool, bool);
+
+    fn pods_from(spec: &[PodGen], offset: usize) -> Vec<Pod> {
+        spec.iter()
+            .enumerate()
+            .map(|(i, &(ready, terminating, alt_port))| {
+                let n = i + offset;
+                let mut b =
+                    p(&format!("p{n:04}"), "").port("web", if alt_port { 8081 } else { 8080 });
+                if !ready {
+                    b = b.not_ready();
+                }
+                if terminating {
+                    b = b.terminating();
+                }
+                let mut pod = b.build();
+                let ip = format!("10.{}.{}.{}", n / 65536, (n / 256) % 256, n % 256);
+                if let Some(st) = pod.status.as_mut() {
+                    st.pod_ip = Some(ip.clone());
+                    st.pod_ips = Some(vec![PodIP { ip }]);
+                }
+                pod
+            })
+            .collect()
+    }
+
+    fn check_state(
+        s: &Service,
+        pods: &[Pod],
+        stored: &[EndpointSlice],
+        max: usize,
+    ) -> Result<(), TestCaseError> {
+        // Every wanted pod appears exactly once, with its own ports.
+        let mut seen = BTreeSet::new();
+        for slice in stored {
+            prop_assert!(slice.endpoints.len() <= max, "slice over max");
+            let ports = render_slice_ports(slice.ports.as_ref());
+            for ep in &slice.endpoints {
+                let name = ep
+                    .target_ref
+                    .as_ref()
+                    .and_then(|t| t.name.clone())
+                    .unwrap_or_default();
+                prop_assert!(seen.insert(name.clone()), "{} twice", name);
+                let pod = pods
+                    .iter()
+                    .find(|p| p.metadata.name.as_deref() == Some(name.as_str()));
+                let pod = pod.ok_or_else(|| TestCaseError::fail(format!("{name} is not a pod")))?;
+                let want_port = endpoint_ports(s, pod)[0].port;
+                prop_assert_eq!(
+                    ports.clone(),
+                    format!("http:{}/TCP", want_port.unwrap_or(0))
+                );
+                prop_assert_eq!(
+                    ep,
+                    &pod_to_endpoint(pod, s, "IPv4", &SliceOptions::default())
+                );
+            }
+        }
+        prop_assert_eq!(seen.len(), pods.len());
+        if pods.is_empty() {
+            prop_assert_eq!(stored.len(), 1, "one placeholder");
+            prop_assert!(stored[0].endpoints.is_empty());
+        } else {
+            prop_assert!(
+                stored.iter().all(|s| !s.endpoints.is_empty()),
+                "no empty slice next to endpoints"
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn slices_converge(
+            first in prop::collection::vec(any::<PodGen>(), 0..260),
+            second in prop::collection::vec(any::<PodGen>(), 0..260),
+            keep in 0usize..260,
+            max in 1usize..120,
+        ) {
+            let s = svc(&[("http", 80, named("web"), "TCP")]);
+            let opts = SliceOptions { max_endpoints_per_slice: max, ..Default::default() };
+            let mut n = 0;
+            let pods1 = pods_from(&first, 0);
+            let d1 = compute_endpoint_slices_with(&s, &refs(&pods1), &[], &opts);
+            let stored = apply(&[], &d1, &mut n);
+            check_state(&s, &pods1, &stored, max)?;
+            prop_assert!(compute_endpoint_slices_with(&s, &refs(&pods1), &stored, &opts).is_empty());
+
+            // Some pods stay (maybe changed), others come and go.
+            let keep = keep.min(pods1.len());
+            let mut pods2 = pods_from(&second, 10_000);
+            pods2.extend(pods1.iter().take(keep).cloned());
+            let d2 = compute_endpoint_slices_with(&s, &refs(&pods2), &stored, &opts);
+            let stored2 = apply(&stored, &d2, &mut n);
+            check_state(&s, &pods2, &stored2, max)?;
+            prop_assert!(compute_endpoint_slices_with(&s, &refs(&pods2), &stored2, &opts).is_empty());
+        }
+    }
+}
