@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
 
 /// Why a field is invalid; mirrors upstream's `field.ErrorType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -417,6 +417,31 @@ pub fn invalid_message(kind: &str, name: &str, errs: &[FieldError]) -> String {
     }
 }
 
+/// Upstream `errors.NewInvalid`: the 422 `Status` for `errs` on object
+/// `name` of `kind` in API `group` ("" for core). The message uses the
+/// qualified kind (`Deployment.apps`); causes keep every error in order.
+pub fn invalid_status(group: &str, kind: &str, name: &str, errs: &[FieldError]) -> Status {
+    let qualified = if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    };
+    Status {
+        code: Some(422),
+        details: Some(StatusDetails {
+            causes: Some(causes(errs)),
+            group: Some(group.to_string()).filter(|g| !g.is_empty()),
+            kind: Some(kind.to_string()),
+            name: Some(name.to_string()),
+            ..Default::default()
+        }),
+        message: Some(invalid_message(&qualified, name, errs)),
+        metadata: Default::default(),
+        reason: Some("Invalid".to_string()),
+        status: Some("Failure".to_string()),
+    }
+}
+
 /// Status causes for a list of errors, in order (duplicates kept, as upstream).
 pub fn causes(errs: &[FieldError]) -> Vec<StatusCause> {
     errs.iter().map(FieldError::to_cause).collect()
@@ -540,6 +565,36 @@ mod tests {
         assert_eq!(c.field.as_deref(), Some("spec.ports"));
         assert_eq!(ErrorType::Internal.cause_reason(), "InternalError");
         assert_eq!(ErrorType::TypeInvalid.as_str(), "Invalid value");
+    }
+
+    #[test]
+    fn invalid_status_object() {
+        let errs = vec![FieldError::invalid(
+            &Path::new("spec").child("replicas"),
+            -1,
+            "must be greater than or equal to 0",
+        )];
+        let st = invalid_status("apps", "Deployment", "web", &errs);
+        assert_eq!(
+            serde_json::to_value(&st).expect("json"),
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                "message": "Deployment.apps \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+                "reason": "Invalid", "code": 422,
+                "details": {"name": "web", "group": "apps", "kind": "Deployment", "causes": [{
+                    "reason": "FieldValueInvalid",
+                    "message": "Invalid value: -1: must be greater than or equal to 0",
+                    "field": "spec.replicas"
+                }]}
+            })
+        );
+        let st = invalid_status("", "Service", "s", &errs);
+        assert_eq!(st.details.as_ref().and_then(|d| d.group.clone()), None);
+        assert!(
+            st.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("Service \"s\" is invalid: "))
+        );
     }
 
     #[test]

@@ -372,7 +372,12 @@ pub fn object_fields(kind: &str, obj: &Value) -> Option<BTreeMap<String, String>
                 "reportingComponent",
                 str_at(obj, &["reportingComponent"]).to_string(),
             );
-            put("source", str_at(obj, &["source", "component"]).to_string());
+            // Upstream falls back to reportingController for events.k8s.io-style events.
+            let source = match str_at(obj, &["source", "component"]) {
+                "" => str_at(obj, &["reportingController"]),
+                s => s,
+            };
+            put("source", source.to_string());
             put("type", str_at(obj, &["type"]).to_string());
         }
         "nodes" => put(
@@ -539,6 +544,9 @@ mod tests {
             "reason": "Started", "type": "Normal", "source": {"component": "kubelet"}
         });
         let f = object_fields("events", &ev).expect("object");
+        let ev2 = json!({"metadata": {"name": "e2"}, "reportingController": "svcnet-agent"});
+        let f2 = object_fields("Event", &ev2).expect("object");
+        assert_eq!(f2.get("source").map(String::as_str), Some("svcnet-agent"));
         assert_eq!(
             f.get("involvedObject.kind").map(String::as_str),
             Some("Pod")
