@@ -975,6 +975,11 @@ fn reconcile_address_type(
             i += 1;
         }
     }
+    // No new slices for a Service being deleted: the garbage collector
+    // would race with us.
+    if svc.metadata.deletion_timestamp.is_some() {
+        to_create.clear();
+    }
     SliceDiff {
         create: to_create,
         update: to_update,

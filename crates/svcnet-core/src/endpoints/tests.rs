@@ -1025,6 +1025,12 @@ fn label_and_ownership_changes() {
         "update web-00001 IPv4 [http:8080/TCP] 1 eps\n  10.244.1.5 r=true s=true t=false node=node-1 zone=zone-a ref=a\n"
     );
 
+    // A Service being deleted gets no new slices.
+    let mut dying = s.clone();
+    dying.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+    let d = compute_endpoint_slices(&dying, &refs(&pods), &[]);
+    assert!(d.is_empty(), "{}", render_diff(&d));
+
     // A family change deletes the slices of the old family.
     let v6 = with_spec(s.clone(), |sp| {
         sp.ip_families = Some(vec!["IPv6".to_owned()])
