@@ -158,8 +158,8 @@ pub fn normalize_cluster_ips(spec: &mut ServiceSpec, old: Option<&ServiceSpec>) 
     }
     if ip.is_empty() {
         spec.cluster_ips = None;
-    } else if let Some(v) = spec.cluster_ips.as_mut() {
-        v[0] = ip;
+    } else if let Some(first) = spec.cluster_ips.as_mut().and_then(|v| v.first_mut()) {
+        *first = ip;
     }
 }
 

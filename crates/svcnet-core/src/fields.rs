@@ -536,6 +536,27 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_round_trips(s in "[a-z.=!,\\\\ é]{0,30}") {
+            if let Ok(sel) = FieldSelector::parse(&s) {
+                // Term order follows the raw text, so compare as sets.
+                let key = |f: &FieldSelector| {
+                    let mut v: Vec<(String, bool, String)> = f
+                        .terms()
+                        .iter()
+                        .map(|t| (t.field.clone(), t.op == FieldOp::Equals, t.value.clone()))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                let again = FieldSelector::parse(&sel.to_string());
+                proptest::prop_assert!(again.is_ok(), "{:?}", again);
+                proptest::prop_assert_eq!(again.map(|a| key(&a)).unwrap_or_default(), key(&sel));
+            }
+        }
+    }
+
     #[test]
     fn event_node_namespace_fields() {
         let ev = json!({
