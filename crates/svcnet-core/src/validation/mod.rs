@@ -15,15 +15,17 @@ pub use apps::{
     validate_replica_set_update,
 };
 pub use other::{
-    validate_endpoint_slice, validate_endpoints, validate_namespace, validate_namespace_update,
-    validate_node, validate_node_update,
+    validate_endpoint_slice, validate_endpoint_slice_update, validate_endpoints,
+    validate_endpoints_update, validate_namespace, validate_namespace_update, validate_node,
+    validate_node_update,
 };
 pub use pod::{
     validate_pod, validate_pod_create, validate_pod_spec, validate_pod_status_update,
     validate_pod_template_spec, validate_pod_update,
 };
 pub use service::{
-    validate_service, validate_service_cluster_ips_related_fields, validate_service_update,
+    validate_service, validate_service_cluster_ips_related_fields, validate_service_status_update,
+    validate_service_update,
 };
 
 use std::collections::BTreeMap;

@@ -217,6 +217,30 @@ pub fn validate_endpoint_slice(es: &EndpointSlice) -> ErrorList {
     errs
 }
 
+/// Upstream `ValidateEndpointsUpdate`: metadata rules plus [`validate_endpoints`].
+pub fn validate_endpoints_update(new: &Endpoints, old: &Endpoints) -> ErrorList {
+    let mut errs =
+        validate_object_meta_update(&new.metadata, &old.metadata, &Path::new("metadata"));
+    errs.extend(validate_endpoints(new));
+    errs
+}
+
+/// Upstream `ValidateEndpointSliceUpdate`: metadata rules, the new slice
+/// valid, and `addressType` immutable.
+pub fn validate_endpoint_slice_update(new: &EndpointSlice, old: &EndpointSlice) -> ErrorList {
+    let mut errs =
+        validate_object_meta_update(&new.metadata, &old.metadata, &Path::new("metadata"));
+    errs.extend(validate_endpoint_slice(new));
+    if new.address_type != old.address_type {
+        errs.push(FieldError::invalid(
+            &Path::new("addressType"),
+            new.address_type.as_str(),
+            crate::names::FIELD_IMMUTABLE,
+        ));
+    }
+    errs
+}
+
 /// Upstream `IsFullyQualifiedDomainName`.
 fn validate_fqdn(name: &str, path: &Path) -> ErrorList {
     if name.is_empty() {
@@ -522,6 +546,18 @@ mod tests {
         for (v, want) in cases {
             assert_eq!(slice(v.clone()), want, "{v}");
         }
+        let mut old: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc", "namespace": "default", "resourceVersion": "1"},
+            "addressType": "IPv4", "endpoints": []
+        }))
+        .expect("slice");
+        default_endpoint_slice(&mut old);
+        let mut new = old.clone();
+        new.address_type = "IPv6".into();
+        assert_eq!(
+            render(validate_endpoint_slice_update(&new, &old)),
+            vec![r#"addressType: Invalid value: "IPv6": field is immutable"#]
+        );
         let many: Vec<Value> = (0..101)
             .map(|i| json!(format!("10.0.{}.{}", i / 250, i % 250 + 1)))
             .collect();

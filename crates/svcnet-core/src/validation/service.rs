@@ -632,6 +632,74 @@ pub fn validate_service_update(new: &Service, old: &Service) -> ErrorList {
     errs
 }
 
+/// Upstream `ValidateServiceStatusUpdate` / `ValidateLoadBalancerStatus`:
+/// ingress entries only for LoadBalancer Services, valid IPs with an
+/// `ipMode` (default it with [`crate::defaults::default_load_balancer_status`]),
+/// DNS hostnames that are not IPs.
+pub fn validate_service_status_update(new: &Service, old: &Service) -> ErrorList {
+    let mut errs =
+        validate_object_meta_update(&new.metadata, &old.metadata, &Path::new("metadata"));
+    let empty = ServiceSpec::default();
+    let spec = new.spec.as_ref().unwrap_or(&empty);
+    let ingress = new
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_deref())
+        .unwrap_or_default();
+    let ip = Path::new("status").child("loadBalancer").child("ingress");
+    if spec_type(spec) != "LoadBalancer" && !ingress.is_empty() {
+        errs.push(FieldError::forbidden(
+            &ip,
+            "may only be used when `spec.type` is 'LoadBalancer'",
+        ));
+        return errs;
+    }
+    for (i, ing) in ingress.iter().enumerate() {
+        let p = ip.index(i);
+        let addr = ing.ip.as_deref().unwrap_or("");
+        if !addr.is_empty() {
+            errs.extend(validate_ip(addr, &p.child("ip")));
+        }
+        match (&ing.ip_mode, addr.is_empty()) {
+            (Some(_), true) => {
+                errs.push(FieldError::forbidden(
+                    &p.child("ipMode"),
+                    "may not be set when `ip` is not set",
+                ));
+            }
+            (Some(m), false) if !["Proxy", "VIP"].contains(&m.as_str()) => {
+                errs.push(FieldError::not_supported(
+                    &p.child("ipMode"),
+                    m.as_str(),
+                    &["Proxy", "VIP"],
+                ));
+            }
+            (None, false) => {
+                errs.push(FieldError::required(
+                    &p.child("ipMode"),
+                    "must be specified when `ip` is set",
+                ));
+            }
+            _ => {}
+        }
+        let host = ing.hostname.as_deref().unwrap_or("");
+        if !host.is_empty() {
+            for m in crate::names::is_dns1123_subdomain(host) {
+                errs.push(FieldError::invalid(&p.child("hostname"), host, m));
+            }
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                errs.push(FieldError::invalid(
+                    &p.child("hostname"),
+                    host,
+                    "must be a DNS name, not an IP address",
+                ));
+            }
+        }
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -816,6 +884,49 @@ mod tests {
             sp.cluster_ips = Some(vec!["10.96.0.10".into()]);
         }
         s
+    }
+
+    #[test]
+    fn status_updates() {
+        let old =
+            allocated(json!({"type": "LoadBalancer", "ports": [{"port": 80, "nodePort": 30080}]}));
+        let with = |ing: Value| {
+            let mut s = old.clone();
+            s.status = serde_json::from_value(json!({"loadBalancer": {"ingress": ing}})).ok();
+            s
+        };
+        let mut good = with(json!([{"ip": "192.0.2.10"}]));
+        crate::defaults::default_load_balancer_status(&mut good);
+        assert_eq!(validate_service_status_update(&good, &old), Vec::new());
+        let got: Vec<String> = validate_service_status_update(
+            &with(json!([{"ip": "192.0.2.10"}, {"ipMode": "VIP"}, {"ip": "bad", "ipMode": "Tunnel"}, {"hostname": "10.0.0.1"}])),
+            &old,
+        )
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+        assert_eq!(
+            got,
+            vec![
+                "status.loadBalancer.ingress[0].ipMode: Required value: must be specified when `ip` is set",
+                "status.loadBalancer.ingress[1].ipMode: Forbidden: may not be set when `ip` is not set",
+                r#"status.loadBalancer.ingress[2].ip: Invalid value: "bad": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"#,
+                r#"status.loadBalancer.ingress[2].ipMode: Unsupported value: "Tunnel": supported values: "Proxy", "VIP""#,
+                r#"status.loadBalancer.ingress[3].hostname: Invalid value: "10.0.0.1": must be a DNS name, not an IP address"#,
+            ]
+        );
+        let mut cip = allocated(json!({"ports": [{"port": 80}]}));
+        cip.status = good.status.clone();
+        let got: Vec<String> = validate_service_status_update(&cip, &cip)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "status.loadBalancer.ingress: Forbidden: may only be used when `spec.type` is 'LoadBalancer'"
+            ]
+        );
     }
 
     #[test]
