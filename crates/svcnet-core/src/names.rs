@@ -547,10 +547,13 @@ pub fn validate_finalizers(finalizers: &[String], path: &Path) -> ErrorList {
     errs
 }
 
-/// Upstream `ValidateObjectMetaUpdate`: a resourceVersion is required (the
-/// server fills it in for unconditional updates before validating),
-/// generation may not go down, and name, namespace, uid, creation and
-/// deletion timestamps may not change.
+/// Upstream `ValidateObjectMetaUpdate`: generation may not go down, and
+/// name, namespace, uid, creation and deletion timestamps may not change.
+///
+/// Upstream also requires `resourceVersion`, but its store fills that in
+/// for unconditional updates before validating, so users never see it; that
+/// check is [`validate_resource_version_present`], for callers that do not
+/// fill it in.
 pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &Path) -> ErrorList {
     let mut errs = ErrorList::new();
     if old.deletion_timestamp.is_some() {
@@ -572,13 +575,7 @@ pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &Pa
             ));
         }
     }
-    if new.resource_version.as_deref().unwrap_or("").is_empty() {
-        errs.push(FieldError::invalid(
-            &path.child("resourceVersion"),
-            "",
-            "must be specified for an update",
-        ));
-    }
+
     let (ng, og) = (new.generation.unwrap_or(0), old.generation.unwrap_or(0));
     if ng < og {
         errs.push(FieldError::invalid(
@@ -641,6 +638,19 @@ pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &Pa
         ));
     }
     errs
+}
+
+/// Upstream's "must be specified for an update" check on `metadata.resourceVersion`.
+pub fn validate_resource_version_present(new: &ObjectMeta, path: &Path) -> ErrorList {
+    if new.resource_version.as_deref().unwrap_or("").is_empty() {
+        vec![FieldError::invalid(
+            &path.child("resourceVersion"),
+            "",
+            "must be specified for an update",
+        )]
+    } else {
+        Vec::new()
+    }
 }
 
 /// Upstream `FieldImmutableErrorMsg`.
@@ -808,13 +818,17 @@ mod tests {
         assert_eq!(
             render(validate_object_meta_update(&new, &old, &md)),
             vec![
-                r#"metadata.resourceVersion: Invalid value: "": must be specified for an update"#,
                 "metadata.generation: Invalid value: 1: must not be decremented",
                 r#"metadata.name: Invalid value: "b": field is immutable"#,
                 r#"metadata.uid: Invalid value: "u2": field is immutable"#,
                 "metadata.creationTimestamp: Invalid value: 2026-12-01 11:00:00 +0000 UTC: field is immutable",
             ]
         );
+        assert_eq!(
+            render(validate_resource_version_present(&new, &md)),
+            vec![r#"metadata.resourceVersion: Invalid value: "": must be specified for an update"#]
+        );
+        assert!(validate_resource_version_present(&old, &md).is_empty());
         let mut deleting = old.clone();
         deleting.deletion_timestamp =
             serde_json::from_value(serde_json::json!("2026-12-01T12:00:00Z")).ok();

@@ -249,10 +249,10 @@ fn validate_traffic_policies(spec: &ServiceSpec) -> ErrorList {
                 "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
             ));
         }
-    } else if hc == 0 {
-        // The allocator assigns it before validation runs.
-        errs.push(FieldError::required(&sp.child("healthCheckNodePort"), ""));
-    } else {
+    } else if hc != 0 {
+        // Upstream also requires it here, but its allocator has always set
+        // it by then; svcnet validates before allocating, so 0 means "to be
+        // allocated".
         for m in is_valid_port_num(i64::from(hc)) {
             errs.push(FieldError::invalid(&sp.child("healthCheckNodePort"), hc, m));
         }
@@ -845,8 +845,8 @@ mod tests {
             (json!({"ports": [{"port": 80}], "selector": {"app": "a b"}}), vec![
                 r#"spec.selector: Invalid value: "a b": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"#.into(),
             ]),
-            (json!({"type": "LoadBalancer", "ports": [{"port": 80}], "externalTrafficPolicy": "Local"}), vec![
-                "spec.healthCheckNodePort: Required value".into(),
+            (json!({"type": "LoadBalancer", "ports": [{"port": 80}], "externalTrafficPolicy": "Local", "healthCheckNodePort": 70000}), vec![
+                "spec.healthCheckNodePort: Invalid value: 70000: must be between 1 and 65535, inclusive".into(),
             ]),
             (json!({"type": "LoadBalancer", "ports": [{"port": 80}], "loadBalancerSourceRanges": ["10.0.0.0"]}), vec![
                 r#"spec.LoadBalancerSourceRanges[0]: Invalid value: "10.0.0.0": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"#.into(),
