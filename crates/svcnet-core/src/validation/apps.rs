@@ -322,6 +322,103 @@ pub fn validate_replica_set_update(new: &ReplicaSet, old: &ReplicaSet) -> ErrorL
     errs
 }
 
+/// Non-negative counters no larger than `status.replicas` (and available
+/// ≤ ready), as upstream's `ValidateDeploymentStatus` / `ValidateReplicaSetStatus`.
+fn validate_replica_counts(
+    counts: &[(&str, i64)],
+    replicas: i64,
+    ready: i64,
+    available: i64,
+    path: &Path,
+) -> ErrorList {
+    let mut errs = ErrorList::new();
+    for (name, v) in counts {
+        errs.extend(validate_nonnegative(*v, &path.child(name)));
+    }
+    let msg = "cannot be greater than status.replicas";
+    for (name, v) in counts {
+        if matches!(
+            *name,
+            "updatedReplicas" | "readyReplicas" | "availableReplicas" | "fullyLabeledReplicas"
+        ) && *v > replicas
+        {
+            errs.push(FieldError::invalid(&path.child(name), *v, msg));
+        }
+    }
+    if available > ready {
+        errs.push(FieldError::invalid(
+            &path.child("availableReplicas"),
+            available,
+            "cannot be greater than readyReplicas",
+        ));
+    }
+    errs
+}
+
+fn collision_decremented(new: Option<i32>, old: Option<i32>, path: &Path) -> ErrorList {
+    match (new, old) {
+        (n, Some(o)) if n.is_none_or(|n| n < o) => vec![FieldError::invalid(
+            &path.child("collisionCount"),
+            i64::from(n.unwrap_or(0)),
+            "cannot be decremented",
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// Upstream `ValidateDeploymentStatusUpdate`.
+pub fn validate_deployment_status_update(new: &Deployment, old: &Deployment) -> ErrorList {
+    let mut errs =
+        validate_object_meta_update(&new.metadata, &old.metadata, &Path::new("metadata"));
+    let p = Path::new("status");
+    let st = new.status.clone().unwrap_or_default();
+    let i = |v: Option<i32>| i64::from(v.unwrap_or(0));
+    let mut counts = vec![
+        ("observedGeneration", st.observed_generation.unwrap_or(0)),
+        ("replicas", i(st.replicas)),
+        ("updatedReplicas", i(st.updated_replicas)),
+        ("readyReplicas", i(st.ready_replicas)),
+        ("availableReplicas", i(st.available_replicas)),
+        ("unavailableReplicas", i(st.unavailable_replicas)),
+    ];
+    if let Some(c) = st.collision_count {
+        counts.push(("collisionCount", i64::from(c)));
+    }
+    errs.extend(validate_replica_counts(
+        &counts,
+        i(st.replicas),
+        i(st.ready_replicas),
+        i(st.available_replicas),
+        &p,
+    ));
+    let old_cc = old.status.as_ref().and_then(|s| s.collision_count);
+    errs.extend(collision_decremented(st.collision_count, old_cc, &p));
+    errs
+}
+
+/// Upstream `ValidateReplicaSetStatusUpdate`.
+pub fn validate_replica_set_status_update(new: &ReplicaSet, old: &ReplicaSet) -> ErrorList {
+    let mut errs =
+        validate_object_meta_update(&new.metadata, &old.metadata, &Path::new("metadata"));
+    let st = new.status.clone().unwrap_or_default();
+    let i = |v: Option<i32>| i64::from(v.unwrap_or(0));
+    let counts = [
+        ("replicas", i64::from(st.replicas)),
+        ("fullyLabeledReplicas", i(st.fully_labeled_replicas)),
+        ("readyReplicas", i(st.ready_replicas)),
+        ("availableReplicas", i(st.available_replicas)),
+        ("observedGeneration", st.observed_generation.unwrap_or(0)),
+    ];
+    errs.extend(validate_replica_counts(
+        &counts,
+        i64::from(st.replicas),
+        i(st.ready_replicas),
+        i(st.available_replicas),
+        &Path::new("status"),
+    ));
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,6 +629,43 @@ mod tests {
                 &validate_deployment_update(&new, &old)
             ),
             r#"Deployment.apps "web" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"web", "v":"2"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"#
+        );
+    }
+
+    #[test]
+    fn status_updates() {
+        let old = deployment(base());
+        let mut new = old.clone();
+        new.status = serde_json::from_value(json!({
+            "replicas": 2, "updatedReplicas": 3, "readyReplicas": 1, "availableReplicas": 2, "collisionCount": -1
+        }))
+        .ok();
+        let got: Vec<String> = validate_deployment_status_update(&new, &old)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "status.collisionCount: Invalid value: -1: must be greater than or equal to 0",
+                "status.updatedReplicas: Invalid value: 3: cannot be greater than status.replicas",
+                "status.availableReplicas: Invalid value: 2: cannot be greater than readyReplicas",
+            ]
+        );
+        let mut rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "r", "namespace": "default", "resourceVersion": "1"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}}},
+            "status": {"replicas": 1, "readyReplicas": 2}
+        }))
+        .expect("rs");
+        default_replica_set(&mut rs);
+        let got: Vec<String> = validate_replica_set_status_update(&rs, &rs)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec!["status.readyReplicas: Invalid value: 2: cannot be greater than status.replicas"]
         );
     }
 

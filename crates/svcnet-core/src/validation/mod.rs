@@ -11,8 +11,8 @@ mod pod;
 mod service;
 
 pub use apps::{
-    validate_deployment, validate_deployment_update, validate_replica_set,
-    validate_replica_set_update,
+    validate_deployment, validate_deployment_status_update, validate_deployment_update,
+    validate_replica_set, validate_replica_set_status_update, validate_replica_set_update,
 };
 pub use other::{
     validate_endpoint_slice, validate_endpoint_slice_update, validate_endpoints,
