@@ -32,7 +32,15 @@ pub type FieldPath = Vec<Elem>;
 /// List-map keys of associative lists, by the list field's name and parent.
 fn list_keys(parent: Option<&str>, field: &str) -> Option<&'static [&'static str]> {
     Some(match (parent, field) {
-        (_, "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets") => &["name"],
+        (
+            _,
+            "containers"
+            | "initContainers"
+            | "ephemeralContainers"
+            | "env"
+            | "volumes"
+            | "imagePullSecrets",
+        ) => &["name"],
         (Some("spec"), "ports") => &["port", "protocol"],
         (_, "ports") => &["containerPort", "protocol"],
         (_, "volumeMounts") => &["mountPath"],
@@ -132,8 +140,14 @@ fn get<'a>(v: &'a Value, path: &[Elem]) -> Option<&'a Value> {
                 last_field = f;
             }
             Elem::Key(k) => {
-                let keys = list_keys(parent_field.as_deref().filter(|s| !s.is_empty()), last_field)?;
-                cur = cur.as_array()?.iter().find(|i| key_of(i, keys, last_field) == *k)?;
+                let keys = list_keys(
+                    parent_field.as_deref().filter(|s| !s.is_empty()),
+                    last_field,
+                )?;
+                cur = cur
+                    .as_array()?
+                    .iter()
+                    .find(|i| key_of(i, keys, last_field) == *k)?;
             }
             Elem::Member(m) => {
                 cur = cur.as_array()?.iter().find(|i| i.to_string() == *m)?;
@@ -175,10 +189,11 @@ pub fn to_fields_v1(paths: &BTreeSet<FieldPath>) -> Value {
                 Elem::Member(m) => format!("v:{m}"),
             };
             let entry = cur.entry(k).or_insert_with(|| json!({}));
-            if matches!(e, Elem::Key(_)) && i + 1 < p.len() {
-                if let Some(m) = entry.as_object_mut() {
-                    m.entry(".").or_insert_with(|| json!({}));
-                }
+            if matches!(e, Elem::Key(_))
+                && i + 1 < p.len()
+                && let Some(m) = entry.as_object_mut()
+            {
+                m.entry(".").or_insert_with(|| json!({}));
             }
             cur = match entry.as_object_mut() {
                 Some(m) => m,
@@ -283,7 +298,13 @@ fn now() -> Value {
 
 /// Records that `manager` wrote `new` (an Update or an Apply on create):
 /// it takes the fields that changed from `old` (all fields on create).
-pub fn record_manager(new: &mut Value, old: Option<&Value>, manager: &str, operation: &str, api_version: &str) {
+pub fn record_manager(
+    new: &mut Value,
+    old: Option<&Value>,
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+) {
     let new_leaves = leaves(new);
     let changed: BTreeSet<FieldPath> = match old {
         None => new_leaves.clone(),
@@ -307,7 +328,10 @@ pub fn record_manager(new: &mut Value, old: Option<&Value>, manager: &str, opera
         // Fields that no longer exist are owned by nobody.
         e.fields.retain(|p| new_leaves.contains(p));
     }
-    match es.iter_mut().find(|e| e.manager == manager && e.operation == operation) {
+    match es
+        .iter_mut()
+        .find(|e| e.manager == manager && e.operation == operation)
+    {
         Some(e) => {
             e.fields.extend(changed);
             e.time = now();
@@ -336,7 +360,9 @@ pub fn apply_create(res: &Resource, patch: &Value, _manager: &str) -> ApiResult<
 
 fn check_applied(res: &Resource, patch: &Value) -> ApiResult<()> {
     if !patch.is_object() {
-        return Err(ApiError::bad_request("apply patch must be a JSON/YAML object"));
+        return Err(ApiError::bad_request(
+            "apply patch must be a JSON/YAML object",
+        ));
     }
     let kind = patch["kind"].as_str().unwrap_or("");
     let av = patch["apiVersion"].as_str().unwrap_or("");
@@ -393,7 +419,9 @@ fn merge(live: &mut Value, patch: &Value, parent: Option<&str>, field: Option<&s
 
 /// Removes the value at `path` from `v`.
 fn remove_path(v: &mut Value, path: &[Elem], parent: Option<&str>, last: &str) {
-    let Some((first, rest)) = path.split_first() else { return };
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
     match first {
         Elem::Field(f) => {
             let Some(m) = v.as_object_mut() else { return };
@@ -401,14 +429,18 @@ fn remove_path(v: &mut Value, path: &[Elem], parent: Option<&str>, last: &str) {
                 m.remove(f);
             } else if let Some(child) = m.get_mut(f) {
                 remove_path(child, rest, Some(last), f);
-                if child.as_object().is_some_and(Map::is_empty) || child.as_array().is_some_and(Vec::is_empty) {
+                if child.as_object().is_some_and(Map::is_empty)
+                    || child.as_array().is_some_and(Vec::is_empty)
+                {
                     m.remove(f);
                 }
             }
         }
         Elem::Key(k) => {
             let parent = parent.filter(|s| !s.is_empty());
-            let Some(keys) = list_keys(parent, last) else { return };
+            let Some(keys) = list_keys(parent, last) else {
+                return;
+            };
             let Some(a) = v.as_array_mut() else { return };
             if rest.is_empty() {
                 a.retain(|i| key_of(i, keys, last) != *k);
@@ -417,15 +449,21 @@ fn remove_path(v: &mut Value, path: &[Elem], parent: Option<&str>, last: &str) {
             }
         }
         Elem::Member(m) => {
-            if let Some(a) = v.as_array_mut() {
-                a.retain(|i| i.to_string() != *m);
+            if let (Some(a), Ok(mv)) = (v.as_array_mut(), serde_json::from_str::<Value>(m)) {
+                a.retain(|i| *i != mv);
             }
         }
     }
 }
 
 /// Server-side apply of `patch` by `manager` onto `live`.
-pub fn apply(res: &Resource, live: &Value, patch: &Value, manager: &str, force: bool) -> ApiResult<Value> {
+pub fn apply(
+    res: &Resource,
+    live: &Value,
+    patch: &Value,
+    manager: &str,
+    force: bool,
+) -> ApiResult<Value> {
     check_applied(res, patch)?;
     let mut patch = patch.clone();
     if let Some(m) = patch["metadata"].as_object_mut() {
@@ -447,7 +485,11 @@ pub fn apply(res: &Resource, live: &Value, patch: &Value, manager: &str, force: 
         }
     }
     if !conflicts.is_empty() && !force {
-        return Err(conflict_error(res, crate::storage::name_of(live), &conflicts));
+        return Err(conflict_error(
+            res,
+            crate::storage::name_of(live),
+            &conflicts,
+        ));
     }
     let previously: BTreeSet<FieldPath> = es
         .iter()
@@ -457,7 +499,9 @@ pub fn apply(res: &Resource, live: &Value, patch: &Value, manager: &str, force: 
     let mut out = live.clone();
     // Fields this manager applied before and no longer applies go, unless others own them.
     for p in previously.difference(&applied) {
-        let owned_elsewhere = es.iter().any(|e| !(e.manager == manager && e.operation == "Apply") && e.fields.contains(p));
+        let owned_elsewhere = es
+            .iter()
+            .any(|e| !(e.manager == manager && e.operation == "Apply") && e.fields.contains(p));
         if !owned_elsewhere {
             remove_path(&mut out, p, None, "");
         }
@@ -466,10 +510,14 @@ pub fn apply(res: &Resource, live: &Value, patch: &Value, manager: &str, force: 
     for e in es.iter_mut() {
         if !(e.manager == manager && e.operation == "Apply") {
             // On force (or equal values) the applier takes shared fields over only when they changed.
-            e.fields.retain(|p| !(applied.contains(p) && get(live, p) != get(&patch, p)));
+            e.fields
+                .retain(|p| !(applied.contains(p) && get(live, p) != get(&patch, p)));
         }
     }
-    match es.iter_mut().find(|e| e.manager == manager && e.operation == "Apply") {
+    match es
+        .iter_mut()
+        .find(|e| e.manager == manager && e.operation == "Apply")
+    {
         Some(e) => {
             e.fields = applied;
             e.time = now();
@@ -502,13 +550,19 @@ fn conflict_error(res: &Resource, name: &str, conflicts: &[(String, String, Stri
     } else {
         let mut by: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         for (m, v, f) in conflicts {
-            by.entry((m.clone(), v.clone())).or_default().push(f.clone());
+            by.entry((m.clone(), v.clone()))
+                .or_default()
+                .push(f.clone());
         }
         let parts: Vec<String> = by
             .iter()
             .map(|((m, v), fs)| format!("conflicts with \"{m}\" using {v}:\n- {}", fs.join("\n- ")))
             .collect();
-        format!("Apply failed with {} conflicts: {}", conflicts.len(), parts.join("\n"))
+        format!(
+            "Apply failed with {} conflicts: {}",
+            conflicts.len(),
+            parts.join("\n")
+        )
     };
     let mut e = ApiError::invalid(res, name, causes, message);
     e.code = 409;
@@ -530,7 +584,10 @@ mod tests {
     fn fields_v1_roundtrip() {
         let l = leaves(&svc(5000));
         let fv = to_fields_v1(&l);
-        assert!(fv["f:spec"]["f:ports"]["k:{\"port\":80,\"protocol\":\"TCP\"}"]["f:targetPort"].is_object());
+        assert!(
+            fv["f:spec"]["f:ports"]["k:{\"port\":80,\"protocol\":\"TCP\"}"]["f:targetPort"]
+                .is_object()
+        );
         assert!(fv["f:spec"]["f:ports"]["k:{\"port\":80,\"protocol\":\"TCP\"}"]["."].is_object());
         assert_eq!(from_fields_v1(&fv), l);
         assert!(!l.iter().any(|p| render(p) == ".kind"));
@@ -553,17 +610,24 @@ mod tests {
         let forced = apply(res, &live, &svc(8080), "kubectl", true).unwrap();
         assert_eq!(forced["spec"]["ports"][0]["targetPort"], 8080);
         let mf = forced["metadata"]["managedFields"].as_array().unwrap();
-        assert!(mf.iter().any(|e| e["manager"] == "kubectl" && e["operation"] == "Apply"));
+        assert!(
+            mf.iter()
+                .any(|e| e["manager"] == "kubectl" && e["operation"] == "Apply")
+        );
     }
 
     #[test]
     fn apply_removes_fields_no_longer_applied() {
         let res = find("", "v1", "services").unwrap();
-        let live = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {}});
+        let live =
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {}});
         let mut with_label = svc(5000);
         let first = apply(res, &live, &with_label, "mgr", false).unwrap();
         assert_eq!(first["metadata"]["labels"]["a"], "1");
-        with_label["metadata"].as_object_mut().unwrap().remove("labels");
+        with_label["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("labels");
         let second = apply(res, &first, &with_label, "mgr", false).unwrap();
         assert!(second["metadata"].get("labels").is_none(), "{second}");
         assert_eq!(second["spec"]["selector"]["app"], "x");

@@ -24,7 +24,13 @@ pub fn media_type(headers: &HeaderMap, name: header::HeaderName) -> String {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|s| {
+            s.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -49,11 +55,15 @@ pub fn decode(bt: BodyType, body: &[u8]) -> ApiResult<Value> {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     match bt {
-        BodyType::Json | BodyType::MergePatch | BodyType::StrategicMergePatch | BodyType::JsonPatch => {
-            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}")))
-        }
+        BodyType::Json
+        | BodyType::MergePatch
+        | BodyType::StrategicMergePatch
+        | BodyType::JsonPatch => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding JSON body: {e}"))),
         BodyType::Yaml | BodyType::ApplyPatch => decode_yaml(body),
-        BodyType::Protobuf => protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string())),
+        BodyType::Protobuf => {
+            protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
     }
 }
 
@@ -62,8 +72,10 @@ fn decode_yaml(body: &[u8]) -> ApiResult<Value> {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         return Ok(v);
     }
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the YAML body is not valid UTF-8"))?;
-    serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("the YAML body is not valid UTF-8"))?;
+    serde_saphyr::from_str::<Value>(text)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))
 }
 
 /// How the client wants the answer.
@@ -75,9 +87,23 @@ pub enum Output {
 
 /// Picks JSON or YAML from the Accept header (protobuf is answered as JSON).
 pub fn output(headers: &HeaderMap) -> Output {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let first = accept.split(',').next().unwrap_or("").split(';').next().unwrap_or("").trim();
-    if first == "application/yaml" { Output::Yaml } else { Output::Json }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let first = accept
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
+    if first == "application/yaml" {
+        Output::Yaml
+    } else {
+        Output::Json
+    }
 }
 
 /// Whether the Accept header asks for a `meta.k8s.io` Table.
@@ -85,10 +111,12 @@ pub fn wants_table(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .map(|a| a.split(',').any(|p| {
-            let p: String = p.chars().filter(|c| !c.is_whitespace()).collect();
-            p.contains("as=Table") && p.contains("g=meta.k8s.io")
-        }))
+        .map(|a| {
+            a.split(',').any(|p| {
+                let p: String = p.chars().filter(|c| !c.is_whitespace()).collect();
+                p.contains("as=Table") && p.contains("g=meta.k8s.io")
+            })
+        })
         .unwrap_or(false)
 }
 
@@ -98,10 +126,26 @@ pub fn respond(code: u16, obj: &Value, out: Output) -> Response {
     match out {
         Output::Json => {
             let body = serde_json::to_vec(obj).unwrap_or_default();
-            (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+            (
+                code,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response()
         }
         Output::Yaml => match serde_saphyr::to_string(obj) {
-            Ok(s) => (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))], s).into_response(),
+            Ok(s) => (
+                code,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/yaml"),
+                )],
+                s,
+            )
+                .into_response(),
             Err(e) => ApiError::internal(format!("encoding YAML: {e}")).into_response(),
         },
     }
@@ -120,15 +164,28 @@ mod tests {
     #[test]
     fn body_types() {
         assert_eq!(body_type(&h("application/json")).unwrap(), BodyType::Json);
-        assert_eq!(body_type(&h("application/strategic-merge-patch+json")).unwrap(), BodyType::StrategicMergePatch);
-        assert_eq!(body_type(&h("application/apply-patch+yaml; charset=utf-8")).unwrap(), BodyType::ApplyPatch);
-        assert_eq!(body_type(&h("application/vnd.kubernetes.protobuf")).unwrap(), BodyType::Protobuf);
+        assert_eq!(
+            body_type(&h("application/strategic-merge-patch+json")).unwrap(),
+            BodyType::StrategicMergePatch
+        );
+        assert_eq!(
+            body_type(&h("application/apply-patch+yaml; charset=utf-8")).unwrap(),
+            BodyType::ApplyPatch
+        );
+        assert_eq!(
+            body_type(&h("application/vnd.kubernetes.protobuf")).unwrap(),
+            BodyType::Protobuf
+        );
         assert_eq!(body_type(&h("text/html")).unwrap_err().code, 415);
     }
 
     #[test]
     fn yaml_and_json() {
-        let v = decode(BodyType::Yaml, b"apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec:\n  ports:\n  - port: 80\n").unwrap();
+        let v = decode(
+            BodyType::Yaml,
+            b"apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec:\n  ports:\n  - port: 80\n",
+        )
+        .unwrap();
         assert_eq!(v["spec"]["ports"][0]["port"], 80);
         assert_eq!(decode(BodyType::Json, b"{bad").unwrap_err().code, 400);
         assert_eq!(decode(BodyType::Json, b"").unwrap_err().code, 400);

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use crate::resources::{GROUPS, RESOURCE_VERBS, RESOURCES, Resource};
 
 /// The Content-Type kubectl requires for aggregated discovery.
-pub const AGGREGATED_CT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_CT: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// The Kubernetes version svcnet reports (kubectl's dispatcher picks its
 /// client from `minor`).
@@ -39,12 +40,16 @@ fn goarch() -> &'static str {
 pub fn wants_aggregated(accept: &str) -> bool {
     accept.split(',').any(|part| {
         let p: String = part.chars().filter(|c| !c.is_whitespace()).collect();
-        p.contains("g=apidiscovery.k8s.io") && p.contains("as=APIGroupDiscoveryList") && p.contains("v=v2")
+        p.contains("g=apidiscovery.k8s.io")
+            && p.contains("as=APIGroupDiscoveryList")
+            && p.contains("v=v2")
     })
 }
 
 fn in_group<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Resource> + 'a {
-    RESOURCES.iter().filter(move |r| r.group == group && r.version == version)
+    RESOURCES
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
 }
 
 /// `/api` (legacy).
@@ -118,8 +123,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             resources.push(e);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn aggregated_group(group: &str, version: &str) -> Value {
@@ -191,18 +202,40 @@ mod tests {
     #[test]
     fn lists() {
         let core = resource_list("", "v1").unwrap();
-        let names: Vec<&str> =
-            core["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        for want in ["pods", "pods/log", "pods/exec", "pods/portforward", "services", "endpoints", "namespaces", "nodes", "events"] {
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        for want in [
+            "pods",
+            "pods/log",
+            "pods/exec",
+            "pods/portforward",
+            "services",
+            "endpoints",
+            "namespaces",
+            "nodes",
+            "events",
+        ] {
             assert!(names.contains(&want), "{want}");
         }
         let apps = resource_list("apps", "v1").unwrap();
-        let scale = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
+        let scale = apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
         assert_eq!(scale["group"], "autoscaling");
         assert_eq!(scale["kind"], "Scale");
         assert!(resource_list("apps", "v2").is_none());
         let agg = aggregated(true);
         assert_eq!(agg["items"][0]["metadata"]["name"], "");
-        assert_eq!(aggregated(false)["items"].as_array().unwrap().len(), GROUPS.len());
+        assert_eq!(
+            aggregated(false)["items"].as_array().unwrap().len(),
+            GROUPS.len()
+        );
     }
 }

@@ -20,10 +20,15 @@ pub struct Filter {
 
 impl Filter {
     pub fn from_query(res: &'static Resource, q: &Query) -> ApiResult<Self> {
-        let f = Filter { kind: res.kind, label: q.label_selector()?, field: q.field_selector()? };
+        let f = Filter {
+            kind: res.kind,
+            label: q.label_selector()?,
+            field: q.field_selector()?,
+        };
         if let Some(fs) = &f.field {
             // Reject selectors on fields this kind does not support, as upstream does.
-            fs.check_supported(res.kind).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            fs.check_supported(res.kind)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
         }
         Ok(f)
     }
@@ -37,7 +42,11 @@ impl Filter {
         if let Some(l) = &self.label {
             let labels: BTreeMap<String, String> = obj["metadata"]["labels"]
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
+                })
                 .unwrap_or_default();
             if !l.matches(&labels) {
                 return false;

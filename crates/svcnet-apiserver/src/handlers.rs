@@ -31,24 +31,40 @@ pub async fn handle(api: Arc<Api>, req: Request<Body>) -> Response {
 }
 
 async fn route(api: Arc<Api>, req: Request<Body>) -> ApiResult<Response> {
-    let path = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy().to_string();
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let path = percent_encoding::percent_decode_str(req.uri().path())
+        .decode_utf8_lossy()
+        .to_string();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let out = codec::output(req.headers());
     let json_ok = |v: Value| Ok(codec::respond(200, &v, out));
     match request::parse(&path) {
         None => Err(ApiError::not_found_path()),
         Some(Target::Version) => json_ok(discovery::version()),
-        Some(Target::Health(_)) => Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response()),
-        Some(Target::CoreVersions) if discovery::wants_aggregated(&accept) => Ok(aggregated(discovery::aggregated(true))),
-        Some(Target::CoreVersions) => json_ok(discovery::core_versions(&api.cfg.advertise_address)),
-        Some(Target::Groups) if discovery::wants_aggregated(&accept) => Ok(aggregated(discovery::aggregated(false))),
-        Some(Target::Groups) => json_ok(discovery::group_list()),
-        Some(Target::Group(g)) => discovery::group(&g).map_or_else(|| Err(ApiError::not_found_path()), json_ok),
-        Some(Target::ResourceList { group, version }) => {
-            discovery::resource_list(&group, &version).map_or_else(|| Err(ApiError::not_found_path()), json_ok)
+        Some(Target::Health(_)) => {
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response())
         }
+        Some(Target::CoreVersions) if discovery::wants_aggregated(&accept) => {
+            Ok(aggregated(discovery::aggregated(true)))
+        }
+        Some(Target::CoreVersions) => json_ok(discovery::core_versions(&api.cfg.advertise_address)),
+        Some(Target::Groups) if discovery::wants_aggregated(&accept) => {
+            Ok(aggregated(discovery::aggregated(false)))
+        }
+        Some(Target::Groups) => json_ok(discovery::group_list()),
+        Some(Target::Group(g)) => {
+            discovery::group(&g).map_or_else(|| Err(ApiError::not_found_path()), json_ok)
+        }
+        Some(Target::ResourceList { group, version }) => discovery::resource_list(&group, &version)
+            .map_or_else(|| Err(ApiError::not_found_path()), json_ok),
         Some(Target::OpenApiV3Root) => json_ok(openapi::root()),
-        Some(Target::OpenApiV3(p)) => openapi::document(&p).map_or_else(|| Err(ApiError::not_found_path()), json_ok),
+        Some(Target::OpenApiV3(p)) => {
+            openapi::document(&p).map_or_else(|| Err(ApiError::not_found_path()), json_ok)
+        }
         Some(Target::OpenApiV2) => Err(ApiError::not_found_path()),
         Some(Target::Resource(rp)) => resource(api, req, rp).await,
     }
@@ -56,7 +72,14 @@ async fn route(api: Arc<Api>, req: Request<Body>) -> ApiResult<Response> {
 
 fn aggregated(v: Value) -> Response {
     let body = serde_json::to_vec(&v).unwrap_or_default();
-    ([(header::CONTENT_TYPE, HeaderValue::from_static(discovery::AGGREGATED_CT))], body).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(discovery::AGGREGATED_CT),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Everything a verb handler needs about its request.
@@ -96,7 +119,11 @@ impl Ctx {
             return m.to_string();
         }
         // Upstream derives the manager from the user agent's program name.
-        let ua = self.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+        let ua = self
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
         ua.split('/').next().unwrap_or("unknown").to_string()
     }
 }
@@ -105,26 +132,42 @@ async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::too_large())
+        }
         Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
     }
 }
 
 async fn resource(api: Arc<Api>, req: Request<Body>, rp: ResourcePath) -> ApiResult<Response> {
-    let res = resources::find(&rp.group, &rp.version, &rp.resource).ok_or_else(ApiError::not_found_path)?;
-    if (!res.namespaced && rp.namespace.is_some()) || (res.namespaced && rp.namespace.is_none() && rp.name.is_some()) {
+    let res = resources::find(&rp.group, &rp.version, &rp.resource)
+        .ok_or_else(ApiError::not_found_path)?;
+    if (!res.namespaced && rp.namespace.is_some())
+        || (res.namespaced && rp.namespace.is_none() && rp.name.is_some())
+    {
         return Err(ApiError::not_found_path());
     }
-    if let Some(sub) = &rp.subresource {
-        if res.subresource(sub).is_none() {
-            return Err(ApiError::not_found_path());
-        }
+    if let Some(sub) = &rp.subresource
+        && res.subresource(sub).is_none()
+    {
+        return Err(ApiError::not_found_path());
     }
     let method = req.method().clone();
     let q = Query::parse(req.uri().query());
     let headers = req.headers().clone();
-    let user = req.extensions().get::<crate::RequestUser>().map(|u| u.0.clone()).unwrap_or_default();
-    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let user = req
+        .extensions()
+        .get::<crate::RequestUser>()
+        .map(|u| u.0.clone())
+        .unwrap_or_default();
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let ctx = Ctx {
         client: format!("{user}|{ua}"),
         out: codec::output(&headers),
@@ -145,7 +188,14 @@ async fn resource(api: Arc<Api>, req: Request<Body>, rp: ResourcePath) -> ApiRes
         (&Method::GET, true, Some("scale")) => get_scale(ctx).await,
         (_, true, Some("log" | "exec" | "attach" | "portforward")) => {
             let api = ctx.api.clone();
-            api.connect(ctx.res, ctx.ns.clone().unwrap_or_default(), ctx.name().to_string(), sub.unwrap_or_default(), req).await
+            api.connect(
+                ctx.res,
+                ctx.ns.clone().unwrap_or_default(),
+                ctx.name().to_string(),
+                sub.unwrap_or_default(),
+                req,
+            )
+            .await
         }
         (&Method::POST, false, None) => {
             let body = read_body(req.into_body()).await?;
@@ -194,11 +244,18 @@ async fn resource(api: Arc<Api>, req: Request<Body>, rp: ResourcePath) -> ApiRes
 }
 
 /// Reads one object (with its resourceVersion set).
-pub(crate) async fn read(api: &Api, res: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Option<(Value, KeyValue)>> {
+pub(crate) async fn read(
+    api: &Api,
+    res: &Resource,
+    ns: Option<&str>,
+    name: &str,
+) -> ApiResult<Option<(Value, KeyValue)>> {
     let key = storage::key(res, ns, name);
     match api.store.get(&key).await {
         Ok(Some(kv)) => {
-            let v = decode(&kv).ok_or_else(|| ApiError::internal(format!("stored object {name} is not valid JSON")))?;
+            let v = decode(&kv).ok_or_else(|| {
+                ApiError::internal(format!("stored object {name} is not valid JSON"))
+            })?;
             Ok(Some((v, kv)))
         }
         Ok(None) => Ok(None),
@@ -224,13 +281,19 @@ struct ContinueToken {
 
 fn encode_continue(rv: Revision, start: &str) -> String {
     use base64::Engine;
-    let t = ContinueToken { v: "meta.k8s.io/v1".into(), rv, start: start.into() };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&t).unwrap_or_default())
+    let t = ContinueToken {
+        v: "meta.k8s.io/v1".into(),
+        rv,
+        start: start.into(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&t).unwrap_or_default())
 }
 
 fn decode_continue(s: &str) -> ApiResult<ContinueToken> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: the continue token is not valid");
+    let bad =
+        || ApiError::bad_request("continue key is not valid: the continue token is not valid");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s.trim_end_matches('='))
         .map_err(|_| bad())?;
@@ -257,7 +320,9 @@ pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
     let (mut start, mut revision) = (None, None);
     if let Some(c) = ctx.q.get("continue").filter(|s| !s.is_empty()) {
         if rv.is_some() {
-            return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
         }
         let t = decode_continue(c)?;
         let mut s = prefix.clone();
@@ -271,9 +336,18 @@ pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
         match ctx.q.get("resourceVersionMatch") {
             Some("Exact") => revision = Some(n),
             None | Some("") | Some("NotOlderThan") => {
-                let cur = ctx.api.store.current_revision().await.map_err(|e| ApiError::from_store(e, ctx.res, ""))?;
+                let cur = ctx
+                    .api
+                    .store
+                    .current_revision()
+                    .await
+                    .map_err(|e| ApiError::from_store(e, ctx.res, ""))?;
                 if n > cur {
-                    return Err(ApiError::new(504, "Timeout", format!("Too large resource version: {n}, current: {cur}")));
+                    return Err(ApiError::new(
+                        504,
+                        "Timeout",
+                        format!("Too large resource version: {n}, current: {cur}"),
+                    ));
                 }
             }
             Some(o) => {
@@ -302,18 +376,19 @@ pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
         let mut last_key = None;
         for kv in &resp.kvs {
             last_key = Some(kv.key.clone());
-            if let Some(obj) = decode(kv) {
-                if f.matches(&obj) {
-                    items.push(obj);
-                    if limit.is_some_and(|l| items.len() >= l) {
-                        break;
-                    }
+            if let Some(obj) = decode(kv)
+                && f.matches(&obj)
+            {
+                items.push(obj);
+                if limit.is_some_and(|l| items.len() >= l) {
+                    break;
                 }
             }
         }
         let rev = resp.revision;
         let full = limit.is_some_and(|l| items.len() >= l);
-        let more_in_store = resp.more || (full && last_key.as_ref() != resp.kvs.last().map(|k| &k.key));
+        let more_in_store =
+            resp.more || (full && last_key.as_ref() != resp.kvs.last().map(|k| &k.key));
         if full || !resp.more {
             let cont = match (&last_key, more_in_store && full) {
                 (Some(k), true) => {
@@ -325,12 +400,21 @@ pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
             let remaining = match (&cont, f.is_empty()) {
                 (Some(_), true) => {
                     // Count what is left after the last returned key.
-                    let consumed = resp.kvs.iter().position(|kv| Some(&kv.key) == last_key.as_ref()).map_or(0, |p| p + 1);
+                    let consumed = resp
+                        .kvs
+                        .iter()
+                        .position(|kv| Some(&kv.key) == last_key.as_ref())
+                        .map_or(0, |p| p + 1);
                     Some(resp.remaining.saturating_sub(consumed))
                 }
                 _ => None,
             };
-            return Ok(Listed { items, revision: rev, cont, remaining });
+            return Ok(Listed {
+                items,
+                revision: rev,
+                cont,
+                remaining,
+            });
         }
         // Continue scanning after the last key of this page.
         let mut next = resp.kvs.last().map(|k| k.key.clone()).unwrap_or_default();
@@ -342,7 +426,14 @@ pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
 async fn list(ctx: Ctx) -> ApiResult<Response> {
     let l = list_objects(&ctx).await?;
     if ctx.table {
-        let t = tables::many(ctx.res, &l.items, &ctx.q, l.revision, l.cont.as_deref(), l.remaining)?;
+        let t = tables::many(
+            ctx.res,
+            &l.items,
+            &ctx.q,
+            l.revision,
+            l.cont.as_deref(),
+            l.remaining,
+        )?;
         return Ok(codec::respond(200, &t, Output::Json));
     }
     let mut meta = json!({"resourceVersion": l.revision.to_string()});
@@ -388,7 +479,9 @@ fn random_suffix() -> String {
     // Upstream's alphabet: no vowels (no words) and no confusable characters.
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHA[rng.random_range(0..ALPHA.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHA[rng.random_range(0..ALPHA.len())] as char)
+        .collect()
 }
 
 fn check_type(res: &Resource, obj: &mut Value) -> ApiResult<()> {
@@ -445,26 +538,42 @@ fn check_namespace(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
 }
 
 async fn ensure_namespace(ctx: &Ctx) -> ApiResult<()> {
-    let Some(ns) = ctx.ns.as_deref() else { return Ok(()) };
-    let nsres = resources::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
+    let Some(ns) = ctx.ns.as_deref() else {
+        return Ok(());
+    };
+    let nsres = resources::find("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("no namespaces"))?;
     match read(&ctx.api, nsres, None, ns).await? {
         None => Err(ApiError::not_found(nsres, ns)),
-        Some((obj, _)) if obj["status"]["phase"] == "Terminating" && ctx.res.kind != "Event" => Err(ApiError::forbidden(
-            ctx.res,
-            "",
-            &format!("unable to create new content in namespace {ns} because it is being terminated"),
-        )),
+        Some((obj, _)) if obj["status"]["phase"] == "Terminating" && ctx.res.kind != "Event" => {
+            Err(ApiError::forbidden(
+                ctx.res,
+                "",
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            ))
+        }
         Some(_) => Ok(()),
     }
 }
 
-fn unknown_field_result(fv: FieldValidation, res: &Resource, unknown: &[String], warnings: &mut Vec<String>) -> ApiResult<()> {
+fn unknown_field_result(
+    fv: FieldValidation,
+    res: &Resource,
+    unknown: &[String],
+    warnings: &mut Vec<String>,
+) -> ApiResult<()> {
     if unknown.is_empty() {
         return Ok(());
     }
     match fv {
         FieldValidation::Strict => {
-            let list = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect::<Vec<_>>().join(", ");
+            let list = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
             Err(ApiError::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {list}",
                 res.kind, res.version, res.kind
@@ -494,7 +603,12 @@ fn init_metadata(res: &Resource, obj: &mut Value) {
     m["uid"] = json!(uuid::Uuid::new_v4().to_string());
     m["creationTimestamp"] = json!(now());
     if let Some(o) = m.as_object_mut() {
-        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
             o.remove(f);
         }
         if strategy::tracks_generation(res) {
@@ -514,17 +628,22 @@ async fn create(ctx: Ctx, body: &[u8]) -> ApiResult<Response> {
 }
 
 /// Creates `obj`; returns (201, stored object, warnings).
-pub(crate) async fn create_object(ctx: &Ctx, mut obj: Value, manager: &str, operation: &str) -> ApiResult<(u16, Value, Vec<String>)> {
+pub(crate) async fn create_object(
+    ctx: &Ctx,
+    mut obj: Value,
+    manager: &str,
+    operation: &str,
+) -> ApiResult<(u16, Value, Vec<String>)> {
     let fv = ctx.q.field_validation()?;
     check_type(ctx.res, &mut obj)?;
     check_namespace(ctx, &mut obj)?;
     let mut warnings = Vec::new();
     // Name: given, or generated from generateName.
-    if storage::meta_str(&obj, "name").is_none_or(str::is_empty) {
-        if let Some(g) = storage::meta_str(&obj, "generateName").filter(|g| !g.is_empty()) {
-            let name = format!("{g}{}", random_suffix());
-            obj["metadata"]["name"] = json!(name);
-        }
+    if storage::meta_str(&obj, "name").is_none_or(str::is_empty)
+        && let Some(g) = storage::meta_str(&obj, "generateName").filter(|g| !g.is_empty())
+    {
+        let name = format!("{g}{}", random_suffix());
+        obj["metadata"]["name"] = json!(name);
     }
     let name = storage::name_of(&obj).to_string();
     if name.is_empty() {
@@ -545,9 +664,16 @@ pub(crate) async fn create_object(ctx: &Ctx, mut obj: Value, manager: &str, oper
     }
     let key = storage::key(ctx.res, ctx.ns.as_deref(), &name);
     let rev = if ctx.res.kind == "Service" {
-        ctx.api.services.create(&ctx.api, ctx.res, key, &mut obj).await?
+        ctx.api
+            .services
+            .create(&ctx.api, ctx.res, key, &mut obj)
+            .await?
     } else {
-        ctx.api.store.create(&key, &encode(&obj)).await.map_err(|e| ApiError::from_store(e, ctx.res, &name))?
+        ctx.api
+            .store
+            .create(&key, &encode(&obj))
+            .await
+            .map_err(|e| ApiError::from_store(e, ctx.res, &name))?
     };
     set_rv(&mut obj, rev);
     Ok((201, obj, warnings))
@@ -568,7 +694,9 @@ async fn update(ctx: Ctx, body: &[u8]) -> ApiResult<Response> {
     }
     obj["metadata"]["name"] = json!(ctx.name());
     let manager = ctx.field_manager();
-    let guard = storage::meta_str(&obj, "resourceVersion").filter(|s| !s.is_empty()).map(str::to_string);
+    let guard = storage::meta_str(&obj, "resourceVersion")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     match read(&ctx.api, ctx.res, ctx.ns.as_deref(), ctx.name()).await? {
         None if matches!(ctx.res.kind, "Lease" | "Event" | "Endpoints") && ctx.sub.is_none() => {
             let (code, out, warnings) = create_object(&ctx, obj, &manager, "Update").await?;
@@ -576,10 +704,10 @@ async fn update(ctx: Ctx, body: &[u8]) -> ApiResult<Response> {
         }
         None => Err(ApiError::not_found(ctx.res, ctx.name())),
         Some((cur, kv)) => {
-            if let Some(g) = &guard {
-                if *g != kv.mod_revision.to_string() {
-                    return Err(ApiError::stale(ctx.res, ctx.name()));
-                }
+            if let Some(g) = &guard
+                && *g != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::stale(ctx.res, ctx.name()));
             }
             let (out, warnings) = write_update(&ctx, obj, &cur, &kv, &manager).await?;
             Ok(with_warnings(ctx.respond(200, &out)?, &warnings))
@@ -588,14 +716,28 @@ async fn update(ctx: Ctx, body: &[u8]) -> ApiResult<Response> {
 }
 
 /// Applies an update of `cur` (stored as `kv`) to `new`, guarded by kv's revision.
-pub(crate) async fn write_update(ctx: &Ctx, mut new: Value, cur: &Value, kv: &KeyValue, manager: &str) -> ApiResult<(Value, Vec<String>)> {
+pub(crate) async fn write_update(
+    ctx: &Ctx,
+    mut new: Value,
+    cur: &Value,
+    kv: &KeyValue,
+    manager: &str,
+) -> ApiResult<(Value, Vec<String>)> {
     let fv = ctx.q.field_validation()?;
     let mut warnings = Vec::new();
     check_type(ctx.res, &mut new)?;
     check_namespace(ctx, &mut new)?;
     let status_write = ctx.sub.as_deref() == Some("status");
     // Server-owned metadata carries over.
-    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ] {
         match cur["metadata"].get(f) {
             Some(v) => new["metadata"][f] = v.clone(),
             None => {
@@ -605,10 +747,10 @@ pub(crate) async fn write_update(ctx: &Ctx, mut new: Value, cur: &Value, kv: &Ke
             }
         }
     }
-    if new["metadata"].get("managedFields").is_none() {
-        if let Some(mf) = cur["metadata"].get("managedFields") {
-            new["metadata"]["managedFields"] = mf.clone();
-        }
+    if new["metadata"].get("managedFields").is_none()
+        && let Some(mf) = cur["metadata"].get("managedFields")
+    {
+        new["metadata"]["managedFields"] = mf.clone();
     }
     strategy::prepare_update(ctx.res, &mut new, cur, status_write);
     if ctx.sub.as_deref() == Some("finalize") {
@@ -620,7 +762,15 @@ pub(crate) async fn write_update(ctx: &Ctx, mut new: Value, cur: &Value, kv: &Ke
     if ctx.res.kind == "Service" {
         ctx.api.services.carry_over(&mut new, cur);
     }
-    let (mut new, unknown) = strategy::admit(ctx.res, &new, if status_write { Write::Status { old: cur } } else { Write::Update { old: cur } })?;
+    let (mut new, unknown) = strategy::admit(
+        ctx.res,
+        &new,
+        if status_write {
+            Write::Status { old: cur }
+        } else {
+            Write::Update { old: cur }
+        },
+    )?;
     unknown_field_result(fv, ctx.res, &unknown, &mut warnings)?;
     if strategy::tracks_generation(ctx.res) && new.get("spec") != cur.get("spec") {
         let g = cur["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
@@ -638,24 +788,44 @@ pub(crate) async fn write_update(ctx: &Ctx, mut new: Value, cur: &Value, kv: &Ke
     if cmp_new == cmp_cur {
         return Ok((cur.clone(), warnings));
     }
-    apply::record_manager(&mut new, Some(cur), manager, if status_write { "Update" } else { "Update" }, &ctx.res.api_version());
+    apply::record_manager(
+        &mut new,
+        Some(cur),
+        manager,
+        "Update",
+        &ctx.res.api_version(),
+    );
     if ctx.q.dry_run() {
         return Ok((new, warnings));
     }
     let name = storage::name_of(&new).to_string();
     let key = ctx.key(&name);
     // An object whose last finalizer went away while deleting is removed now.
-    let deleting = new["metadata"].get("deletionTimestamp").is_some_and(|v| !v.is_null());
-    let finalizers_empty = new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty)
-        && !(ctx.res.kind == "Namespace" && new["spec"]["finalizers"].as_array().is_some_and(|a| !a.is_empty()));
-    let pod_pending_grace = ctx.res.kind == "Pod" && new["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0;
+    let deleting = new["metadata"]
+        .get("deletionTimestamp")
+        .is_some_and(|v| !v.is_null());
+    let finalizers_empty = new["metadata"]["finalizers"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+        && !(ctx.res.kind == "Namespace"
+            && new["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty()));
+    let pod_pending_grace = ctx.res.kind == "Pod"
+        && new["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+            > 0;
     if deleting && finalizers_empty && !pod_pending_grace && ctx.res.kind != "Namespace" {
         let rev = remove(ctx, &key, &new, kv.mod_revision).await?;
         set_rv(&mut new, rev);
         return Ok((new, warnings));
     }
     let rev = if ctx.res.kind == "Service" {
-        ctx.api.services.update(&ctx.api, ctx.res, key, &mut new, cur, kv.mod_revision).await?
+        ctx.api
+            .services
+            .update(&ctx.api, ctx.res, key, &mut new, cur, kv.mod_revision)
+            .await?
     } else {
         ctx.api
             .store
@@ -688,14 +858,16 @@ async fn patch(ctx: Ctx, bt: BodyType, body: &[u8]) -> ApiResult<Response> {
             return Err(ApiError::not_found(ctx.res, ctx.name()));
         };
         let new = match bt {
-            BodyType::ApplyPatch => apply::apply(ctx.res, &cur, &patch, &manager, ctx.q.flag("force"))?,
+            BodyType::ApplyPatch => {
+                apply::apply(ctx.res, &cur, &patch, &manager, ctx.q.flag("force"))?
+            }
             _ => apply_patch(ctx.res, bt, &cur, &patch)?,
         };
         let guarded = patch["metadata"]["resourceVersion"].as_str().is_some();
-        if let Some(g) = patch["metadata"]["resourceVersion"].as_str() {
-            if g != kv.mod_revision.to_string() {
-                return Err(ApiError::stale(ctx.res, ctx.name()));
-            }
+        if let Some(g) = patch["metadata"]["resourceVersion"].as_str()
+            && g != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::stale(ctx.res, ctx.name()));
         }
         let mut new = new;
         if let Some(m) = new["metadata"].as_object_mut() {
@@ -703,7 +875,9 @@ async fn patch(ctx: Ctx, bt: BodyType, body: &[u8]) -> ApiResult<Response> {
         }
         match write_update(&ctx, new, &cur, &kv, &manager).await {
             Ok((out, warnings)) => return Ok(with_warnings(ctx.respond(200, &out)?, &warnings)),
-            Err(e) if e.code == 409 && e.reason == "Conflict" && !guarded && attempt < 7 => continue,
+            Err(e) if e.code == 409 && e.reason == "Conflict" && !guarded && attempt < 7 => {
+                continue;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -711,19 +885,32 @@ async fn patch(ctx: Ctx, bt: BodyType, body: &[u8]) -> ApiResult<Response> {
 }
 
 /// Applies a JSON merge, JSON or strategic merge patch to `cur`.
-pub(crate) fn apply_patch(res: &Resource, bt: BodyType, cur: &Value, patch: &Value) -> ApiResult<Value> {
+pub(crate) fn apply_patch(
+    res: &Resource,
+    bt: BodyType,
+    cur: &Value,
+    patch: &Value,
+) -> ApiResult<Value> {
     use svcnet_core::patch;
     let out = match bt {
         BodyType::MergePatch => Ok(patch::json_merge_patch(cur, patch)),
         BodyType::JsonPatch => patch::json_patch(cur, patch),
-        BodyType::StrategicMergePatch => patch::strategic_merge_patch_for_kind(res.kind, cur, patch),
+        BodyType::StrategicMergePatch => {
+            patch::strategic_merge_patch_for_kind(res.kind, cur, patch)
+        }
         _ => {
-            return Err(ApiError::unsupported_media_type("the body type is not a patch type"));
+            return Err(ApiError::unsupported_media_type(
+                "the body type is not a patch type",
+            ));
         }
     };
     out.map_err(|e| {
         let code = e.status_code();
-        ApiError::new(code, if code == 400 { "BadRequest" } else { "Invalid" }, e.to_string())
+        ApiError::new(
+            code,
+            if code == 400 { "BadRequest" } else { "Invalid" },
+            e.to_string(),
+        )
     })
 }
 
@@ -733,7 +920,10 @@ fn scale_of(res: &Resource, obj: &Value) -> Value {
     let sel = obj["spec"]["selector"]["matchLabels"]
         .as_object()
         .map(|m| {
-            let mut v: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+            let mut v: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
             v.sort();
             v.join(",")
         })
@@ -761,7 +951,11 @@ async fn get_scale(ctx: Ctx) -> ApiResult<Response> {
     Ok(codec::respond(200, &scale_of(ctx.res, &obj), ctx.out))
 }
 
-async fn update_scale(mut ctx: Ctx, body: &[u8], patch_type: Option<BodyType>) -> ApiResult<Response> {
+async fn update_scale(
+    mut ctx: Ctx,
+    body: &[u8],
+    patch_type: Option<BodyType>,
+) -> ApiResult<Response> {
     let body = codec::decode(patch_type.unwrap_or(codec::body_type(&ctx.headers)?), body)?;
     let manager = ctx.field_manager();
     ctx.sub = None;
@@ -774,10 +968,12 @@ async fn update_scale(mut ctx: Ctx, body: &[u8], patch_type: Option<BodyType>) -
             Some(bt) => apply_patch(ctx.res, bt, &scale, &body)?,
             None => body.clone(),
         };
-        if let Some(g) = new_scale["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
-            if g != kv.mod_revision.to_string() {
-                return Err(ApiError::stale(ctx.res, ctx.name()));
-            }
+        if let Some(g) = new_scale["metadata"]["resourceVersion"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            && g != kv.mod_revision.to_string()
+        {
+            return Err(ApiError::stale(ctx.res, ctx.name()));
         }
         let replicas = new_scale["spec"]["replicas"].as_i64().unwrap_or(0);
         let mut new = cur.clone();
@@ -799,31 +995,57 @@ fn success(details: Value) -> Value {
 
 async fn bind(ctx: Ctx, body: &[u8]) -> ApiResult<Response> {
     let b = codec::decode(codec::body_type(&ctx.headers)?, body)?;
-    let node = b["target"]["name"].as_str().filter(|s| !s.is_empty()).ok_or_else(|| {
-        ApiError::new(422, "Invalid", "Binding.target.name: Required value")
-    })?;
+    let node = b["target"]["name"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::new(422, "Invalid", "Binding.target.name: Required value"))?;
     let mut ctx = ctx;
     ctx.sub = None;
     for _ in 0..8 {
         let (cur, kv) = read(&ctx.api, ctx.res, ctx.ns.as_deref(), ctx.name())
             .await?
             .ok_or_else(|| ApiError::not_found(ctx.res, ctx.name()))?;
-        if cur["metadata"].get("deletionTimestamp").is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::conflict(ctx.res, ctx.name(), "pod is being deleted, cannot be assigned to a host"));
+        if cur["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+        {
+            return Err(ApiError::conflict(
+                ctx.res,
+                ctx.name(),
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         if let Some(n) = cur["spec"]["nodeName"].as_str().filter(|s| !s.is_empty()) {
-            return Err(ApiError::conflict(ctx.res, ctx.name(), &format!("pod {} is already assigned to node \"{n}\"", ctx.name())));
+            return Err(ApiError::conflict(
+                ctx.res,
+                ctx.name(),
+                &format!("pod {} is already assigned to node \"{n}\"", ctx.name()),
+            ));
         }
         let mut new = cur.clone();
         new["spec"]["nodeName"] = json!(node);
-        let mut conds: Vec<Value> = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let mut conds: Vec<Value> = new["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         conds.retain(|c| c["type"] != "PodScheduled");
         conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()}));
         new["status"]["conditions"] = json!(conds);
         // Binding writes spec and status together, as upstream's binding REST does.
         let key = ctx.key(ctx.name());
-        match ctx.api.store.update(&key, &encode(&new), kv.mod_revision).await {
-            Ok(_) => return Ok(codec::respond(201, &success(json!({"name": ctx.name(), "kind": "pods"})), ctx.out)),
+        match ctx
+            .api
+            .store
+            .update(&key, &encode(&new), kv.mod_revision)
+            .await
+        {
+            Ok(_) => {
+                return Ok(codec::respond(
+                    201,
+                    &success(json!({"name": ctx.name(), "kind": "pods"})),
+                    ctx.out,
+                ));
+            }
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(ApiError::from_store(e, ctx.res, ctx.name())),
         }
@@ -837,7 +1059,11 @@ async fn evict(ctx: Ctx, body: &[u8]) -> ApiResult<Response> {
     let mut ctx = ctx;
     ctx.sub = None;
     delete_one(&ctx, &opts).await?;
-    Ok(codec::respond(201, &success(json!({"name": ctx.name(), "kind": "pods"})), ctx.out))
+    Ok(codec::respond(
+        201,
+        &success(json!({"name": ctx.name(), "kind": "pods"})),
+        ctx.out,
+    ))
 }
 
 // ---------------------------------------------------------------- delete
@@ -862,7 +1088,9 @@ fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<Value> {
         Some(p) => Err(ApiError::new(
             422,
             "Invalid",
-            format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""),
+            format!(
+                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ),
         )),
     }
 }
@@ -877,7 +1105,11 @@ async fn delete(ctx: Ctx, body: &[u8]) -> ApiResult<Response> {
 async fn remove(ctx: &Ctx, key: &[u8], obj: &Value, rev: Revision) -> ApiResult<Revision> {
     let name = storage::name_of(obj);
     if ctx.res.kind == "Service" {
-        return ctx.api.services.delete(&ctx.api, ctx.res, key.to_vec(), obj, rev).await;
+        return ctx
+            .api
+            .services
+            .delete(&ctx.api, ctx.res, key.to_vec(), obj, rev)
+            .await;
     }
     match ctx.api.store.delete(key, Some(rev)).await {
         Ok((r, _)) => Ok(r),
@@ -895,26 +1127,41 @@ pub(crate) async fn delete_one(ctx: &Ctx, opts: &Value) -> ApiResult<(u16, Value
         if let Some(uid) = opts["preconditions"]["uid"].as_str() {
             let have = cur["metadata"]["uid"].as_str().unwrap_or("");
             if uid != have {
-                return Err(ApiError::conflict(ctx.res, ctx.name(), &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
-                )));
+                return Err(ApiError::conflict(
+                    ctx.res,
+                    ctx.name(),
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+                    ),
+                ));
             }
         }
         if let Some(rv) = opts["preconditions"]["resourceVersion"].as_str() {
             let have = kv.mod_revision.to_string();
             if rv != have {
-                return Err(ApiError::conflict(ctx.res, ctx.name(), &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"
-                )));
+                return Err(ApiError::conflict(
+                    ctx.res,
+                    ctx.name(),
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"
+                    ),
+                ));
             }
         }
         let mut new = cur.clone();
-        let deleting = cur["metadata"].get("deletionTimestamp").is_some_and(|v| !v.is_null());
+        let deleting = cur["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
         let mut graceful = false;
         // Pods on a node get a grace period; their node confirms with grace 0.
         if ctx.res.kind == "Pod" {
-            let bound = cur["spec"]["nodeName"].as_str().is_some_and(|s| !s.is_empty());
-            let finished = matches!(cur["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+            let bound = cur["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty());
+            let finished = matches!(
+                cur["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            );
             let grace = opts["gracePeriodSeconds"]
                 .as_i64()
                 .or_else(|| cur["spec"]["terminationGracePeriodSeconds"].as_i64())
@@ -931,12 +1178,17 @@ pub(crate) async fn delete_one(ctx: &Ctx, opts: &Value) -> ApiResult<(u16, Value
                 graceful = true;
             }
         }
-        let mut finalizers: Vec<Value> = cur["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+        let mut finalizers: Vec<Value> = cur["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         match opts["propagationPolicy"].as_str() {
             Some("Foreground") if !finalizers.contains(&json!("foregroundDeletion")) => {
                 finalizers.push(json!("foregroundDeletion"))
             }
-            Some("Orphan") if !finalizers.contains(&json!("orphan")) => finalizers.push(json!("orphan")),
+            Some("Orphan") if !finalizers.contains(&json!("orphan")) => {
+                finalizers.push(json!("orphan"))
+            }
             _ => {}
         }
         let ns_pending = ctx.res.kind == "Namespace";
@@ -944,11 +1196,9 @@ pub(crate) async fn delete_one(ctx: &Ctx, opts: &Value) -> ApiResult<(u16, Value
             if !finalizers.is_empty() {
                 new["metadata"]["finalizers"] = json!(finalizers);
             }
-            if !deleting || graceful {
-                if !graceful {
-                    new["metadata"]["deletionTimestamp"] = json!(now());
-                    new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-                }
+            if !deleting && !graceful {
+                new["metadata"]["deletionTimestamp"] = json!(now());
+                new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             }
             if ns_pending {
                 new["status"]["phase"] = json!("Terminating");
@@ -963,13 +1213,24 @@ pub(crate) async fn delete_one(ctx: &Ctx, opts: &Value) -> ApiResult<(u16, Value
                 return Ok((200, cur));
             }
             let key = ctx.key(ctx.name());
-            match ctx.api.store.update(&key, &encode(&new), kv.mod_revision).await {
+            match ctx
+                .api
+                .store
+                .update(&key, &encode(&new), kv.mod_revision)
+                .await
+            {
                 Ok(rev) => {
                     set_rv(&mut new, rev);
-                    if ctx.res.kind == "Pod" {
-                        if let Some(at) = new["metadata"]["deletionTimestamp"].as_str().and_then(|s| s.parse::<Timestamp>().ok()) {
-                            ctx.api.pod_deadline(at, ctx.ns.clone().unwrap_or_default(), ctx.name().to_string());
-                        }
+                    if ctx.res.kind == "Pod"
+                        && let Some(at) = new["metadata"]["deletionTimestamp"]
+                            .as_str()
+                            .and_then(|s| s.parse::<Timestamp>().ok())
+                    {
+                        ctx.api.pod_deadline(
+                            at,
+                            ctx.ns.clone().unwrap_or_default(),
+                            ctx.name().to_string(),
+                        );
                     }
                     if ns_pending {
                         ctx.api.namespace_deleted(ctx.name().to_string());

@@ -51,7 +51,10 @@ use crate::status::{ApiError, ApiResult};
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("binding {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("{0}")]
@@ -133,7 +136,8 @@ pub struct Api {
     connector: StdMutex<Option<Arc<dyn Connector>>>,
     /// Pods waiting for their grace period to end: (deadline, ns, name).
     pod_deadlines: tokio::sync::mpsc::UnboundedSender<(Timestamp, String, String)>,
-    pod_deadline_rx: StdMutex<Option<tokio::sync::mpsc::UnboundedReceiver<(Timestamp, String, String)>>>,
+    pod_deadline_rx:
+        StdMutex<Option<tokio::sync::mpsc::UnboundedReceiver<(Timestamp, String, String)>>>,
 }
 
 /// A held watch slot; released on drop.
@@ -145,12 +149,12 @@ pub struct WatchPermit {
 
 impl Drop for WatchPermit {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.api.watches.lock() {
-            if let Some(n) = m.get_mut(&self.client) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    m.remove(&self.client);
-                }
+        if let Ok(mut m) = self.api.watches.lock()
+            && let Some(n) = m.get_mut(&self.client)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.client);
             }
         }
     }
@@ -164,7 +168,10 @@ fn res(group: &str, plural: &str) -> &'static Resource {
 impl Api {
     /// Takes a watch slot for `client`, or 429 when it has too many.
     pub fn watch_permit_for(self: &Arc<Self>, client: &str) -> ApiResult<WatchPermit> {
-        let mut m = self.watches.lock().map_err(|_| ApiError::internal("watch table poisoned"))?;
+        let mut m = self
+            .watches
+            .lock()
+            .map_err(|_| ApiError::internal("watch table poisoned"))?;
         let n = m.entry(client.to_string()).or_insert(0);
         if *n >= self.cfg.max_watches_per_client {
             return Err(ApiError::too_many_requests(format!(
@@ -173,7 +180,10 @@ impl Api {
             )));
         }
         *n += 1;
-        Ok(WatchPermit { api: self.clone(), client: client.to_string() })
+        Ok(WatchPermit {
+            api: self.clone(),
+            client: client.to_string(),
+        })
     }
 
     /// Installs the relay for log/exec/attach/portforward.
@@ -183,14 +193,23 @@ impl Api {
         }
     }
 
-    pub(crate) async fn connect(self: Arc<Self>, _res: &Resource, ns: String, pod: String, sub: String, req: Request<Body>) -> ApiResult<Response> {
+    pub(crate) async fn connect(
+        self: Arc<Self>,
+        _res: &Resource,
+        ns: String,
+        pod: String,
+        sub: String,
+        req: Request<Body>,
+    ) -> ApiResult<Response> {
         let c = self.connector.lock().ok().and_then(|g| g.clone());
         match c {
             Some(c) => c.connect(self.clone(), ns, pod, sub, req).await,
             None => Err(ApiError::new(
                 503,
                 "ServiceUnavailable",
-                format!("pods/{sub} is not available: no node agent relay is configured on this API server"),
+                format!(
+                    "pods/{sub} is not available: no node agent relay is configured on this API server"
+                ),
             )),
         }
     }
@@ -206,7 +225,12 @@ impl Api {
         let _ = self.pod_deadlines.send((at, ns, name));
     }
 
-    fn internal_ctx(self: &Arc<Self>, res: &'static Resource, ns: Option<&str>, name: Option<&str>) -> Ctx {
+    fn internal_ctx(
+        self: &Arc<Self>,
+        res: &'static Resource,
+        ns: Option<&str>,
+        name: Option<&str>,
+    ) -> Ctx {
         Ctx {
             api: self.clone(),
             res,
@@ -228,14 +252,16 @@ impl Api {
             let mut left = 0usize;
             for r in resources::RESOURCES.iter().filter(|r| r.namespaced) {
                 let ctx = self.internal_ctx(r, Some(&ns), None);
-                let Ok(listed) = handlers::list_objects(&ctx).await else { continue };
+                let Ok(listed) = handlers::list_objects(&ctx).await else {
+                    continue;
+                };
                 for obj in listed.items {
                     left += 1;
                     let one = self.internal_ctx(r, Some(&ns), Some(storage::name_of(&obj)));
-                    if let Err(e) = handlers::delete_one(&one, &json!({})).await {
-                        if e.code != 404 {
-                            tracing::warn!(namespace = %ns, error = %e, "namespace cleanup");
-                        }
+                    if let Err(e) = handlers::delete_one(&one, &json!({})).await
+                        && e.code != 404
+                    {
+                        tracing::warn!(namespace = %ns, error = %e, "namespace cleanup");
                     }
                 }
             }
@@ -245,9 +271,15 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         for _ in 0..10 {
-            let Ok(Some((obj, kv))) = handlers::read(&self, nsres, None, &ns).await else { return };
+            let Ok(Some((obj, kv))) = handlers::read(&self, nsres, None, &ns).await else {
+                return;
+            };
             let _ = obj;
-            match self.store.delete(&storage::key(nsres, None, &ns), Some(kv.mod_revision)).await {
+            match self
+                .store
+                .delete(&storage::key(nsres, None, &ns), Some(kv.mod_revision))
+                .await
+            {
                 Ok(_) => return,
                 Err(svcnet_store::StoreError::Conflict { .. }) => continue,
                 Err(e) => {
@@ -260,15 +292,25 @@ impl Api {
 
     /// Removes pods whose grace period ended without their node confirming.
     async fn pod_reaper(self: Arc<Self>) {
-        let Some(mut rx) = self.pod_deadline_rx.lock().ok().and_then(|mut g| g.take()) else { return };
-        let mut pending: std::collections::BTreeSet<(Timestamp, String, String)> = Default::default();
+        let Some(mut rx) = self.pod_deadline_rx.lock().ok().and_then(|mut g| g.take()) else {
+            return;
+        };
+        let mut pending: std::collections::BTreeSet<(Timestamp, String, String)> =
+            Default::default();
         // Pods already terminating when we start.
         let podres = res("", "pods");
         let ctx = self.internal_ctx(podres, None, None);
         if let Ok(l) = handlers::list_objects(&ctx).await {
             for p in l.items {
-                if let Some(ts) = p["metadata"]["deletionTimestamp"].as_str().and_then(|s| s.parse::<Timestamp>().ok()) {
-                    pending.insert((ts, storage::meta_str(&p, "namespace").unwrap_or("").to_string(), storage::name_of(&p).to_string()));
+                if let Some(ts) = p["metadata"]["deletionTimestamp"]
+                    .as_str()
+                    .and_then(|s| s.parse::<Timestamp>().ok())
+                {
+                    pending.insert((
+                        ts,
+                        storage::meta_str(&p, "namespace").unwrap_or("").to_string(),
+                        storage::name_of(&p).to_string(),
+                    ));
                 }
             }
         }
@@ -326,7 +368,10 @@ impl Api {
         }
         let port = self.cfg.bind.port();
         let svcres = res("", "services");
-        if handlers::read(self, svcres, Some("default"), "kubernetes").await?.is_none() {
+        if handlers::read(self, svcres, Some("default"), "kubernetes")
+            .await?
+            .is_none()
+        {
             let ctx = self.internal_ctx(svcres, Some("default"), None);
             let obj = json!({
                 "apiVersion": "v1", "kind": "Service",
@@ -356,14 +401,18 @@ impl Api {
         });
         // Written directly: the advertised address may be loopback, which
         // user-facing validation of Endpoints rightly refuses.
-        for (plural, group, obj) in [("endpoints", "", ep), ("endpointslices", "discovery.k8s.io", slice)] {
+        for (plural, group, obj) in [
+            ("endpoints", "", ep),
+            ("endpointslices", "discovery.k8s.io", slice),
+        ] {
             let r = res(group, plural);
             let key = storage::key(r, Some("default"), "kubernetes");
             match handlers::read(self, r, Some("default"), "kubernetes").await? {
                 None => {
                     let mut obj = obj;
                     obj["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
-                    obj["metadata"]["creationTimestamp"] = json!(handlers::rfc3339(Timestamp::now()));
+                    obj["metadata"]["creationTimestamp"] =
+                        json!(handlers::rfc3339(Timestamp::now()));
                     match self.store.create(&key, &storage::encode(&obj)).await {
                         Ok(_) | Err(svcnet_store::StoreError::AlreadyExists) => {}
                         Err(e) => return Err(ApiError::from_store(e, r, "kubernetes")),
@@ -405,12 +454,24 @@ impl Server {
     pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Server, ServerError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| ServerError::Config(format!("{}: {e}", cfg.data_dir.display())))?;
-        let listener = TcpListener::bind(cfg.bind).await.map_err(|source| ServerError::Bind { addr: cfg.bind, source })?;
-        let local = listener.local_addr().map_err(|source| ServerError::Bind { addr: cfg.bind, source })?;
+        let listener = TcpListener::bind(cfg.bind)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: cfg.bind,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: cfg.bind,
+            source,
+        })?;
         let insecure = match cfg.insecure_port {
             Some(p) => {
                 let addr = SocketAddr::from(([127, 0, 0, 1], p));
-                Some(TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?)
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| ServerError::Bind { addr, source })?,
+                )
             }
             None => None,
         };
@@ -439,7 +500,10 @@ impl Server {
             _ => tls::ensure_pki(&cfg.data_dir.join("pki"), &sans)?,
         };
         let tls_cfg = tls::server_config(&pki)?;
-        let token_path = cfg.token_file.clone().unwrap_or_else(|| cfg.data_dir.join("tokens.csv"));
+        let token_path = cfg
+            .token_file
+            .clone()
+            .unwrap_or_else(|| cfg.data_dir.join("tokens.csv"));
         let admin_token = tls::ensure_token_file(&token_path)?;
         let tokens_text = std::fs::read_to_string(&token_path)
             .map_err(|e| ServerError::Config(format!("{}: {e}", token_path.display())))?;
@@ -447,8 +511,16 @@ impl Server {
             .map_err(|e| ServerError::Config(format!("{}: {e}", token_path.display())))?
             .into_iter()
             .collect();
-        let host = if local.ip().is_unspecified() { cfg.advertise_address.clone() } else { local.ip().to_string() };
-        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        let host = if local.ip().is_unspecified() {
+            cfg.advertise_address.clone()
+        } else {
+            local.ip().to_string()
+        };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
         let kubeconfig = tls::write_kubeconfig(
             &cfg.data_dir.join("kubeconfig"),
             &format!("https://{host}:{}", local.port()),
@@ -467,17 +539,30 @@ impl Server {
             pod_deadline_rx: StdMutex::new(Some(rx)),
             cfg,
         });
-        api.services.init(api.store.as_ref()).await.map_err(ServerError::Bootstrap)?;
+        api.services
+            .init(api.store.as_ref())
+            .await
+            .map_err(ServerError::Bootstrap)?;
         api.bootstrap().await.map_err(ServerError::Bootstrap)?;
         // Resume namespace cleanups interrupted by a restart.
         let ctx = api.internal_ctx(res("", "namespaces"), None, None);
         if let Ok(l) = handlers::list_objects(&ctx).await {
-            for ns in l.items.iter().filter(|n| n["status"]["phase"] == "Terminating") {
+            for ns in l
+                .items
+                .iter()
+                .filter(|n| n["status"]["phase"] == "Terminating")
+            {
                 api.namespace_deleted(storage::name_of(ns).to_string());
             }
         }
         tokio::spawn(api.clone().pod_reaper());
-        Ok(Server { api, listener, insecure, tls: tls_cfg, kubeconfig })
+        Ok(Server {
+            api,
+            listener,
+            insecure,
+            tls: tls_cfg,
+            kubeconfig,
+        })
     }
 
     pub fn api(&self) -> Arc<Api> {
@@ -494,7 +579,10 @@ impl Server {
 
     /// Serves until `shutdown` completes, then ends watches and drains
     /// connections (for at most 10 seconds).
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), ServerError> {
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.clone());
         let api = self.api.clone();
@@ -526,18 +614,31 @@ impl Server {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let api = api.clone();
-                    async move { Ok::<_, std::convert::Infallible>(entry(api, req.map(Body::new), secure, peer).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            entry(api, req.map(Body::new), secure, peer).await,
+                        )
+                    }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
                 if secure {
-                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    let tls = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(s)) => s,
                         _ => return,
                     };
-                    let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc);
+                    let conn = builder
+                        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 } else {
-                    let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc);
+                    let conn = builder
+                        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
             });
@@ -551,7 +652,9 @@ impl Server {
 fn bearer(req: &Request<Body>) -> Option<&str> {
     let h = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = h.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Authentication, request timeout, then the handlers.
@@ -567,19 +670,27 @@ async fn entry(api: Arc<Api>, req: Request<Body>, secure: bool, _peer: SocketAdd
     } else {
         Some("insecure".to_string())
     };
-    let streaming = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1" || p == "follow=true"))
-        || path.ends_with("/exec")
+    let streaming = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "watch=true" || p == "watch=1" || p == "follow=true")
+    }) || path.ends_with("/exec")
         || path.ends_with("/attach")
         || path.ends_with("/portforward");
     let mut req = req;
-    req.extensions_mut().insert(RequestUser(user.unwrap_or_default()));
+    req.extensions_mut()
+        .insert(RequestUser(user.unwrap_or_default()));
     if streaming {
         return handlers::handle(api, req).await;
     }
     let timeout = api.cfg.request_timeout;
     match tokio::time::timeout(timeout, handlers::handle(api, req)).await {
         Ok(r) => r,
-        Err(_) => ApiError::new(504, "Timeout", format!("request did not complete within {}s", timeout.as_secs())).into_response(),
+        Err(_) => ApiError::new(
+            504,
+            "Timeout",
+            format!("request did not complete within {}s", timeout.as_secs()),
+        )
+        .into_response(),
     }
 }
 

@@ -32,18 +32,28 @@ pub fn root() -> Value {
     for (p, g, v) in group_versions() {
         let doc = document_for(&g, &v);
         let hash = fnv(&doc.to_string());
-        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}));
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
+        );
     }
     json!({"paths": paths})
 }
 
 /// `/openapi/v3/<path>`, e.g. `api/v1`.
 pub fn document(path: &str) -> Option<Value> {
-    group_versions().into_iter().find(|(p, _, _)| p == path).map(|(_, g, v)| document_for(&g, &v))
+    group_versions()
+        .into_iter()
+        .find(|(p, _, _)| p == path)
+        .map(|(_, g, v)| document_for(&g, &v))
 }
 
 fn document_for(group: &str, version: &str) -> Value {
-    let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    let prefix = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
     let params = json!([
         {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
         {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
@@ -51,7 +61,10 @@ fn document_for(group: &str, version: &str) -> Value {
         {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}}
     ]);
     let mut paths = serde_json::Map::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let item = if r.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
@@ -97,8 +110,17 @@ mod tests {
         assert!(url.starts_with("/openapi/v3/api/v1?hash="));
         let d = document("apis/apps/v1").unwrap();
         let patch = &d["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
         assert!(document("apis/nope/v1").is_none());
     }
 }

@@ -16,7 +16,11 @@ pub struct Query {
 impl Query {
     pub fn parse(q: Option<&str>) -> Self {
         let raw = q
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
         Query { raw }
     }
@@ -32,10 +36,9 @@ impl Query {
     pub fn int(&self, k: &str) -> ApiResult<Option<i64>> {
         match self.get(k) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value for {k}: {v:?} is not an integer"))),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value for {k}: {v:?} is not an integer"))
+            }),
         }
     }
 

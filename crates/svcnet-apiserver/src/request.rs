@@ -10,7 +10,10 @@ pub enum Target {
     /// `/apis/<group>`.
     Group(String),
     /// `/api/v1` or `/apis/<group>/<version>`: the resource list.
-    ResourceList { group: String, version: String },
+    ResourceList {
+        group: String,
+        version: String,
+    },
     /// A resource path.
     Resource(ResourcePath),
     Version,
@@ -33,20 +36,33 @@ pub struct ResourcePath {
 
 /// Parses `path` (already percent-decoded per segment).
 pub fn parse(path: &str) -> Option<Target> {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match parts.as_slice() {
         ["version"] => Some(Target::Version),
-        [h @ ("healthz" | "livez" | "readyz"), rest @ ..] => {
-            Some(Target::Health(std::iter::once(*h).chain(rest.iter().copied()).collect::<Vec<_>>().join("/")))
-        }
+        [h @ ("healthz" | "livez" | "readyz"), rest @ ..] => Some(Target::Health(
+            std::iter::once(*h)
+                .chain(rest.iter().copied())
+                .collect::<Vec<_>>()
+                .join("/"),
+        )),
         ["openapi", "v2"] => Some(Target::OpenApiV2),
         ["openapi", "v3"] => Some(Target::OpenApiV3Root),
         ["openapi", "v3", rest @ ..] if !rest.is_empty() => Some(Target::OpenApiV3(rest.join("/"))),
         ["api"] => Some(Target::CoreVersions),
         ["apis"] => Some(Target::Groups),
         ["apis", g] => Some(Target::Group(g.to_string())),
-        ["api", v] => Some(Target::ResourceList { group: String::new(), version: v.to_string() }),
-        ["apis", g, v] => Some(Target::ResourceList { group: g.to_string(), version: v.to_string() }),
+        ["api", v] => Some(Target::ResourceList {
+            group: String::new(),
+            version: v.to_string(),
+        }),
+        ["apis", g, v] => Some(Target::ResourceList {
+            group: g.to_string(),
+            version: v.to_string(),
+        }),
         ["api", v, rest @ ..] => resource_path("", v, rest),
         ["apis", g, v, rest @ ..] => resource_path(g, v, rest),
         _ => None,
@@ -110,23 +126,68 @@ mod tests {
             ("/apis", Some(Target::Groups)),
             ("/version", Some(Target::Version)),
             ("/readyz", Some(Target::Health("readyz".into()))),
-            ("/api/v1", Some(Target::ResourceList { group: "".into(), version: "v1".into() })),
-            ("/apis/apps/v1", Some(Target::ResourceList { group: "apps".into(), version: "v1".into() })),
-            ("/api/v1/services", Some(rp("", None, "services", None, None))),
-            ("/api/v1/nodes/n1", Some(rp("", None, "nodes", Some("n1"), None))),
-            ("/api/v1/nodes/n1/status", Some(rp("", None, "nodes", Some("n1"), Some("status")))),
-            ("/api/v1/namespaces", Some(rp("", None, "namespaces", None, None))),
-            ("/api/v1/namespaces/dev", Some(rp("", None, "namespaces", Some("dev"), None))),
-            ("/api/v1/namespaces/dev/status", Some(rp("", None, "namespaces", Some("dev"), Some("status")))),
-            ("/api/v1/namespaces/dev/pods", Some(rp("", Some("dev"), "pods", None, None))),
-            ("/api/v1/namespaces/dev/pods/p/log", Some(rp("", Some("dev"), "pods", Some("p"), Some("log")))),
+            (
+                "/api/v1",
+                Some(Target::ResourceList {
+                    group: "".into(),
+                    version: "v1".into(),
+                }),
+            ),
+            (
+                "/apis/apps/v1",
+                Some(Target::ResourceList {
+                    group: "apps".into(),
+                    version: "v1".into(),
+                }),
+            ),
+            (
+                "/api/v1/services",
+                Some(rp("", None, "services", None, None)),
+            ),
+            (
+                "/api/v1/nodes/n1",
+                Some(rp("", None, "nodes", Some("n1"), None)),
+            ),
+            (
+                "/api/v1/nodes/n1/status",
+                Some(rp("", None, "nodes", Some("n1"), Some("status"))),
+            ),
+            (
+                "/api/v1/namespaces",
+                Some(rp("", None, "namespaces", None, None)),
+            ),
+            (
+                "/api/v1/namespaces/dev",
+                Some(rp("", None, "namespaces", Some("dev"), None)),
+            ),
+            (
+                "/api/v1/namespaces/dev/status",
+                Some(rp("", None, "namespaces", Some("dev"), Some("status"))),
+            ),
+            (
+                "/api/v1/namespaces/dev/pods",
+                Some(rp("", Some("dev"), "pods", None, None)),
+            ),
+            (
+                "/api/v1/namespaces/dev/pods/p/log",
+                Some(rp("", Some("dev"), "pods", Some("p"), Some("log"))),
+            ),
             (
                 "/apis/apps/v1/namespaces/default/deployments/web/scale",
-                Some(rp("apps", Some("default"), "deployments", Some("web"), Some("scale"))),
+                Some(rp(
+                    "apps",
+                    Some("default"),
+                    "deployments",
+                    Some("web"),
+                    Some("scale"),
+                )),
             ),
             ("/api/v1/namespaces/dev/pods/p/log/extra", None),
             ("/foo", None),
-            ("/openapi/v3/apis/apps/v1", Some(Target::OpenApiV3("apis/apps/v1".into()))),
+            (
+                "/openapi/v3/apis/apps/v1",
+                Some(Target::OpenApiV3("apis/apps/v1".into())),
+            ),
         ];
         for (path, want) in cases {
             assert_eq!(parse(path), want, "{path}");

@@ -44,7 +44,13 @@ pub const RESOURCE_VERBS: &[&str] = &[
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 const fn status(kind: &'static str, group: &'static str) -> Subresource {
-    Subresource { name: "status", kind, group, version: "v1", verbs: STATUS_VERBS }
+    Subresource {
+        name: "status",
+        kind,
+        group,
+        version: "v1",
+        verbs: STATUS_VERBS,
+    }
 }
 
 const fn scale() -> Subresource {
@@ -57,8 +63,18 @@ const fn scale() -> Subresource {
     }
 }
 
-const fn connect(name: &'static str, kind: &'static str, verbs: &'static [&'static str]) -> Subresource {
-    Subresource { name, kind, group: "", version: "v1", verbs }
+const fn connect(
+    name: &'static str,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+) -> Subresource {
+    Subresource {
+        name,
+        kind,
+        group: "",
+        version: "v1",
+        verbs,
+    }
 }
 
 /// Every resource svcnet serves.
@@ -72,7 +88,10 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: false,
         short_names: &["ns"],
         categories: &[],
-        subresources: &[status("Namespace", ""), connect("finalize", "Namespace", &["update"])],
+        subresources: &[
+            status("Namespace", ""),
+            connect("finalize", "Namespace", &["update"]),
+        ],
     },
     Resource {
         group: "",
@@ -229,7 +248,9 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 
 /// Finds a resource by kind and apiVersion.
 pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.kind == kind && r.api_version() == api_version)
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
 }
 
 #[cfg(test)]
@@ -239,8 +260,14 @@ mod tests {
     #[test]
     fn lookups() {
         assert_eq!(find("", "v1", "services").map(|r| r.kind), Some("Service"));
-        assert_eq!(find("apps", "v1", "deployments").map(|r| r.qualified()), Some("deployments.apps".into()));
-        assert_eq!(by_kind("apps/v1", "ReplicaSet").map(|r| r.plural), Some("replicasets"));
+        assert_eq!(
+            find("apps", "v1", "deployments").map(|r| r.qualified()),
+            Some("deployments.apps".into())
+        );
+        assert_eq!(
+            by_kind("apps/v1", "ReplicaSet").map(|r| r.plural),
+            Some("replicasets")
+        );
         assert!(find("", "v1", "deployments").is_none());
         assert!(find("apps", "v1", "deployments").is_some_and(|r| r.has_status()));
         assert!(!find("", "v1", "endpoints").is_some_and(|r| r.has_status()));

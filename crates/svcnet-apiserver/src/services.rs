@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use serde_json::{Value, json};
-use svcnet_core::alloc::{self, AllocError, AllocFieldError, AllocSnapshot, IpAllocator, PortAllocator, PortRange};
+use svcnet_core::alloc::{
+    self, AllocError, AllocFieldError, AllocSnapshot, IpAllocator, PortAllocator, PortRange,
+};
 use svcnet_core::field_errors::{BadValue, ErrorType, FieldError};
 use svcnet_store::{Compare, Op, RangeRequest, Revision, Store};
 use tokio::sync::Mutex;
@@ -63,26 +65,43 @@ fn wants_node_ports(svc: &Value) -> bool {
 }
 
 fn wants_health_port(svc: &Value) -> bool {
-    spec_type(svc) == "LoadBalancer" && svc["spec"]["externalTrafficPolicy"].as_str() == Some("Local")
+    spec_type(svc) == "LoadBalancer"
+        && svc["spec"]["externalTrafficPolicy"].as_str() == Some("Local")
 }
 
 fn ip_of(svc: &Value) -> Option<IpAddr> {
-    svc["spec"]["clusterIP"].as_str().and_then(|s| s.parse().ok())
+    svc["spec"]["clusterIP"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
 }
 
 fn node_ports(svc: &Value) -> BTreeSet<i32> {
     let mut s: BTreeSet<i32> = svc["spec"]["ports"]
         .as_array()
-        .map(|ps| ps.iter().filter_map(|p| p["nodePort"].as_i64()).filter(|n| *n > 0).map(|n| n as i32).collect())
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p["nodePort"].as_i64())
+                .filter(|n| *n > 0)
+                .map(|n| n as i32)
+                .collect()
+        })
         .unwrap_or_default();
-    if let Some(h) = svc["spec"]["healthCheckNodePort"].as_i64().filter(|n| *n > 0) {
+    if let Some(h) = svc["spec"]["healthCheckNodePort"]
+        .as_i64()
+        .filter(|n| *n > 0)
+    {
         s.insert(h as i32);
     }
     s
 }
 
 fn field_error(res: &Resource, svc: &Value, e: AllocFieldError) -> ApiError {
-    let fe = FieldError { error_type: ErrorType::Invalid, field: e.field, bad_value: Some(BadValue::Raw(e.value)), detail: e.detail };
+    let fe = FieldError {
+        error_type: ErrorType::Invalid,
+        field: e.field,
+        bad_value: Some(BadValue::Raw(e.value)),
+        detail: e.detail,
+    };
     strategy::invalid(res, storage::name_of(svc), &[fe])
 }
 
@@ -90,25 +109,39 @@ impl ServiceRegistry {
     pub fn new(cidr: &str, range: &str) -> Result<Self, AllocError> {
         IpAllocator::new(cidr)?;
         let range = PortRange::parse(range)?;
-        Ok(ServiceRegistry { cidr: cidr.to_string(), range, state: Mutex::new(None) })
+        Ok(ServiceRegistry {
+            cidr: cidr.to_string(),
+            range,
+            state: Mutex::new(None),
+        })
     }
 
     /// The `kubernetes` Service's IP: the first of the range.
     pub fn first_ip(&self) -> String {
-        IpAllocator::new(&self.cidr).map(|a| a.first_ip().to_string()).unwrap_or_default()
+        IpAllocator::new(&self.cidr)
+            .map(|a| a.first_ip().to_string())
+            .unwrap_or_default()
     }
 
     /// Loads (or rebuilds) the allocators; called at start and after a lost race.
     async fn load(&self, store: &dyn Store) -> ApiResult<Allocs> {
-        let internal = |e: svcnet_store::StoreError| ApiError::internal(format!("loading service allocations: {e}"));
-        let mut ips = IpAllocator::new(&self.cidr).map_err(|e| ApiError::internal(e.to_string()))?;
+        let internal = |e: svcnet_store::StoreError| {
+            ApiError::internal(format!("loading service allocations: {e}"))
+        };
+        let mut ips =
+            IpAllocator::new(&self.cidr).map_err(|e| ApiError::internal(e.to_string()))?;
         let mut ports = PortAllocator::new(self.range);
         // Rebuild from the Services themselves: they are the truth.
         let mut start = None;
         let mut rev = None;
         loop {
             let r = store
-                .range(RangeRequest { prefix: SERVICES_PREFIX.to_vec(), start, limit: 1000, revision: rev })
+                .range(RangeRequest {
+                    prefix: SERVICES_PREFIX.to_vec(),
+                    start,
+                    limit: 1000,
+                    revision: rev,
+                })
                 .await
                 .map_err(internal)?;
             rev = Some(r.revision);
@@ -132,7 +165,8 @@ impl ServiceRegistry {
         let ip_kv = store.get(IP_KEY).await.map_err(internal)?;
         let port_kv = store.get(PORT_KEY).await.map_err(internal)?;
         let stored = |kv: &Option<svcnet_store::KeyValue>| -> Option<AllocSnapshot> {
-            kv.as_ref().and_then(|kv| serde_json::from_slice(&kv.value).ok())
+            kv.as_ref()
+                .and_then(|kv| serde_json::from_slice(&kv.value).ok())
         };
         let mut allocs = Allocs {
             ip_rev: ip_kv.as_ref().map(|k| k.mod_revision),
@@ -146,9 +180,14 @@ impl ServiceRegistry {
         );
         if !ip_ok || !port_ok {
             if ip_kv.is_some() || port_kv.is_some() {
-                tracing::warn!("service allocation snapshot missing or inconsistent with stored Services; rewriting it");
+                tracing::warn!(
+                    "service allocation snapshot missing or inconsistent with stored Services; rewriting it"
+                );
             }
-            let compares = vec![guard(IP_KEY, allocs.ip_rev), guard(PORT_KEY, allocs.port_rev)];
+            let compares = vec![
+                guard(IP_KEY, allocs.ip_rev),
+                guard(PORT_KEY, allocs.port_rev),
+            ];
             let ops = vec![self.ip_op(&allocs.ips), self.port_op(&allocs.ports)];
             let r = store.txn(compares, ops).await.map_err(internal)?;
             if r.succeeded {
@@ -160,11 +199,17 @@ impl ServiceRegistry {
     }
 
     fn ip_op(&self, a: &IpAllocator) -> Op {
-        Op::Put(IP_KEY.to_vec(), serde_json::to_vec(&a.snapshot()).unwrap_or_default())
+        Op::Put(
+            IP_KEY.to_vec(),
+            serde_json::to_vec(&a.snapshot()).unwrap_or_default(),
+        )
     }
 
     fn port_op(&self, a: &PortAllocator) -> Op {
-        Op::Put(PORT_KEY.to_vec(), serde_json::to_vec(&a.snapshot()).unwrap_or_default())
+        Op::Put(
+            PORT_KEY.to_vec(),
+            serde_json::to_vec(&a.snapshot()).unwrap_or_default(),
+        )
     }
 
     /// Rebuilds the allocation state now (at start).
@@ -196,10 +241,10 @@ impl ServiceRegistry {
             new["spec"]["clusterIP"] = old["spec"]["clusterIP"].clone();
             new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
             for f in ["ipFamilies", "ipFamilyPolicy"] {
-                if new["spec"].get(f).is_none_or(Value::is_null) {
-                    if let Some(v) = old["spec"].get(f) {
-                        new["spec"][f] = v.clone();
-                    }
+                if new["spec"].get(f).is_none_or(Value::is_null)
+                    && let Some(v) = old["spec"].get(f)
+                {
+                    new["spec"][f] = v.clone();
                 }
             }
         }
@@ -207,39 +252,58 @@ impl ServiceRegistry {
         let old_ports: Vec<Value> = old["spec"]["ports"].as_array().cloned().unwrap_or_default();
         let find_old = |p: &Value| {
             old_ports.iter().find(|o| {
-                o["port"] == p["port"] && o["protocol"].as_str().unwrap_or("TCP") == p["protocol"].as_str().unwrap_or("TCP")
+                o["port"] == p["port"]
+                    && o["protocol"].as_str().unwrap_or("TCP")
+                        == p["protocol"].as_str().unwrap_or("TCP")
             })
         };
         if let Some(ports) = new["spec"]["ports"].as_array_mut() {
             for p in ports.iter_mut() {
                 let has = p["nodePort"].as_i64().is_some_and(|n| n > 0);
-                let old_np = find_old(p).and_then(|o| o["nodePort"].as_i64()).filter(|n| *n > 0);
+                let old_np = find_old(p)
+                    .and_then(|o| o["nodePort"].as_i64())
+                    .filter(|n| *n > 0);
                 if needs && !has {
                     if let Some(n) = old_np {
                         p["nodePort"] = json!(n);
                     }
-                } else if !needs && has && old_np == p["nodePort"].as_i64() {
-                    if let Some(m) = p.as_object_mut() {
-                        m.remove("nodePort");
-                    }
+                } else if !needs
+                    && has
+                    && old_np == p["nodePort"].as_i64()
+                    && let Some(m) = p.as_object_mut()
+                {
+                    m.remove("nodePort");
                 }
             }
         }
-        let hc = new["spec"]["healthCheckNodePort"].as_i64().filter(|n| *n > 0);
+        let hc = new["spec"]["healthCheckNodePort"]
+            .as_i64()
+            .filter(|n| *n > 0);
         if wants_health_port(new) && hc.is_none() {
-            if let Some(h) = old["spec"]["healthCheckNodePort"].as_i64().filter(|n| *n > 0) {
+            if let Some(h) = old["spec"]["healthCheckNodePort"]
+                .as_i64()
+                .filter(|n| *n > 0)
+            {
                 new["spec"]["healthCheckNodePort"] = json!(h);
             }
-        } else if !wants_health_port(new) && hc.is_some() && hc == old["spec"]["healthCheckNodePort"].as_i64() {
-            if let Some(spec) = new["spec"].as_object_mut() {
-                spec.remove("healthCheckNodePort");
-            }
+        } else if !wants_health_port(new)
+            && hc.is_some()
+            && hc == old["spec"]["healthCheckNodePort"].as_i64()
+            && let Some(spec) = new["spec"].as_object_mut()
+        {
+            spec.remove("healthCheckNodePort");
         }
     }
 
     /// Allocates what `svc` needs given what `old` already held; mutates the
     /// working copies of the allocators and fills in the values.
-    fn assign(&self, res: &Resource, a: &mut Allocs, svc: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+    fn assign(
+        &self,
+        res: &Resource,
+        a: &mut Allocs,
+        svc: &mut Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
         let old_ip = old.and_then(ip_of);
         let old_ports = old.map(node_ports).unwrap_or_default();
         // ClusterIP.
@@ -247,17 +311,33 @@ impl ServiceRegistry {
             match svc["spec"]["clusterIP"].as_str().filter(|s| !s.is_empty()) {
                 Some(s) => {
                     let ip: IpAddr = s.parse().map_err(|_| {
-                        field_error(res, svc, alloc::cluster_ip_field_error(&[s.to_string()], s, &AllocError::InvalidCidr(s.to_string())))
+                        field_error(
+                            res,
+                            svc,
+                            alloc::cluster_ip_field_error(
+                                &[s.to_string()],
+                                s,
+                                &AllocError::InvalidCidr(s.to_string()),
+                            ),
+                        )
                     })?;
-                    if old_ip != Some(ip) {
-                        if let Err(e) = a.ips.allocate(ip) {
-                            let ips: Vec<String> = svc["spec"]["clusterIPs"]
-                                .as_array()
-                                .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-                                .filter(|v: &Vec<String>| !v.is_empty())
-                                .unwrap_or_else(|| vec![s.to_string()]);
-                            return Err(field_error(res, svc, alloc::cluster_ip_field_error(&ips, s, &e)));
-                        }
+                    if old_ip != Some(ip)
+                        && let Err(e) = a.ips.allocate(ip)
+                    {
+                        let ips: Vec<String> = svc["spec"]["clusterIPs"]
+                            .as_array()
+                            .map(|v| {
+                                v.iter()
+                                    .filter_map(|x| x.as_str().map(str::to_string))
+                                    .collect()
+                            })
+                            .filter(|v: &Vec<String>| !v.is_empty())
+                            .unwrap_or_else(|| vec![s.to_string()]);
+                        return Err(field_error(
+                            res,
+                            svc,
+                            alloc::cluster_ip_field_error(&ips, s, &e),
+                        ));
                     }
                 }
                 None => {
@@ -271,36 +351,43 @@ impl ServiceRegistry {
             let ip = svc["spec"]["clusterIP"].clone();
             svc["spec"]["clusterIPs"] = json!([ip]);
             let fam = if a.ips.is_ipv6() { "IPv6" } else { "IPv4" };
-            if svc["spec"]["ipFamilies"].as_array().is_none_or(Vec::is_empty) {
+            if svc["spec"]["ipFamilies"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            {
                 svc["spec"]["ipFamilies"] = json!([fam]);
             }
             if svc["spec"]["ipFamilyPolicy"].is_null() {
                 svc["spec"]["ipFamilyPolicy"] = json!("SingleStack");
             }
         }
-        if let Some(ip) = old_ip {
-            if ip_of(svc) != Some(ip) || !wants_ip(svc) {
-                a.ips.release(ip);
-            }
+        if let Some(ip) = old_ip
+            && (ip_of(svc) != Some(ip) || !wants_ip(svc))
+        {
+            a.ips.release(ip);
         }
         // NodePorts: the same number may serve TCP and UDP of one port.
         let mut taken: BTreeSet<i32> = BTreeSet::new();
         if wants_node_ports(svc) {
             let n = svc["spec"]["ports"].as_array().map_or(0, Vec::len);
             for i in 0..n {
-                let given = svc["spec"]["ports"][i]["nodePort"].as_i64().filter(|n| *n > 0).map(|n| n as i32);
+                let given = svc["spec"]["ports"][i]["nodePort"]
+                    .as_i64()
+                    .filter(|n| *n > 0)
+                    .map(|n| n as i32);
                 match given {
                     Some(p) => {
                         if !old_ports.contains(&p) && !taken.contains(&p) {
-                            a.ports.allocate(p).map_err(|e| field_error(res, svc, alloc::node_port_field_error(i, p, &e)))?;
+                            a.ports.allocate(p).map_err(|e| {
+                                field_error(res, svc, alloc::node_port_field_error(i, p, &e))
+                            })?;
                         }
                         taken.insert(p);
                     }
                     None => {
-                        let p = a
-                            .ports
-                            .allocate_next(&mut rng())
-                            .map_err(|e| ApiError::internal(alloc::node_port_internal_message(&e)))?;
+                        let p = a.ports.allocate_next(&mut rng()).map_err(|e| {
+                            ApiError::internal(alloc::node_port_internal_message(&e))
+                        })?;
                         svc["spec"]["ports"][i]["nodePort"] = json!(p);
                         taken.insert(p);
                     }
@@ -308,10 +395,21 @@ impl ServiceRegistry {
             }
         }
         if wants_health_port(svc) {
-            match svc["spec"]["healthCheckNodePort"].as_i64().filter(|n| *n > 0).map(|n| n as i32) {
+            match svc["spec"]["healthCheckNodePort"]
+                .as_i64()
+                .filter(|n| *n > 0)
+                .map(|n| n as i32)
+            {
                 Some(p) => {
                     if !old_ports.contains(&p) && !taken.contains(&p) {
-                        a.ports.allocate(p).map_err(|e| ApiError::invalid(res, storage::name_of(svc), vec![], alloc::health_check_node_port_message(p, &e)))?;
+                        a.ports.allocate(p).map_err(|e| {
+                            ApiError::invalid(
+                                res,
+                                storage::name_of(svc),
+                                vec![],
+                                alloc::health_check_node_port_message(p, &e),
+                            )
+                        })?;
                     }
                     taken.insert(p);
                 }
@@ -354,7 +452,9 @@ impl ServiceRegistry {
             if guard_state.is_none() {
                 *guard_state = Some(self.load(api.store.as_ref()).await?);
             }
-            let Some(cur) = guard_state.as_ref() else { continue };
+            let Some(cur) = guard_state.as_ref() else {
+                continue;
+            };
             let mut work = cur.clone();
             let mut working_obj = new.as_deref().cloned();
             match working_obj.as_mut() {
@@ -371,7 +471,11 @@ impl ServiceRegistry {
                     }
                 }
             }
-            let mut compares = vec![guard(&svc_key, svc_guard), guard(IP_KEY, work.ip_rev), guard(PORT_KEY, work.port_rev)];
+            let mut compares = vec![
+                guard(&svc_key, svc_guard),
+                guard(IP_KEY, work.ip_rev),
+                guard(PORT_KEY, work.port_rev),
+            ];
             let mut ops = Vec::new();
             match &working_obj {
                 Some(obj) => ops.push(put(svc_key.clone(), obj)),
@@ -389,7 +493,11 @@ impl ServiceRegistry {
             } else {
                 compares.retain(|c| !matches!(c, Compare::ModRevision(k, _) | Compare::Absent(k) if k == PORT_KEY));
             }
-            let r = api.store.txn(compares, ops).await.map_err(|e| ApiError::from_store(e, res, &name))?;
+            let r = api
+                .store
+                .txn(compares, ops)
+                .await
+                .map_err(|e| ApiError::from_store(e, res, &name))?;
             if r.succeeded {
                 if ip_changed {
                     work.ip_rev = Some(r.revision);
@@ -404,27 +512,58 @@ impl ServiceRegistry {
                 return Ok(r.revision);
             }
             // Lost: the Service itself changed (or exists), or the allocators did.
-            let now = api.store.get(&svc_key).await.map_err(|e| ApiError::from_store(e, res, &name))?;
+            let now = api
+                .store
+                .get(&svc_key)
+                .await
+                .map_err(|e| ApiError::from_store(e, res, &name))?;
             match (svc_guard, now) {
                 (None, Some(_)) => return Err(ApiError::already_exists(res, &name)),
                 (Some(_), None) => return Err(ApiError::not_found(res, &name)),
-                (Some(g), Some(kv)) if kv.mod_revision != g => return Err(ApiError::stale(res, &name)),
+                (Some(g), Some(kv)) if kv.mod_revision != g => {
+                    return Err(ApiError::stale(res, &name));
+                }
                 _ => *guard_state = None,
             }
         }
-        Err(ApiError::internal("could not update service allocations after several attempts"))
+        Err(ApiError::internal(
+            "could not update service allocations after several attempts",
+        ))
     }
 
-    pub async fn create(&self, api: &Api, res: &Resource, key: Vec<u8>, svc: &mut Value) -> ApiResult<Revision> {
+    pub async fn create(
+        &self,
+        api: &Api,
+        res: &Resource,
+        key: Vec<u8>,
+        svc: &mut Value,
+    ) -> ApiResult<Revision> {
         self.transact(api, res, key, None, Some(svc), None).await
     }
 
-    pub async fn update(&self, api: &Api, res: &Resource, key: Vec<u8>, svc: &mut Value, old: &Value, rev: Revision) -> ApiResult<Revision> {
-        self.transact(api, res, key, Some(rev), Some(svc), Some(old)).await
+    pub async fn update(
+        &self,
+        api: &Api,
+        res: &Resource,
+        key: Vec<u8>,
+        svc: &mut Value,
+        old: &Value,
+        rev: Revision,
+    ) -> ApiResult<Revision> {
+        self.transact(api, res, key, Some(rev), Some(svc), Some(old))
+            .await
     }
 
-    pub async fn delete(&self, api: &Api, res: &Resource, key: Vec<u8>, old: &Value, rev: Revision) -> ApiResult<Revision> {
-        self.transact(api, res, key, Some(rev), None, Some(old)).await
+    pub async fn delete(
+        &self,
+        api: &Api,
+        res: &Resource,
+        key: Vec<u8>,
+        old: &Value,
+        rev: Revision,
+    ) -> ApiResult<Revision> {
+        self.transact(api, res, key, Some(rev), None, Some(old))
+            .await
     }
 }
 

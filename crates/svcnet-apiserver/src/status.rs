@@ -28,7 +28,12 @@ pub struct Cause {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, res: &Resource, name: &str) -> Self {
@@ -41,20 +46,33 @@ impl ApiError {
     }
 
     pub fn not_found(res: &Resource, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{}\" not found", res.qualified(), name))
-            .with_details(res, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", res.qualified(), name),
+        )
+        .with_details(res, name)
     }
 
     pub fn already_exists(res: &Resource, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{}\" already exists", res.qualified(), name))
-            .with_details(res, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{}\" already exists", res.qualified(), name),
+        )
+        .with_details(res, name)
     }
 
     pub fn conflict(res: &Resource, name: &str, why: &str) -> Self {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{}\": {}", res.qualified(), name, why),
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": {}",
+                res.qualified(),
+                name,
+                why
+            ),
         )
         .with_details(res, name)
     }
@@ -80,7 +98,12 @@ impl ApiError {
                 .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
                 .collect(),
         );
-        ApiError { code: 422, reason: "Invalid", message, details: Some(d) }
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message,
+            details: Some(d),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -92,11 +115,21 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type(ct: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {ct})"
+            ),
+        )
     }
 
     pub fn not_found_path() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
@@ -104,7 +137,11 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn unauthorized() -> Self {
@@ -112,7 +149,11 @@ impl ApiError {
     }
 
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
 
     pub fn too_many_requests(message: impl Into<String>) -> Self {
@@ -151,7 +192,10 @@ impl ApiError {
             StoreError::AlreadyExists => Self::already_exists(res, name),
             StoreError::NotFound => Self::not_found(res, name),
             StoreError::Conflict { .. } => Self::stale(res, name),
-            StoreError::Compacted { requested, compacted } => Self::gone(format!(
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => Self::gone(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             StoreError::FutureRevision { requested, current } => Self::new(
@@ -178,7 +222,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
-        (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        (
+            code,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     }
 }
 
@@ -192,9 +241,24 @@ mod tests {
         let svc = find("", "v1", "services").unwrap();
         let dep = find("apps", "v1", "deployments").unwrap();
         let cases = [
-            (ApiError::not_found(svc, "x"), 404, "NotFound", "services \"x\" not found"),
-            (ApiError::not_found(dep, "web"), 404, "NotFound", "deployments.apps \"web\" not found"),
-            (ApiError::already_exists(svc, "x"), 409, "AlreadyExists", "services \"x\" already exists"),
+            (
+                ApiError::not_found(svc, "x"),
+                404,
+                "NotFound",
+                "services \"x\" not found",
+            ),
+            (
+                ApiError::not_found(dep, "web"),
+                404,
+                "NotFound",
+                "deployments.apps \"web\" not found",
+            ),
+            (
+                ApiError::already_exists(svc, "x"),
+                409,
+                "AlreadyExists",
+                "services \"x\" already exists",
+            ),
             (
                 ApiError::stale(svc, "x"),
                 409,

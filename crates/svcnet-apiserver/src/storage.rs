@@ -73,7 +73,10 @@ mod tests {
         let svc = find("", "v1", "services").unwrap();
         let ns = find("", "v1", "namespaces").unwrap();
         let dep = find("apps", "v1", "deployments").unwrap();
-        assert_eq!(key(svc, Some("default"), "web"), b"/registry/services/default/web");
+        assert_eq!(
+            key(svc, Some("default"), "web"),
+            b"/registry/services/default/web"
+        );
         assert_eq!(key(ns, None, "dev"), b"/registry/namespaces/dev");
         assert_eq!(prefix(dep, Some("a")), b"/registry/deployments.apps/a/");
         assert_eq!(prefix(svc, None), b"/registry/services/");
@@ -83,7 +86,12 @@ mod tests {
     fn rv_roundtrip() {
         let obj = serde_json::json!({"metadata": {"name": "a", "resourceVersion": "5"}});
         let enc = encode(&obj);
-        let kv = KeyValue { key: b"k".to_vec(), value: enc, create_revision: 7, mod_revision: 9 };
+        let kv = KeyValue {
+            key: b"k".to_vec(),
+            value: enc,
+            create_revision: 7,
+            mod_revision: 9,
+        };
         let dec = decode(&kv).unwrap();
         assert_eq!(dec["metadata"]["resourceVersion"], "9");
         assert!(!String::from_utf8_lossy(&kv.value).contains("resourceVersion"));

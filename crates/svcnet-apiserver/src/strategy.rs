@@ -26,7 +26,11 @@ pub fn invalid(res: &Resource, name: &str, errs: &[FieldError]) -> ApiError {
             field: e.field.clone(),
         })
         .collect();
-    let kind = if res.group.is_empty() { res.kind.to_string() } else { format!("{}.{}", res.kind, res.group) };
+    let kind = if res.group.is_empty() {
+        res.kind.to_string()
+    } else {
+        format!("{}.{}", res.kind, res.group)
+    };
     ApiError::invalid(res, name, causes, invalid_message(&kind, name, errs))
 }
 
@@ -56,7 +60,11 @@ fn walk_unknown(input: &Value, known: &Value, path: &str, out: &mut Vec<String>)
     match (input, known) {
         (Value::Object(i), Value::Object(k)) => {
             for (key, iv) in i {
-                let p = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let p = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match k.get(key) {
                     Some(kv) => walk_unknown(iv, kv, &p, out),
                     None if iv.is_null() => {}
@@ -108,23 +116,98 @@ pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value,
         }};
     }
     let out = match res.kind {
-        "Service" => run!(Service, defaults::default_service, validation::validate_service, validation::validate_service_update),
-        "Pod" => run!(Pod, defaults::default_pod, validation::validate_pod, validation::validate_pod_update),
-        "Deployment" => run!(Deployment, defaults::default_deployment, validation::validate_deployment, validation::validate_deployment_update),
-        "ReplicaSet" => run!(ReplicaSet, defaults::default_replica_set, validation::validate_replica_set, validation::validate_replica_set_update),
-        "Endpoints" => run!(Endpoints, |_: &mut Endpoints| {}, validation::validate_endpoints, |n: &Endpoints, _o: &Endpoints| validation::validate_endpoints(n)),
-        "EndpointSlice" => run!(EndpointSlice, |_: &mut EndpointSlice| {}, validation::validate_endpoint_slice, |n: &EndpointSlice, _o: &EndpointSlice| validation::validate_endpoint_slice(n)),
-        "Namespace" => run!(Namespace, defaults::default_namespace, validation::validate_namespace, |n: &Namespace, _o: &Namespace| validation::validate_namespace(n)),
-        "Node" => run!(Node, |_: &mut Node| {}, validation::validate_node, |n: &Node, _o: &Node| validation::validate_node(n)),
-        "Event" => run!(Event, |_: &mut Event| {}, validate_meta_only::<Event>, |n: &Event, _o: &Event| validate_meta_only(n)),
-        "Lease" => run!(Lease, |_: &mut Lease| {}, validate_meta_only::<Lease>, |n: &Lease, _o: &Lease| validate_meta_only(n)),
+        "Service" => run!(
+            Service,
+            defaults::default_service,
+            validation::validate_service,
+            validation::validate_service_update
+        ),
+        "Pod" => run!(
+            Pod,
+            defaults::default_pod,
+            validation::validate_pod,
+            validation::validate_pod_update
+        ),
+        "Deployment" => run!(
+            Deployment,
+            defaults::default_deployment,
+            validation::validate_deployment,
+            validation::validate_deployment_update
+        ),
+        "ReplicaSet" => run!(
+            ReplicaSet,
+            defaults::default_replica_set,
+            validation::validate_replica_set,
+            validation::validate_replica_set_update
+        ),
+        "Endpoints" => run!(
+            Endpoints,
+            |_: &mut Endpoints| {},
+            validation::validate_endpoints,
+            |n: &Endpoints, _o: &Endpoints| validation::validate_endpoints(n)
+        ),
+        "EndpointSlice" => run!(
+            EndpointSlice,
+            |_: &mut EndpointSlice| {},
+            validation::validate_endpoint_slice,
+            |n: &EndpointSlice, _o: &EndpointSlice| validation::validate_endpoint_slice(n)
+        ),
+        "Namespace" => run!(
+            Namespace,
+            defaults::default_namespace,
+            validation::validate_namespace,
+            |n: &Namespace, _o: &Namespace| validation::validate_namespace(n)
+        ),
+        "Node" => run!(
+            Node,
+            |_: &mut Node| {},
+            validation::validate_node,
+            |n: &Node, _o: &Node| validation::validate_node(n)
+        ),
+        "Event" => run!(
+            Event,
+            |_: &mut Event| {},
+            validate_meta_only::<Event>,
+            |n: &Event, _o: &Event| validate_meta_only(n)
+        ),
+        "Lease" => run!(
+            Lease,
+            |_: &mut Lease| {},
+            validate_meta_only::<Lease>,
+            |n: &Lease, _o: &Lease| validate_meta_only(n)
+        ),
         _ => (obj.clone(), Vec::new()),
     };
     Ok(out)
 }
 
-fn validate_meta_only<T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(t: &T) -> ErrorList {
-    svcnet_core::names::validate_object_meta(t.metadata(), true, svcnet_core::names::name_is_dns_subdomain, &svcnet_core::field_errors::Path::new("metadata"))
+/// Upstream's SetDefaults_EndpointPort: protocol TCP.
+fn default_endpoints(ep: &mut Endpoints) {
+    for ss in ep.subsets.iter_mut().flatten() {
+        for p in ss.ports.iter_mut().flatten() {
+            p.protocol.get_or_insert_with(|| "TCP".to_string());
+        }
+    }
+}
+
+/// Upstream's discovery/v1 defaults: port protocol TCP.
+fn default_endpoint_slice(s: &mut EndpointSlice) {
+    for p in s.ports.iter_mut().flatten() {
+        p.protocol.get_or_insert_with(|| "TCP".to_string());
+    }
+}
+
+fn validate_meta_only<
+    T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+>(
+    t: &T,
+) -> ErrorList {
+    svcnet_core::names::validate_object_meta(
+        t.metadata(),
+        true,
+        svcnet_core::names::name_is_dns_subdomain,
+        &svcnet_core::field_errors::Path::new("metadata"),
+    )
 }
 
 /// Resets fields users may not set on create (status of most kinds).
@@ -164,7 +247,11 @@ pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value, status_write
         }
         // Status writers may still carry metadata changes upstream drops;
         // keep the stored metadata except resourceVersion (the guard).
-        if let Some(rv) = new.get("metadata").and_then(|m| m.get("resourceVersion")).cloned() {
+        if let Some(rv) = new
+            .get("metadata")
+            .and_then(|m| m.get("resourceVersion"))
+            .cloned()
+        {
             merged["metadata"]["resourceVersion"] = rv;
         } else if let Some(m) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
@@ -180,10 +267,11 @@ pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value, status_write
             }
         }
     }
-    if res.kind == "Namespace" && !status_write {
-        if let Some(spec) = old.get("spec") {
-            new["spec"] = spec.clone();
-        }
+    if res.kind == "Namespace"
+        && !status_write
+        && let Some(spec) = old.get("spec")
+    {
+        new["spec"] = spec.clone();
     }
 }
 
@@ -195,14 +283,18 @@ mod tests {
     fn unknown_field_paths() {
         let input = json!({"spec": {"ports": [{"port": 80, "bogus": 1}], "foo": "x", "type": "ClusterIP"}, "n": null});
         let known = json!({"spec": {"ports": [{"port": 80}], "type": "ClusterIP"}});
-        assert_eq!(unknown_fields(&input, &known), vec!["spec.foo".to_string(), "spec.ports[0].bogus".to_string()]);
+        assert_eq!(
+            unknown_fields(&input, &known),
+            vec!["spec.foo".to_string(), "spec.ports[0].bogus".to_string()]
+        );
     }
 
     #[test]
     fn status_rules() {
         let svc = crate::resources::find("apps", "v1", "deployments").unwrap();
         let old = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
-        let mut main = json!({"metadata": {"name": "a"}, "spec": {"replicas": 3}, "status": {"replicas": 9}});
+        let mut main =
+            json!({"metadata": {"name": "a"}, "spec": {"replicas": 3}, "status": {"replicas": 9}});
         prepare_update(svc, &mut main, &old, false);
         assert_eq!(main["status"]["replicas"], 1);
         assert_eq!(main["spec"]["replicas"], 3);

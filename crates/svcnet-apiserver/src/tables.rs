@@ -13,7 +13,9 @@ fn include(q: &Query) -> ApiResult<IncludeObject> {
         None | Some("") | Some("Metadata") => Ok(IncludeObject::Metadata),
         Some("None") => Ok(IncludeObject::None),
         Some("Object") => Ok(IncludeObject::Object),
-        Some(o) => Err(ApiError::bad_request(format!("includeObject: Unsupported value: {o:?}"))),
+        Some(o) => Err(ApiError::bad_request(format!(
+            "includeObject: Unsupported value: {o:?}"
+        ))),
     }
 }
 
@@ -24,14 +26,29 @@ fn now() -> i64 {
 /// A Table of one object (get, and each watch event).
 pub fn one(res: &Resource, obj: &Value, q: &Query) -> ApiResult<Value> {
     let meta = TableMeta {
-        resource_version: obj["metadata"]["resourceVersion"].as_str().map(str::to_string),
+        resource_version: obj["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string),
         ..Default::default()
     };
-    Ok(table::table(res.kind, std::slice::from_ref(obj), now(), include(q)?, &meta))
+    Ok(table::table(
+        res.kind,
+        std::slice::from_ref(obj),
+        now(),
+        include(q)?,
+        &meta,
+    ))
 }
 
 /// A Table of a list.
-pub fn many(res: &Resource, objs: &[Value], q: &Query, rv: i64, cont: Option<&str>, remaining: Option<usize>) -> ApiResult<Value> {
+pub fn many(
+    res: &Resource,
+    objs: &[Value],
+    q: &Query,
+    rv: i64,
+    cont: Option<&str>,
+    remaining: Option<usize>,
+) -> ApiResult<Value> {
     let meta = TableMeta {
         resource_version: Some(rv.to_string()),
         continue_token: cont.map(str::to_string),

@@ -11,14 +11,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use tokio_rustls::rustls;
 
 /// Errors setting up TLS and credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("certificate generation: {0}")]
     Cert(#[from] rcgen::Error),
     #[error("{path}: {reason}")]
@@ -28,13 +33,22 @@ pub enum TlsError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
-    move |source| TlsError::Io { path: path.display().to_string(), source }
+    move |source| TlsError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn write_private(path: &Path, data: &str) -> Result<(), TlsError> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
-    let mut f = fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path).map_err(io(path))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
     f.write_all(data.as_bytes()).map_err(io(path))
 }
 
@@ -54,30 +68,41 @@ pub fn ensure_pki(dir: &Path, names: &[String]) -> Result<Pki, TlsError> {
     let (ca_pem, ca_key_pair) = if ca_crt.exists() && ca_key.exists() {
         let pem = fs::read_to_string(&ca_crt).map_err(io(&ca_crt))?;
         let key_pem = fs::read_to_string(&ca_key).map_err(io(&ca_key))?;
-        let key = KeyPair::from_pem(&key_pem)
-            .map_err(|e| TlsError::Invalid { path: ca_key.display().to_string(), reason: e.to_string() })?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| TlsError::Invalid {
+            path: ca_key.display().to_string(),
+            reason: e.to_string(),
+        })?;
         (pem, key)
     } else {
         let key = KeyPair::generate()?;
         let mut p = CertificateParams::new(Vec::<String>::new())?;
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.distinguished_name.push(DnType::CommonName, "svcnet-ca");
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         p.not_after = rcgen::date_time_ymd(2036, 1, 1);
         let cert = p.self_signed(&key)?;
         fs::write(&ca_crt, cert.pem()).map_err(io(&ca_crt))?;
         write_private(&ca_key, &key.serialize_pem())?;
         (cert.pem(), key)
     };
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key_pair)
-        .map_err(|e| TlsError::Invalid { path: ca_crt.display().to_string(), reason: e.to_string() })?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key_pair).map_err(|e| TlsError::Invalid {
+        path: ca_crt.display().to_string(),
+        reason: e.to_string(),
+    })?;
     let key = KeyPair::generate()?;
     let mut p = CertificateParams::new(Vec::<String>::new())?;
-    p.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    p.distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
     for n in names {
         match n.parse::<std::net::IpAddr>() {
             Ok(ip) => p.subject_alt_names.push(SanType::IpAddress(ip)),
-            Err(_) => p.subject_alt_names.push(SanType::DnsName(n.clone().try_into()?)),
+            Err(_) => p
+                .subject_alt_names
+                .push(SanType::DnsName(n.clone().try_into()?)),
         }
     }
     p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
@@ -87,7 +112,11 @@ pub fn ensure_pki(dir: &Path, names: &[String]) -> Result<Pki, TlsError> {
     let kf = dir.join("apiserver.key");
     fs::write(&crt, cert.pem()).map_err(io(&crt))?;
     write_private(&kf, &key.serialize_pem())?;
-    Ok(Pki { ca_cert_pem: ca_pem, cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(Pki {
+        ca_cert_pem: ca_pem,
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// Reads a supplied certificate and key.
@@ -98,17 +127,30 @@ pub fn load_pki(cert: &Path, key: &Path, ca: Option<&Path>) -> Result<Pki, TlsEr
         Some(p) => fs::read_to_string(p).map_err(io(p))?,
         None => cert_pem.clone(),
     };
-    Ok(Pki { ca_cert_pem, cert_pem, key_pem })
+    Ok(Pki {
+        ca_cert_pem,
+        cert_pem,
+        key_pem,
+    })
 }
 
 /// The rustls server configuration for `pki` (HTTP/1.1 and h2).
 pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs: Vec<_> = rustls_pemfile::certs(&mut pki.cert_pem.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Invalid { path: "serving certificate".into(), reason: e.to_string() })?;
+        .map_err(|e| TlsError::Invalid {
+            path: "serving certificate".into(),
+            reason: e.to_string(),
+        })?;
     let key = rustls_pemfile::private_key(&mut pki.key_pem.as_bytes())
-        .map_err(|e| TlsError::Invalid { path: "serving key".into(), reason: e.to_string() })?
-        .ok_or_else(|| TlsError::Invalid { path: "serving key".into(), reason: "no private key found".into() })?;
+        .map_err(|e| TlsError::Invalid {
+            path: "serving key".into(),
+            reason: e.to_string(),
+        })?
+        .ok_or_else(|| TlsError::Invalid {
+            path: "serving key".into(),
+            reason: "no private key found".into(),
+        })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -135,15 +177,32 @@ pub fn parse_tokens(text: &str) -> Result<Vec<(String, User)>, String> {
             continue;
         }
         let (head, groups) = match line.split_once(",\"") {
-            Some((h, g)) => (h, g.trim_end_matches('"').split(',').map(str::to_string).collect()),
+            Some((h, g)) => (
+                h,
+                g.trim_end_matches('"')
+                    .split(',')
+                    .map(str::to_string)
+                    .collect(),
+            ),
             None => (line, Vec::new()),
         };
         let cols: Vec<&str> = head.split(',').collect();
         if cols.len() < 3 || cols[0].is_empty() {
             return Err(format!("line {}: want token,user,uid[,\"groups\"]", i + 1));
         }
-        let groups = if groups.is_empty() && cols.len() > 3 { vec![cols[3].to_string()] } else { groups };
-        out.push((cols[0].to_string(), User { name: cols[1].to_string(), uid: cols[2].to_string(), groups }));
+        let groups = if groups.is_empty() && cols.len() > 3 {
+            vec![cols[3].to_string()]
+        } else {
+            groups
+        };
+        out.push((
+            cols[0].to_string(),
+            User {
+                name: cols[1].to_string(),
+                uid: cols[2].to_string(),
+                groups,
+            },
+        ));
     }
     Ok(out)
 }
@@ -151,8 +210,14 @@ pub fn parse_tokens(text: &str) -> Result<Vec<(String, User)>, String> {
 /// Creates `<dir>/tokens.csv` with an admin token if missing; returns the admin token.
 pub fn ensure_token_file(path: &Path) -> Result<String, TlsError> {
     if let Ok(text) = fs::read_to_string(path) {
-        let tokens = parse_tokens(&text).map_err(|reason| TlsError::Invalid { path: path.display().to_string(), reason })?;
-        if let Some((t, _)) = tokens.into_iter().find(|(_, u)| u.groups.iter().any(|g| g == "system:masters")) {
+        let tokens = parse_tokens(&text).map_err(|reason| TlsError::Invalid {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        if let Some((t, _)) = tokens
+            .into_iter()
+            .find(|(_, u)| u.groups.iter().any(|g| g == "system:masters"))
+        {
             return Ok(t);
         }
     }
@@ -166,7 +231,12 @@ pub fn ensure_token_file(path: &Path) -> Result<String, TlsError> {
 }
 
 /// Writes an admin kubeconfig for `server` (an https URL).
-pub fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, token: &str) -> Result<PathBuf, TlsError> {
+pub fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_pem: &str,
+    token: &str,
+) -> Result<PathBuf, TlsError> {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: svcnet\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: svcnet\n  context:\n    cluster: svcnet\n    user: admin\n    namespace: default\ncurrent-context: svcnet\n"

@@ -88,7 +88,10 @@ pub(crate) async fn serve(ctx: Ctx) -> ApiResult<Response> {
     };
     let permit = ctx.api.watch_permit_for(&ctx.client)?;
     let prefix = storage::prefix(ctx.res, ctx.ns.as_deref());
-    let rv = ctx.q.get("resourceVersion").filter(|s| !s.is_empty() && *s != "0");
+    let rv = ctx
+        .q
+        .get("resourceVersion")
+        .filter(|s| !s.is_empty() && *s != "0");
     let send_initial = ctx.q.get("sendInitialEvents") == Some("true");
     let mut initial = Vec::new();
     let after: Revision = match rv {
@@ -103,15 +106,20 @@ pub(crate) async fn serve(ctx: Ctx) -> ApiResult<Response> {
                 let r = ctx
                     .api
                     .store
-                    .range(RangeRequest { prefix: prefix.clone(), start, limit: 1000, revision: rev })
+                    .range(RangeRequest {
+                        prefix: prefix.clone(),
+                        start,
+                        limit: 1000,
+                        revision: rev,
+                    })
                     .await
                     .map_err(|e| ApiError::from_store(e, ctx.res, ""))?;
                 rev = Some(r.revision);
                 for kv in &r.kvs {
-                    if let Some(o) = decode(kv) {
-                        if f.matches(&o) {
-                            initial.push(o);
-                        }
+                    if let Some(o) = decode(kv)
+                        && f.matches(&o)
+                    {
+                        initial.push(o);
                     }
                 }
                 if !r.more {
@@ -127,8 +135,14 @@ pub(crate) async fn serve(ctx: Ctx) -> ApiResult<Response> {
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
     let stream = match ctx.api.store.watch(&prefix, after, bookmarks).await {
         Ok(s) => Some(s),
-        Err(StoreError::Compacted { requested, compacted }) => {
-            let status = ApiError::gone(format!("too old resource version: {requested} ({compacted})")).to_status();
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => {
+            let status = ApiError::gone(format!(
+                "too old resource version: {requested} ({compacted})"
+            ))
+            .to_status();
             let _ = tx.try_send(line(&ctx, "ERROR", &status));
             None
         }
@@ -143,7 +157,9 @@ pub(crate) async fn serve(ctx: Ctx) -> ApiResult<Response> {
             }
         }
         if send_initial && bookmarks {
-            let _ = tx.send(line(&ctx, "BOOKMARK", &bookmark(&ctx, after, true))).await;
+            let _ = tx
+                .send(line(&ctx, "BOOKMARK", &bookmark(&ctx, after, true)))
+                .await;
         }
         let Some(mut stream) = stream else { return };
         let deadline = tokio::time::sleep(timeout);
@@ -173,11 +189,10 @@ pub(crate) async fn serve(ctx: Ctx) -> ApiResult<Response> {
                         Change::Progress(rev) if bookmarks => Some(line(&ctx, "BOOKMARK", &bookmark(&ctx, *rev, false))),
                         _ => event_for(&f, &change).map(|(t, o)| line(&ctx, t, &o)),
                     };
-                    if let Some(b) = out {
-                        if tx.send(b).await.is_err() {
+                    if let Some(b) = out
+                        && tx.send(b).await.is_err() {
                             return;
                         }
-                    }
                 }
             }
         }
@@ -186,8 +201,14 @@ pub(crate) async fn serve(ctx: Ctx) -> ApiResult<Response> {
         rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
     }));
     let mut resp = body.into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }
 
@@ -208,9 +229,18 @@ mod tests {
         let cases = [
             (Change::Put(pod("a", "web"), None), Some("ADDED")),
             (Change::Put(pod("a", "db"), None), None),
-            (Change::Put(pod("a", "web"), Some(pod("a", "web"))), Some("MODIFIED")),
-            (Change::Put(pod("a", "web"), Some(pod("a", "db"))), Some("ADDED")),
-            (Change::Put(pod("a", "db"), Some(pod("a", "web"))), Some("DELETED")),
+            (
+                Change::Put(pod("a", "web"), Some(pod("a", "web"))),
+                Some("MODIFIED"),
+            ),
+            (
+                Change::Put(pod("a", "web"), Some(pod("a", "db"))),
+                Some("ADDED"),
+            ),
+            (
+                Change::Put(pod("a", "db"), Some(pod("a", "web"))),
+                Some("DELETED"),
+            ),
             (Change::Put(pod("a", "db"), Some(pod("a", "db"))), None),
             (Change::Delete(pod("a", "web")), Some("DELETED")),
             (Change::Delete(pod("a", "db")), None),
