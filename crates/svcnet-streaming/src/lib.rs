@@ -16,5 +16,6 @@ pub mod server;
 pub mod session;
 pub mod spdy;
 
-pub use runtime::{BoxRead, BoxWrite, Duplex, ExecRequest, LogOptions, PodRef, PodRuntime, Process, RuntimeError, TerminalSize};
+pub use remotecommand::ExecRequest;
+pub use runtime::{ExecSession, ExitStatus, LogOptions, PodRef, PodRuntime, Reader, RuntimeError, TerminalResizer, Writer};
 pub use server::{ServeError, serve};

@@ -96,7 +96,7 @@ where
 /// Copies one forwarded connection between the data stream and the pod.
 async fn forward(runtime: Arc<dyn PodRuntime>, pod: PodRef, port: u16, error: IncomingStream, data: IncomingStream) {
     let IncomingStream { data: mut from_client, writer, mut reset, .. } = data;
-    let conn = match runtime.port_forward(pod.clone(), port).await {
+    let conn = match runtime.port_forward(&pod, port).await {
         Ok(c) => c,
         Err(e) => {
             let msg = format!("error forwarding port {port} to pod {}: {e}", pod.name);

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::runtime::{ExecRequest, PodRuntime, RuntimeError, TerminalSize};
+use crate::runtime::{ExitStatus, PodRef, PodRuntime, RuntimeError};
 use crate::session::{IncomingStream, Session, StreamWriter};
 
 /// WebSocket channel numbers (first byte of every binary message).
@@ -23,6 +23,35 @@ pub mod channel {
     pub const RESIZE: u8 = 4;
     /// v5: `[255, n]` closes channel n.
     pub const CLOSE: u8 = 255;
+}
+
+/// An exec (with a command) or attach (command empty) request, from the URL and query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub pod: PodRef,
+    pub container: String,
+    pub command: Vec<String>,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+/// Terminal size as kubectl sends it on the resize channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct TerminalSize {
+    #[serde(rename = "Width")]
+    pub width: u16,
+    #[serde(rename = "Height")]
+    pub height: u16,
+}
+
+/// How a session ended, before it becomes a Status.
+#[derive(Debug)]
+pub enum Outcome {
+    Exited(ExitStatus),
+    NotStarted(RuntimeError),
+    WaitFailed(std::io::Error),
 }
 
 /// How long a SPDY client has to open its streams.
@@ -38,10 +67,12 @@ pub enum RemoteCommandError {
 }
 
 /// The Status written on the error channel when the command ended.
-pub fn exit_status(command: &[String], result: &Result<i32, RuntimeError>) -> Value {
-    match result {
-        Ok(0) => json!({"metadata": {}, "status": "Success"}),
-        Ok(code) => json!({
+pub fn exit_status(command: &[String], outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::Exited(s) if s.code() == 0 => json!({"metadata": {}, "status": "Success"}),
+        Outcome::Exited(s) => {
+            let code = s.code();
+            json!({
             "metadata": {},
             "status": "Failure",
             "message": format!(
@@ -50,8 +81,10 @@ pub fn exit_status(command: &[String], result: &Result<i32, RuntimeError>) -> Va
             ),
             "reason": "NonZeroExitCode",
             "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
-        }),
-        Err(e) => internal_error(&e.to_string()),
+            })
+        }
+        Outcome::NotStarted(e) => internal_error(&e.to_string()),
+        Outcome::WaitFailed(e) => internal_error(&format!("waiting for the command: {e}")),
     }
 }
 
@@ -103,7 +136,7 @@ struct Wiring {
     resize: Option<mpsc::Receiver<TerminalSize>>,
 }
 
-async fn copy_out(mut from: impl AsyncRead + Unpin, to: Out) {
+async fn copy_out(mut from: crate::runtime::Reader, to: Out) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         match from.read(&mut buf).await {
@@ -119,7 +152,7 @@ async fn copy_out(mut from: impl AsyncRead + Unpin, to: Out) {
     to.finish().await;
 }
 
-async fn copy_in(mut from: mpsc::Receiver<Bytes>, to: Option<impl AsyncWrite + Unpin>) {
+async fn copy_in(mut from: mpsc::Receiver<Bytes>, to: Option<crate::runtime::Writer>) {
     let Some(mut to) = to else {
         while from.recv().await.is_some() {}
         return;
@@ -136,17 +169,22 @@ async fn copy_in(mut from: mpsc::Receiver<Bytes>, to: Option<impl AsyncWrite + U
 /// Runs the command with the client's streams; returns the Status for the error channel.
 async fn run(runtime: Arc<dyn PodRuntime>, req: ExecRequest, attach: bool, w: Wiring) -> Value {
     let command = req.command.clone();
-    let started = if attach { runtime.attach(req).await } else { runtime.exec(req).await };
+    let container = Some(req.container.as_str()).filter(|c| !c.is_empty());
+    let started = if attach {
+        runtime.attach(&req.pod, container, req.stdin, req.tty).await
+    } else {
+        runtime.exec(&req.pod, container, req.command.clone(), req.stdin, req.tty).await
+    };
     let mut p = match started {
         Ok(p) => p,
-        Err(e) => return internal_error(&e.to_string()),
+        Err(e) => return exit_status(&command, &Outcome::NotStarted(e)),
     };
     let stdin_task = w.stdin.map(|rx| tokio::spawn(copy_in(rx, p.stdin.take())));
     let resize_task = match (w.resize, p.resize.take()) {
-        (Some(mut rx), Some(tx)) => Some(tokio::spawn(async move {
+        (Some(mut rx), Some(r)) => Some(tokio::spawn(async move {
             while let Some(s) = rx.recv().await {
-                if tx.send(s).is_err() {
-                    break;
+                if let Err(e) = r.resize(s.width, s.height) {
+                    tracing::debug!(error = %e, "terminal resize");
                 }
             }
         })),
@@ -167,11 +205,14 @@ async fn run(runtime: Arc<dyn PodRuntime>, req: ExecRequest, attach: bool, w: Wi
     for o in outs {
         let _ = o.await;
     }
-    let result = p.wait.await;
+    let outcome = match p.wait.await {
+        Ok(s) => Outcome::Exited(s),
+        Err(e) => Outcome::WaitFailed(e),
+    };
     for t in [stdin_task, resize_task].into_iter().flatten() {
         t.abort();
     }
-    exit_status(&command, &result)
+    exit_status(&command, &outcome)
 }
 
 /// Serves exec/attach on an upgraded WebSocket (`v4.channel.k8s.io` or `v5.channel.k8s.io`).
@@ -330,14 +371,18 @@ mod tests {
     #[test]
     fn exit_statuses() {
         let cmd: Vec<String> = vec!["sh".into(), "-c".into(), "exit 3".into()];
-        let cases: Vec<(Result<i32, RuntimeError>, &str)> = vec![
-            (Ok(0), r#"{"metadata":{},"status":"Success"}"#),
+        let cases: Vec<(Outcome, &str)> = vec![
+            (Outcome::Exited(ExitStatus::Code(0)), r#"{"metadata":{},"status":"Success"}"#),
             (
-                Ok(3),
+                Outcome::Exited(ExitStatus::Signal(9)),
+                r#"{"details":{"causes":[{"message":"137","reason":"ExitCode"}]},"message":"command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 137","metadata":{},"reason":"NonZeroExitCode","status":"Failure"}"#,
+            ),
+            (
+                Outcome::Exited(ExitStatus::Code(3)),
                 r#"{"details":{"causes":[{"message":"3","reason":"ExitCode"}]},"message":"command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3","metadata":{},"reason":"NonZeroExitCode","status":"Failure"}"#,
             ),
             (
-                Err(RuntimeError::Failed("exec: \"nope\": executable file not found in $PATH".into())),
+                Outcome::NotStarted(RuntimeError::BadRequest("exec: \"nope\": executable file not found in $PATH".into())),
                 r#"{"code":500,"details":{"causes":[{"message":"exec: \"nope\": executable file not found in $PATH"}]},"message":"Internal error occurred: exec: \"nope\": executable file not found in $PATH","metadata":{},"reason":"InternalError","status":"Failure"}"#,
             ),
         ];

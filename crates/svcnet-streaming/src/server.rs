@@ -19,7 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::runtime::{ExecRequest, LogOptions, PodRef, PodRuntime};
+use crate::remotecommand::ExecRequest;
+use crate::runtime::{LogOptions, PodRef, PodRuntime};
 use crate::{portforward, remotecommand};
 
 /// WebSocket subprotocols for exec/attach, best first.
@@ -56,7 +57,7 @@ pub fn route(path: &str) -> Option<Route> {
         .split('/')
         .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
         .collect();
-    let pod = |ns: &str, name: &str| PodRef { namespace: ns.to_string(), name: name.to_string() };
+    let pod = |ns: &str, name: &str| PodRef { namespace: ns.to_string(), name: name.to_string(), uid: None };
     if parts.iter().any(|p| p.is_empty()) {
         return None;
     }
@@ -86,10 +87,10 @@ fn flag(q: &[(String, String)], name: &str) -> bool {
     q.iter().any(|(k, v)| k == name && matches!(v.as_str(), "true" | "1" | "True" | "TRUE"))
 }
 
-fn int(q: &[(String, String)], name: &str) -> Result<Option<i64>, String> {
+fn int(q: &[(String, String)], name: &str) -> Result<Option<u64>, String> {
     match q.iter().find(|(k, _)| k == name) {
         None => Ok(None),
-        Some((_, v)) => v.parse().map(Some).map_err(|_| format!("{name}: invalid value {v:?}: must be an integer")),
+        Some((_, v)) => v.parse().map(Some).map_err(|_| format!("{name}: invalid value {v:?}: must be a non-negative integer")),
     }
 }
 
@@ -120,7 +121,7 @@ pub fn log_options(q: &[(String, String)]) -> Result<LogOptions, String> {
         follow: flag(q, "follow"),
         tail_lines: int(q, "tailLines")?,
         limit_bytes: int(q, "limitBytes")?,
-        since_seconds: int(q, "sinceSeconds")?,
+        since_time: int(q, "sinceSeconds")?.map(|s| std::time::SystemTime::now() - Duration::from_secs(s)),
         timestamps: flag(q, "timestamps"),
         previous: flag(q, "previous"),
     })
@@ -336,7 +337,8 @@ async fn handle(req: Request<Incoming>, runtime: Arc<dyn PodRuntime>, token: Arc
                 Ok(o) => o,
                 Err(m) => return status(StatusCode::BAD_REQUEST, "BadRequest", &m),
             };
-            match runtime.logs(pod, container, opts).await {
+            let container = Some(container.as_str()).filter(|c| !c.is_empty());
+            match runtime.logs(&pod, container, opts).await {
                 Ok(reader) => {
                     let stream = futures::stream::unfold(reader, |mut r| async move {
                         let mut buf = vec![0u8; 32 * 1024];
@@ -360,9 +362,9 @@ async fn handle(req: Request<Incoming>, runtime: Arc<dyn PodRuntime>, token: Arc
 }
 
 fn runtime_error(e: &crate::runtime::RuntimeError) -> Response<Body> {
-    use crate::runtime::RuntimeError as E;
-    match e {
-        E::PodNotFound(_) | E::ContainerNotFound { .. } => status(StatusCode::NOT_FOUND, "NotFound", &e.to_string()),
+    match e.http_code() {
+        404 => status(StatusCode::NOT_FOUND, "NotFound", &e.to_string()),
+        400 => status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
         _ => status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &e.to_string()),
     }
 }
@@ -407,7 +409,7 @@ mod tests {
     use super::*;
 
     fn pod(ns: &str, n: &str) -> PodRef {
-        PodRef { namespace: ns.into(), name: n.into() }
+        PodRef { namespace: ns.into(), name: n.into(), uid: None }
     }
 
     #[test]
@@ -447,10 +449,15 @@ mod tests {
     fn log_queries() {
         let o = log_options(&parse_query(Some("follow=true&tailLines=10&timestamps=1"))).expect("valid");
         assert_eq!(o, LogOptions { follow: true, tail_lines: Some(10), timestamps: true, ..Default::default() });
-        assert_eq!(
-            log_options(&parse_query(Some("tailLines=x"))).err().as_deref(),
-            Some("tailLines: invalid value \"x\": must be an integer")
-        );
+        let since = log_options(&parse_query(Some("sinceSeconds=60"))).expect("valid").since_time.expect("set");
+        let age = std::time::SystemTime::now().duration_since(since).expect("in the past");
+        assert!((59..=61).contains(&age.as_secs()), "{age:?}");
+        for (q, want) in [
+            ("tailLines=x", "tailLines: invalid value \"x\": must be a non-negative integer"),
+            ("limitBytes=-1", "limitBytes: invalid value \"-1\": must be a non-negative integer"),
+        ] {
+            assert_eq!(log_options(&parse_query(Some(q))).err().as_deref(), Some(want), "{q}");
+        }
     }
 
     #[test]
