@@ -25,3 +25,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# The official Python client, used by the API server's client tests.
+if ! python3 -c 'import kubernetes' >/dev/null 2>&1; then
+  echo "svcnet setup: installing the Python kubernetes client"
+  python3 -m pip install -q kubernetes >/dev/null 2>&1 || python3 -m pip install -q --break-system-packages kubernetes >/dev/null
+fi
