@@ -337,6 +337,29 @@ DB_PORT_5432_TCP_ADDR=10.96.9.9
         }
     }
 
+    /// The seed document's example, verbatim and in the same order.
+    #[test]
+    fn seed_redis_master_example() {
+        let redis = svc(
+            "default",
+            "redis-master",
+            "172.17.0.6",
+            &[("", 6379, "TCP")],
+        );
+        assert_eq!(
+            render(&service_env_vars(&[&redis], "default", true)),
+            "\
+REDIS_MASTER_SERVICE_HOST=172.17.0.6
+REDIS_MASTER_SERVICE_PORT=6379
+REDIS_MASTER_PORT=tcp://172.17.0.6:6379
+REDIS_MASTER_PORT_6379_TCP=tcp://172.17.0.6:6379
+REDIS_MASTER_PORT_6379_TCP_PROTO=tcp
+REDIS_MASTER_PORT_6379_TCP_PORT=6379
+REDIS_MASTER_PORT_6379_TCP_ADDR=172.17.0.6
+"
+        );
+    }
+
     #[test]
     fn names_and_portless() {
         assert_eq!(env_var_name("my-svc-2"), "MY_SVC_2");
