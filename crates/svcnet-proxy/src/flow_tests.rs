@@ -1,0 +1,361 @@
+//! Packet-flow tests: one table of flows traced through the generated nftables and iptables rules.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::backend::{Backend, Cidr, FakeExec, NodeSettings};
+use crate::iptables::{self, IptBackend};
+use crate::nftables::{self, NftBackend};
+use crate::plan::{EndpointInfo, Proto, ServiceInfo, ServicePortInfo, plan_service};
+use crate::testing::ipt_trace::IptTables;
+use crate::testing::nft_trace::NftTable;
+use crate::testing::{Outcome, Packet};
+use crate::tracker::DesiredState;
+
+const NODE_IP: &str = "172.18.0.2";
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().expect("test IP")
+}
+
+fn ep(addr: &str, port: u16, node: &str) -> EndpointInfo {
+    EndpointInfo {
+        port_name: String::new(),
+        proto: Proto::Tcp,
+        addr: SocketAddrV4::new(ip(addr), port),
+        node: Some(node.into()),
+        ready: true,
+        serving: true,
+        terminating: false,
+    }
+}
+
+struct Svc {
+    name: &'static str,
+    cip: &'static str,
+    proto: Proto,
+    ports: Vec<(&'static str, u16, Option<u16>)>,
+    ext: Vec<&'static str>,
+    lb: Vec<&'static str>,
+    itp_local: bool,
+    etp_local: bool,
+    affinity: Option<u32>,
+    eps: Vec<EndpointInfo>,
+}
+
+fn svc(name: &'static str, cip: &'static str) -> Svc {
+    Svc {
+        name,
+        cip,
+        proto: Proto::Tcp,
+        ports: vec![("", 80, None)],
+        ext: vec![],
+        lb: vec![],
+        itp_local: false,
+        etp_local: false,
+        affinity: None,
+        eps: vec![],
+    }
+}
+
+fn state(svcs: &[Svc]) -> DesiredState {
+    let mut plans = Vec::new();
+    for s in svcs {
+        let info = ServiceInfo {
+            namespace: "default".into(),
+            name: s.name.into(),
+            cluster_ips: vec![ip(s.cip)],
+            external_ips: s.ext.iter().map(|e| ip(e)).collect(),
+            lb_ips: s.lb.iter().map(|e| ip(e)).collect(),
+            ports: s
+                .ports
+                .iter()
+                .map(|(n, p, np)| ServicePortInfo { port_name: n.to_string(), proto: s.proto, port: *p, node_port: *np })
+                .collect(),
+            internal_local: s.itp_local,
+            external_local: s.etp_local,
+            affinity: s.affinity,
+        };
+        plans.extend(plan_service(&info, &s.eps, "n1"));
+    }
+    DesiredState::from_plans(plans)
+}
+
+fn fixture() -> Vec<Svc> {
+    let a = |p| ep("10.244.1.2", p, "n1");
+    let b = |p| ep("10.244.1.3", p, "n1");
+    let c = |p| ep("10.244.2.2", p, "n2");
+    let mut term = a(8080);
+    term.ready = false;
+    term.terminating = true;
+    let named = |mut e: EndpointInfo, n: &str| {
+        e.port_name = n.into();
+        e
+    };
+    let mut udp = b(53);
+    udp.proto = Proto::Udp;
+    vec![
+        Svc { ports: vec![("", 80, Some(30080))], ext: vec!["192.0.2.10"], lb: vec!["192.0.2.50"], eps: vec![a(8080), b(8080), c(8080)], ..svc("web", "10.96.0.20") },
+        Svc { ports: vec![("", 80, Some(30081))], lb: vec!["192.0.2.51"], etp_local: true, eps: vec![a(8080), c(8080)], ..svc("local", "10.96.0.30") },
+        Svc { ports: vec![("", 80, Some(30082))], etp_local: true, eps: vec![c(8080)], ..svc("remote-only", "10.96.0.31") },
+        Svc { ports: vec![("", 80, Some(30083))], ..svc("empty", "10.96.0.40") },
+        Svc { eps: vec![term], ..svc("term", "10.96.0.41") },
+        Svc { itp_local: true, eps: vec![c(8080)], ..svc("itp", "10.96.0.42") },
+        Svc { affinity: Some(10800), eps: vec![a(8080), b(8080)], ..svc("aff", "10.96.0.50") },
+        Svc { ports: vec![("http", 80, None), ("https", 443, None)], eps: vec![named(a(8080), "http"), named(a(8443), "https")], ..svc("multi", "10.96.0.60") },
+        Svc { proto: Proto::Udp, ports: vec![("", 53, None)], eps: vec![udp], ..svc("dns", "10.96.0.10") },
+    ]
+}
+
+fn settings() -> NodeSettings {
+    NodeSettings { cluster_cidr: Some(Cidr::parse("10.244.0.0/16").expect("cidr")), ..Default::default() }
+}
+
+/// (flow, from, src, proto, dst, port, expected)
+type Row = (&'static str, &'static str, &'static str, Proto, &'static str, u16, &'static str);
+
+const ALL3: &str = "10.244.1.2:8080, 10.244.1.3:8080, 10.244.2.2:8080";
+const ALL3_MASQ: &str = "10.244.1.2:8080 masq, 10.244.1.3:8080 masq, 10.244.2.2:8080 masq";
+
+fn rows() -> Vec<Row> {
+    use Proto::*;
+    vec![
+        ("ClusterIP from a pod", "pod", "10.244.1.5", Tcp, "10.96.0.20", 80, ALL3),
+        ("ClusterIP from a remote pod", "pod", "10.244.2.9", Tcp, "10.96.0.20", 80, ALL3),
+        ("ClusterIP from outside is masqueraded", "outside", "172.18.0.99", Tcp, "10.96.0.20", 80, ALL3_MASQ),
+        ("ClusterIP from the node itself", "local", NODE_IP, Tcp, "10.96.0.20", 80, ALL3_MASQ),
+        ("ClusterIP hairpin", "pod", "10.244.1.2", Tcp, "10.96.0.20", 80, "10.244.1.2:8080 masq, 10.244.1.3:8080, 10.244.2.2:8080"),
+        ("ClusterIP unknown port", "pod", "10.244.1.5", Tcp, "10.96.0.20", 81, "REJECT"),
+        ("ClusterIP wrong protocol", "pod", "10.244.1.5", Udp, "10.96.0.20", 80, "REJECT"),
+        ("NodePort from outside", "outside", "172.18.0.99", Tcp, NODE_IP, 30080, ALL3_MASQ),
+        ("NodePort from the node", "local", NODE_IP, Tcp, NODE_IP, 30080, ALL3_MASQ),
+        ("NodePort on localhost is not served", "local", "127.0.0.1", Tcp, "127.0.0.1", 30080, "ACCEPT"),
+        ("externalIP from outside", "outside", "172.18.0.99", Tcp, "192.0.2.10", 80, ALL3_MASQ),
+        ("LoadBalancer IP from outside", "outside", "172.18.0.99", Tcp, "192.0.2.50", 80, ALL3_MASQ),
+        ("LoadBalancer IP wrong port", "outside", "172.18.0.99", Tcp, "192.0.2.50", 81, "ACCEPT"),
+        ("Local policy LB from outside: own pods, source kept", "outside", "172.18.0.99", Tcp, "192.0.2.51", 80, "10.244.1.2:8080"),
+        ("Local policy NodePort from outside", "outside", "172.18.0.99", Tcp, NODE_IP, 30081, "10.244.1.2:8080"),
+        ("Local policy LB from a pod: every endpoint", "pod", "10.244.1.5", Tcp, "192.0.2.51", 80, "10.244.1.2:8080, 10.244.2.2:8080"),
+        ("Local policy NodePort from the node: every endpoint", "local", NODE_IP, Tcp, NODE_IP, 30081, "10.244.1.2:8080 masq, 10.244.2.2:8080 masq"),
+        ("Local policy ClusterIP ignores externalTrafficPolicy", "pod", "10.244.2.9", Tcp, "10.96.0.30", 80, "10.244.1.2:8080, 10.244.2.2:8080"),
+        ("Local policy, none here: outside is dropped", "outside", "172.18.0.99", Tcp, NODE_IP, 30082, "DROP"),
+        ("Local policy, none here: a pod still gets one", "pod", "10.244.1.5", Tcp, NODE_IP, 30082, "10.244.2.2:8080"),
+        ("no endpoints: ClusterIP rejects", "pod", "10.244.1.5", Tcp, "10.96.0.40", 80, "REJECT"),
+        ("no endpoints: NodePort rejects", "outside", "172.18.0.99", Tcp, NODE_IP, 30083, "REJECT"),
+        ("terminating-only endpoints still serve", "pod", "10.244.1.5", Tcp, "10.96.0.41", 80, "10.244.1.2:8080"),
+        ("internalTrafficPolicy Local, none here", "pod", "10.244.1.5", Tcp, "10.96.0.42", 80, "DROP"),
+        ("session affinity, new client", "pod", "10.244.1.5", Tcp, "10.96.0.50", 80, "10.244.1.2:8080, 10.244.1.3:8080"),
+        ("session affinity, remembered client", "pod", "10.244.1.77", Tcp, "10.96.0.50", 80, "10.244.1.3:8080"),
+        ("multi-port http", "pod", "10.244.1.5", Tcp, "10.96.0.60", 80, "10.244.1.2:8080"),
+        ("multi-port https", "pod", "10.244.1.5", Tcp, "10.96.0.60", 443, "10.244.1.2:8443"),
+        ("UDP", "pod", "10.244.1.5", Udp, "10.96.0.10", 53, "10.244.1.3:53"),
+        ("UDP port as TCP", "pod", "10.244.1.5", Tcp, "10.96.0.10", 53, "REJECT"),
+        ("not a service", "pod", "10.244.1.5", Tcp, "10.244.2.2", 8080, "ACCEPT"),
+    ]
+}
+
+fn packet(from: &str, src: &str, proto: Proto, dst: &str, port: u16) -> Packet {
+    let dst = ip(dst);
+    Packet {
+        src: ip(src),
+        proto,
+        dst,
+        dport: port,
+        local_origin: from == "local",
+        dst_local: dst == ip(NODE_IP) || dst.is_loopback(),
+    }
+}
+
+/// The remembered affinity client (10.244.1.77 → 10.244.1.3) in the nft table.
+fn remember_nft(t: &mut NftTable) {
+    let chain = t
+        .chains
+        .iter()
+        .find(|(n, r)| n.starts_with("affep-") && n.contains("-int-") && r.iter().any(|r| r == "dnat ip to 10.244.1.3:8080"))
+        .map(|(n, _)| n.replacen("affep-", "aff-", 1))
+        .expect("affinity endpoint chain");
+    t.remembered.insert(chain, BTreeSet::from([ip("10.244.1.77")]));
+}
+
+fn remember_ipt(t: &mut IptTables) {
+    let sep = t.tables["nat"]
+        .iter()
+        .find(|(n, r)| n.starts_with("SVCNET-SEP-") && r.iter().any(|r| r.iter().any(|w| w == "--set") && r.last().is_some_and(|w| w == "10.244.1.3:8080")))
+        .map(|(n, _)| n.clone())
+        .expect("affinity endpoint chain");
+    t.remembered.insert(sep, BTreeSet::from([ip("10.244.1.77")]));
+}
+
+fn check_flows(trace: &dyn Fn(&Packet) -> Outcome, which: &str) {
+    let mut failures = Vec::new();
+    for (flow, from, src, proto, dst, port, want) in rows() {
+        let got = trace(&packet(from, src, proto, dst, port)).to_string();
+        if got != want {
+            failures.push(format!("{which}: {flow}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn nftables_flows() {
+    let st = state(&fixture());
+    let mut t = NftTable::default();
+    t.apply(&nftables::render_full(&st, &settings()));
+    t.check_refs();
+    remember_nft(&mut t);
+    check_flows(&|p| t.trace(p), "nftables");
+}
+
+#[test]
+fn iptables_flows() {
+    let st = state(&fixture());
+    let mut t = IptTables::default();
+    t.apply(&iptables::render_full(&st, &settings()));
+    remember_ipt(&mut t);
+    check_flows(&|p| t.trace(p), "iptables");
+}
+
+#[test]
+fn masquerade_all_and_no_cluster_cidr() {
+    let st = state(&fixture());
+    // (settings, flow source, expected for ClusterIP web from a pod)
+    let rows = [
+        (NodeSettings { masquerade_all: true, ..settings() }, "10.244.1.5", ALL3_MASQ),
+        (NodeSettings::default(), "172.18.0.99", ALL3),
+    ];
+    for (s, src, want) in rows {
+        let mut t = NftTable::default();
+        t.apply(&nftables::render_full(&st, &s));
+        let mut i = IptTables::default();
+        i.apply(&iptables::render_full(&st, &s));
+        let p = packet("pod", src, Proto::Tcp, "10.96.0.20", 80);
+        assert_eq!(t.trace(&p).to_string(), want, "nft {s:?}");
+        assert_eq!(i.trace(&p).to_string(), want, "ipt {s:?}");
+    }
+}
+
+#[test]
+fn node_port_addresses_restrict_nodeports() {
+    let st = state(&fixture());
+    let s = NodeSettings { node_port_addresses: vec![Cidr::parse("172.18.0.0/24").expect("cidr")], ..settings() };
+    let mut t = NftTable::default();
+    t.apply(&nftables::render_full(&st, &s));
+    let mut i = IptTables::default();
+    i.apply(&iptables::render_full(&st, &s));
+    let rows = [(NODE_IP, ALL3_MASQ), ("10.0.0.1", "ACCEPT")];
+    for (dst, want) in rows {
+        let mut p = packet("outside", "172.18.0.99", Proto::Tcp, dst, 30080);
+        p.dst_local = true;
+        assert_eq!(t.trace(&p).to_string(), want, "nft {dst}");
+        assert_eq!(i.trace(&p).to_string(), want, "ipt {dst}");
+    }
+}
+
+/// A sequence of states; after each, incremental application must equal a full render.
+fn evolutions() -> Vec<Vec<Svc>> {
+    let mut steps = Vec::new();
+    let base = fixture();
+    steps.push(base);
+    // Scale web down to one endpoint, remove dns, add a new Service.
+    let mut s = fixture();
+    s[0].eps.truncate(1);
+    s.retain(|x| x.name != "dns");
+    s.push(Svc { eps: vec![ep("10.244.1.9", 9000, "n1")], ..svc("new", "10.96.0.70") });
+    steps.push(s);
+    // Affinity endpoints change, empty service gets endpoints, local one loses its local endpoint.
+    let mut s = fixture();
+    s[6].eps.truncate(1);
+    s[3].eps.push(ep("10.244.2.3", 8080, "n2"));
+    s[1].eps.retain(|e| e.node.as_deref() != Some("n1"));
+    steps.push(s);
+    // Everything gone.
+    steps.push(Vec::new());
+    steps.push(fixture());
+    steps
+}
+
+#[test]
+fn nftables_incremental_equals_full() {
+    let exec = FakeExec::default();
+    let mut b = NftBackend::new(Box::new(exec.clone()), settings());
+    let mut live = NftTable::default();
+    for (i, step) in evolutions().iter().enumerate() {
+        let st = state(step);
+        let r = b.sync(&st, false).expect("sync");
+        assert_eq!(r.full, i == 0, "step {i}");
+        for (cmd, stdin) in exec.take() {
+            if cmd == "nft -f -" {
+                live.apply(&stdin);
+            }
+        }
+        live.check_refs();
+        let mut want = NftTable::default();
+        want.apply(&nftables::render_full(&st, &settings()));
+        assert_eq!(live.maps, want.maps, "step {i}: maps");
+        assert_eq!(live.chains, want.chains, "step {i}: chains");
+    }
+    // Nothing changed: no transaction at all.
+    let st = state(&fixture());
+    assert_eq!(b.sync(&st, false).expect("sync").changed_ports, 0);
+    assert!(exec.take().is_empty());
+}
+
+#[test]
+fn nftables_failed_sync_forces_full_resync() {
+    let exec = FakeExec::default();
+    let mut b = NftBackend::new(Box::new(exec.clone()), settings());
+    b.sync(&state(&fixture()), false).expect("first sync");
+    exec.fail.lock().expect("lock").push("nft".into());
+    assert!(b.sync(&state(&[]), false).is_err());
+    exec.fail.lock().expect("lock").clear();
+    exec.take();
+    let r = b.sync(&state(&[]), false).expect("retry");
+    assert!(r.full, "after a failure the next sync is full");
+    let log = exec.take();
+    assert!(log[0].1.starts_with("table ip svcnet {\n}\ndelete table ip svcnet\n"), "{}", log[0].1);
+}
+
+#[test]
+fn adding_one_service_touches_only_its_elements() {
+    let exec = FakeExec::default();
+    let mut b = NftBackend::new(Box::new(exec.clone()), settings());
+    let mut s = fixture();
+    b.sync(&state(&s), false).expect("sync");
+    exec.take();
+    s.push(Svc { eps: vec![ep("10.244.1.9", 9000, "n1")], ..svc("new", "10.96.0.70") });
+    b.sync(&state(&s), false).expect("sync");
+    let log = exec.take();
+    assert_eq!(
+        log[0].1,
+        "add element ip svcnet cluster-ips { 10.96.0.70 }\n\
+         add element ip svcnet hairpin { 10.244.1.9 . 10.244.1.9 }\n\
+         add element ip svcnet eps-all { 10.96.0.70 . tcp . 80 . 0 : 10.244.1.9 . 9000 }\n\
+         add element ip svcnet service-ips { 10.96.0.70 . tcp . 80 : goto int-1 }\n"
+    );
+}
+
+#[test]
+fn iptables_incremental_equals_full() {
+    let exec = FakeExec::default();
+    let mut b = IptBackend::new(Box::new(exec.clone()), settings(), "iptables");
+    let mut live = IptTables::default();
+    for (i, step) in evolutions().iter().enumerate() {
+        let st = state(step);
+        b.sync(&st, false).expect("sync");
+        for (cmd, stdin) in exec.take() {
+            if cmd == "iptables-restore -w --noflush" {
+                live.apply(&stdin);
+            }
+        }
+        let mut want = IptTables::default();
+        want.apply(&iptables::render_full(&st, &settings()));
+        // Built-in hooks are not part of the restore; compare our chains.
+        for table in ["nat", "filter"] {
+            let ours = |t: &IptTables| -> Vec<(String, Vec<Vec<String>>)> {
+                t.tables.get(table).into_iter().flatten().filter(|(n, _)| n.starts_with("SVCNET-")).map(|(n, r)| (n.clone(), r.clone())).collect()
+            };
+            assert_eq!(ours(&live), ours(&want), "step {i}: {table}");
+        }
+    }
+}

@@ -1,0 +1,615 @@
+//! nftables backend: renders the desired state as `nft -f` transactions, whole or incremental.
+//!
+//! Rule shape (chosen so that neither per-packet cost nor update cost grows
+//! with the number of Services): service dispatch is one verdict-map lookup
+//! keyed by (IP, protocol, port); endpoint choice is one lookup in a shared
+//! map keyed by (IP, protocol, port, `numgen random mod N`). Chains exist
+//! per endpoint *count* and policy shape (`pick-all-3`, `ext-3`, ...), shared
+//! by every Service with that shape, not per Service. Adding a Service is
+//! therefore only map elements. ClientIP affinity needs per-Service state
+//! and gets kube-proxy-shaped chains and timeout sets, for those Services only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+
+use crate::backend::{Backend, Exec, NodeSettings, Result, SyncReport};
+use crate::conntrack;
+use crate::plan::{PortKey, PortPlan, Proto, Targets};
+use crate::tracker::DesiredState;
+
+/// Our table (family `ip`).
+pub const TABLE: &str = "svcnet";
+/// Mark bit asking for masquerade in postrouting (upstream's 0x4000).
+pub const MASQ_MARK: u32 = 0x4000;
+
+const MASQ: &str = "meta mark set meta mark | 0x00004000";
+
+/// Element maps and sets of the table, in declaration order.
+const MAPS: &[(&str, &str)] = &[
+    ("service-ips", "type ipv4_addr . inet_proto . inet_service : verdict"),
+    ("service-nodeports", "type inet_proto . inet_service : verdict"),
+    ("eps-all", "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport"),
+    ("eps-local", "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport"),
+    ("np-eps-all", "typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport"),
+    ("np-eps-local", "typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport"),
+    ("no-endpoint-services", "type ipv4_addr . inet_proto . inet_service : verdict"),
+    ("no-endpoint-nodeports", "type inet_proto . inet_service : verdict"),
+    ("cluster-ips", "type ipv4_addr"),
+    ("hairpin", "type ipv4_addr . ipv4_addr"),
+];
+
+/// Everything one service port contributes to the table.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Fragment {
+    /// (map or set, key, value) elements.
+    elems: Vec<(&'static str, String, Option<String>)>,
+    /// Shared chains this port's verdicts jump to.
+    shared: BTreeSet<String>,
+    /// Chains of this port alone (affinity), with rules.
+    own_chains: Vec<(String, Vec<String>)>,
+    /// Timeout sets of this port alone (affinity): (name, timeout seconds).
+    own_sets: Vec<(String, u32)>,
+}
+
+/// Rules of a shared chain, derived from its name alone.
+fn shared_rules(name: &str, s: &NodeSettings) -> Vec<String> {
+    let parts: Vec<&str> = name.split('-').collect();
+    let n = |i: usize| parts.get(i).copied().unwrap_or("1");
+    match parts.first().copied() {
+        Some("pick") => {
+            let map = if n(1) == "all" { "eps-all" } else { "eps-local" };
+            vec![format!("dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {} map @{map}", n(2))]
+        }
+        Some("nppick") => {
+            let map = if n(1) == "all" { "np-eps-all" } else { "np-eps-local" };
+            vec![format!("dnat ip to meta l4proto . th dport . numgen random mod {} map @{map}", n(2))]
+        }
+        Some("int") => {
+            let mut r = Vec::new();
+            if s.masquerade_all {
+                r.push(MASQ.to_string());
+            } else if let Some(c) = s.cluster_cidr {
+                r.push(format!("ip saddr != {c} {MASQ}"));
+            }
+            r.push(format!("goto pick-all-{}", n(1)));
+            r
+        }
+        Some("ext") | Some("npext") => {
+            let pick = if parts[0] == "ext" { "pick" } else { "nppick" };
+            vec![MASQ.to_string(), format!("goto {pick}-all-{}", n(1))]
+        }
+        Some("extl") | Some("npextl") => {
+            let pick = if parts[0] == "extl" { "pick" } else { "nppick" };
+            let mut r = Vec::new();
+            // Pods and the node itself reach every endpoint even under Local policy (upstream's short circuit).
+            if let Some(c) = s.cluster_cidr {
+                r.push(format!("ip saddr {c} goto {pick}-all-{}", n(1)));
+            }
+            r.push(format!("fib saddr type local {MASQ} goto {pick}-all-{}", n(1)));
+            if n(2) == "0" {
+                r.push("drop".to_string());
+            } else {
+                r.push(format!("goto {pick}-loc-{}", n(2)));
+            }
+            r
+        }
+        _ => vec!["reject".to_string()],
+    }
+}
+
+/// Chains a shared chain itself jumps to.
+fn shared_deps(name: &str) -> Vec<String> {
+    let parts: Vec<&str> = name.split('-').collect();
+    match parts.as_slice() {
+        ["int", n] => vec![format!("pick-all-{n}")],
+        ["ext", n] => vec![format!("pick-all-{n}")],
+        ["npext", n] => vec![format!("nppick-all-{n}")],
+        ["extl", a, l] => {
+            let mut v = vec![format!("pick-all-{a}")];
+            if *l != "0" {
+                v.push(format!("pick-loc-{l}"));
+            }
+            v
+        }
+        ["npextl", a, l] => {
+            let mut v = vec![format!("nppick-all-{a}")];
+            if *l != "0" {
+                v.push(format!("nppick-loc-{l}"));
+            }
+            v
+        }
+        _ => vec![],
+    }
+}
+
+/// A short stable id for per-port objects.
+fn port_id(key: &PortKey, salt: &str) -> String {
+    // FNV-1a: stable across runs and versions, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.to_string().bytes().chain(salt.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn vip(ip: impl std::fmt::Display, proto: Proto, port: u16) -> String {
+    format!("{ip} . {} . {port}", proto.lower())
+}
+
+fn ep(e: &SocketAddrV4) -> String {
+    format!("{} . {}", e.ip(), e.port())
+}
+
+/// Renders one service port.
+fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
+    let mut f = Fragment::default();
+    let proto = p.key.proto;
+    let int_local = p.internal_local;
+    let add_eps = |f: &mut Fragment, map: &'static str, prefix: &str, list: &[SocketAddrV4]| {
+        for (i, e) in list.iter().enumerate() {
+            f.elems.push((map, format!("{prefix} . {i}"), Some(ep(e))));
+        }
+    };
+    for ip in &p.cluster_ips {
+        f.elems.push(("cluster-ips", ip.to_string(), None));
+    }
+    let mut all_eps: BTreeSet<SocketAddrV4> = BTreeSet::new();
+    all_eps.extend(p.all_endpoints());
+    for e in &all_eps {
+        f.elems.push(("hairpin", format!("{} . {}", e.ip(), e.ip()), None));
+    }
+    if let Some(timeout) = p.affinity {
+        affinity(&mut f, p, s, timeout);
+        return f;
+    }
+    // Internal traffic: ClusterIPs.
+    for ip in &p.cluster_ips {
+        let k = vip(ip, proto, p.port);
+        match &p.internal {
+            Targets::Endpoints(list) => {
+                let (map, chain) = if int_local {
+                    ("eps-local", format!("pick-loc-{}", list.len()))
+                } else if s.masquerade_all || s.cluster_cidr.is_some() {
+                    ("eps-all", format!("int-{}", list.len()))
+                } else {
+                    ("eps-all", format!("pick-all-{}", list.len()))
+                };
+                add_eps(&mut f, map, &k, list);
+                f.elems.push(("service-ips", k, Some(format!("goto {chain}"))));
+                f.shared.insert(chain);
+            }
+            Targets::Drop => f.elems.push(("service-ips", k, Some("drop".into()))),
+            Targets::Reject => f.elems.push(("no-endpoint-services", k, Some("goto reject-chain".into()))),
+        }
+    }
+    // External traffic: externalIPs, LoadBalancer IPs, NodePort.
+    let cluster = p.cluster.endpoints();
+    let ext_ips: Vec<String> = p.external_ips.iter().chain(&p.lb_ips).map(|ip| vip(ip, proto, p.port)).collect();
+    let np_key = p.node_port.map(|n| format!("{} . {n}", proto.lower()));
+    let targets: Vec<(String, bool)> =
+        ext_ips.into_iter().map(|k| (k, false)).chain(np_key.map(|k| (k, true))).collect();
+    for (k, is_np) in targets {
+        let (vmap, noep, pfx) = if is_np {
+            ("service-nodeports", "no-endpoint-nodeports", "np")
+        } else {
+            ("service-ips", "no-endpoint-services", "")
+        };
+        let (all_map, loc_map) = if is_np { ("np-eps-all", "np-eps-local") } else { ("eps-all", "eps-local") };
+        if cluster.is_empty() {
+            f.elems.push((noep, k, Some("goto reject-chain".into())));
+            continue;
+        }
+        let chain = if p.external_local {
+            let local = p.external.endpoints();
+            add_eps(&mut f, loc_map, &k, local);
+            add_eps(&mut f, all_map, &k, cluster);
+            format!("{pfx}extl-{}-{}", cluster.len(), local.len())
+        } else {
+            add_eps(&mut f, all_map, &k, cluster);
+            format!("{pfx}ext-{}", cluster.len())
+        };
+        f.elems.push((vmap, k, Some(format!("goto {chain}"))));
+        f.shared.insert(chain);
+    }
+    f
+}
+
+/// kube-proxy-shaped affinity: a timeout set per endpoint and a chain per endpoint.
+fn affinity(f: &mut Fragment, p: &PortPlan, s: &NodeSettings, timeout: u32) {
+    let proto = p.key.proto;
+    let mut kinds: Vec<(&str, &Targets, bool, Vec<String>, bool)> = vec![(
+        "int",
+        &p.internal,
+        s.masquerade_all || s.cluster_cidr.is_some(),
+        p.cluster_ips.iter().map(|ip| vip(ip, proto, p.port)).collect(),
+        false,
+    )];
+    let mut ext: Vec<String> = p.external_ips.iter().chain(&p.lb_ips).map(|ip| vip(ip, proto, p.port)).collect();
+    let mut np: Vec<String> = Vec::new();
+    if let Some(n) = p.node_port {
+        np.push(format!("{} . {n}", proto.lower()));
+    }
+    ext.retain(|_| true);
+    kinds.push(("ext", &p.external, !p.external_local, ext, false));
+    kinds.push(("np", &p.external, !p.external_local, np, true));
+    // The id changes with the content, so an update adds new objects before removing old ones.
+    let salt = format!("{:?}{:?}{:?}{timeout}", p.internal, p.external, s);
+    let id = port_id(&p.key, &salt);
+    for (kind, targets, masq, keys, is_np) in kinds {
+        if keys.is_empty() {
+            continue;
+        }
+        let (vmap, noep) = if is_np {
+            ("service-nodeports", "no-endpoint-nodeports")
+        } else {
+            ("service-ips", "no-endpoint-services")
+        };
+        let list = match targets {
+            Targets::Endpoints(l) => l,
+            Targets::Drop => {
+                for k in keys {
+                    f.elems.push((vmap, k, Some("drop".into())));
+                }
+                continue;
+            }
+            Targets::Reject => {
+                for k in keys {
+                    f.elems.push((noep, k, Some("goto reject-chain".into())));
+                }
+                continue;
+            }
+        };
+        let chain = format!("aff-{id}-{kind}");
+        let mut rules = Vec::new();
+        if masq {
+            match (kind, s.cluster_cidr) {
+                ("int", Some(c)) if !s.masquerade_all => rules.push(format!("ip saddr != {c} {MASQ}")),
+                _ => rules.push(MASQ.to_string()),
+            }
+        }
+        let mut vm = Vec::new();
+        for (i, e) in list.iter().enumerate() {
+            let set = format!("aff-{id}-{kind}-{i}");
+            let epc = format!("affep-{id}-{kind}-{i}");
+            rules.push(format!("ip saddr @{set} goto {epc}"));
+            vm.push(format!("{i} : goto {epc}"));
+            f.own_sets.push((set.clone(), timeout));
+            f.own_chains.push((epc, vec![format!("update @{set} {{ ip saddr }}"), format!("dnat ip to {e}")]));
+        }
+        rules.push(format!("numgen random mod {} vmap {{ {} }}", list.len(), vm.join(", ")));
+        f.own_chains.push((chain.clone(), rules));
+        for k in keys {
+            f.elems.push((vmap, k, Some(format!("goto {chain}"))));
+        }
+    }
+}
+
+/// The fixed part of the table: hooks, dispatch and reject chains.
+fn base_chains(s: &NodeSettings) -> Vec<(String, Vec<String>)> {
+    let l4 = "meta l4proto { tcp, udp, sctp }";
+    let np_match = if s.node_port_addresses.is_empty() {
+        "fib daddr type local ip daddr != 127.0.0.0/8".to_string()
+    } else {
+        "ip daddr @nodeport-ips".to_string()
+    };
+    vec![
+        ("nat-prerouting".into(), vec!["type nat hook prerouting priority dstnat; policy accept;".into(), "jump services".into()]),
+        ("nat-output".into(), vec!["type nat hook output priority -100; policy accept;".into(), "jump services".into()]),
+        (
+            "nat-postrouting".into(),
+            vec![
+                "type nat hook postrouting priority srcnat; policy accept;".into(),
+                "meta mark & 0x00004000 == 0x00004000 masquerade".into(),
+                "ct status dnat ip saddr . ip daddr @hairpin masquerade".into(),
+            ],
+        ),
+        (
+            "services".into(),
+            vec![
+                format!("{l4} ip daddr . meta l4proto . th dport vmap @service-ips"),
+                format!("{np_match} {l4} meta l4proto . th dport vmap @service-nodeports"),
+            ],
+        ),
+        ("filter-input".into(), vec!["type filter hook input priority -10; policy accept;".into(), "ct state new jump reject-check".into()]),
+        ("filter-forward".into(), vec!["type filter hook forward priority -10; policy accept;".into(), "ct state new jump reject-check".into()]),
+        ("filter-output".into(), vec!["type filter hook output priority -10; policy accept;".into(), "ct state new jump reject-check".into()]),
+        (
+            "reject-check".into(),
+            vec![
+                format!("{l4} ip daddr . meta l4proto . th dport vmap @no-endpoint-services"),
+                format!("{np_match} {l4} meta l4proto . th dport vmap @no-endpoint-nodeports"),
+                "ip daddr @cluster-ips reject".into(),
+            ],
+        ),
+        ("reject-chain".into(), vec!["reject".into()]),
+    ]
+}
+
+fn chain_text(out: &mut String, name: &str, rules: &[String]) {
+    let _ = writeln!(out, "  chain {name} {{");
+    for r in rules {
+        let _ = writeln!(out, "    {r}");
+    }
+    out.push_str("  }\n");
+}
+
+/// Applied state: fragments per port and shared chain reference counts.
+#[derive(Debug, Default)]
+struct Applied {
+    frags: BTreeMap<PortKey, (Arc<PortPlan>, Fragment)>,
+    shared: BTreeMap<String, usize>,
+    counted: BTreeMap<(&'static str, String), usize>,
+}
+
+/// Sets whose elements several ports may share.
+fn is_counted(map: &str) -> bool {
+    map == "cluster-ips" || map == "hairpin"
+}
+
+impl Applied {
+    fn add_refs(&mut self, f: &Fragment) -> Vec<String> {
+        let mut new = Vec::new();
+        let mut stack: Vec<String> = f.shared.iter().cloned().collect();
+        while let Some(c) = stack.pop() {
+            let n = self.shared.entry(c.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                stack.extend(shared_deps(&c));
+                new.push(c);
+            }
+        }
+        new
+    }
+
+    fn drop_refs(&mut self, f: &Fragment) -> Vec<String> {
+        let mut gone = Vec::new();
+        let mut stack: Vec<String> = f.shared.iter().cloned().collect();
+        while let Some(c) = stack.pop() {
+            if let Some(n) = self.shared.get_mut(&c) {
+                *n -= 1;
+                if *n == 0 {
+                    self.shared.remove(&c);
+                    stack.extend(shared_deps(&c));
+                    gone.push(c);
+                }
+            }
+        }
+        gone
+    }
+}
+
+/// Renders the whole table as one `nft -f` transaction (replacing any old table).
+pub fn render_full(state: &DesiredState, s: &NodeSettings) -> String {
+    let mut applied = Applied::default();
+    render_full_into(state, s, &mut applied)
+}
+
+fn render_full_into(state: &DesiredState, s: &NodeSettings, applied: &mut Applied) -> String {
+    let mut elems: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    let mut own = String::new();
+    let mut own_sets = String::new();
+    for (k, p) in &state.ports {
+        let f = fragment(p, s);
+        for (map, key, val) in &f.elems {
+            if is_counted(map) {
+                let n = applied.counted.entry((map, key.clone())).or_insert(0);
+                *n += 1;
+                if *n > 1 {
+                    continue;
+                }
+            }
+            let e = match val {
+                Some(v) => format!("{key} : {v}"),
+                None => key.clone(),
+            };
+            elems.entry(map).or_default().push(e);
+        }
+        for (name, t) in &f.own_sets {
+            let _ = writeln!(own_sets, "  set {name} {{\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout {t}s\n  }}");
+        }
+        for (name, rules) in &f.own_chains {
+            chain_text(&mut own, name, rules);
+        }
+        applied.add_refs(&f);
+        applied.frags.insert(k.clone(), (p.clone(), f));
+    }
+    let mut out = format!("table ip {TABLE} {{\n}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
+    for (name, ty) in MAPS {
+        let kind = if ty.contains(':') { "map" } else { "set" };
+        let _ = write!(out, "  {kind} {name} {{\n    {ty}\n");
+        if let Some(list) = elems.get(name) {
+            // Large element lists in chunks keep nft's parser fast.
+            let _ = writeln!(out, "    elements = {{ {} }}", list.join(", "));
+        }
+        out.push_str("  }\n");
+    }
+    if !s.node_port_addresses.is_empty() {
+        let list: Vec<String> = s.node_port_addresses.iter().map(|c| c.to_string()).collect();
+        let _ = writeln!(out, "  set nodeport-ips {{\n    type ipv4_addr\n    flags interval\n    elements = {{ {} }}\n  }}", list.join(", "));
+    }
+    out.push_str(&own_sets);
+    for (name, rules) in base_chains(s) {
+        chain_text(&mut out, &name, &rules);
+    }
+    for name in applied.shared.keys() {
+        chain_text(&mut out, name, &shared_rules(name, s));
+    }
+    out.push_str(&own);
+    out.push_str("}\n");
+    out
+}
+
+fn elem_cmd(out: &mut String, verb: &str, map: &str, key: &str, val: &Option<String>) {
+    let _ = match (verb, val) {
+        ("add", Some(v)) => writeln!(out, "add element ip {TABLE} {map} {{ {key} : {v} }}"),
+        _ => writeln!(out, "{verb} element ip {TABLE} {map} {{ {key} }}"),
+    };
+}
+
+/// The nftables backend.
+#[derive(Debug)]
+pub struct NftBackend {
+    exec: Box<dyn Exec>,
+    settings: NodeSettings,
+    applied: Option<Applied>,
+    /// The last transaction sent (for tests and debugging).
+    pub last_script: String,
+}
+
+impl NftBackend {
+    pub fn new(exec: Box<dyn Exec>, settings: NodeSettings) -> NftBackend {
+        NftBackend { exec, settings, applied: None, last_script: String::new() }
+    }
+
+    /// Does `nft` work here (for mode auto)?
+    pub fn usable(exec: &mut dyn Exec) -> bool {
+        let probe = "table ip svcnet-probe {\n  map m {\n    typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport\n  }\n}\ndelete table ip svcnet-probe\n";
+        exec.run("nft", &["-f", "-"], probe).is_ok()
+    }
+
+    /// The incremental transaction from `old` to `state`, updating `old`.
+    fn render_changes(&self, old: &mut Applied, state: &DesiredState) -> (String, usize, Vec<(Arc<PortPlan>, Option<Arc<PortPlan>>)>) {
+        let s = &self.settings;
+        let mut head = String::new(); // new chains and sets
+        let mut dels = String::new();
+        let mut adds = String::new();
+        let mut tail = String::new(); // chains and sets to delete
+        let mut changed = 0;
+        let mut stale = Vec::new();
+        let removed: Vec<PortKey> = old.frags.keys().filter(|k| !state.ports.contains_key(*k)).cloned().collect();
+        let mut work: Vec<(PortKey, Option<Arc<PortPlan>>)> = removed.into_iter().map(|k| (k, None)).collect();
+        for (k, p) in &state.ports {
+            match old.frags.get(k) {
+                Some((q, _)) if Arc::ptr_eq(q, p) || **q == **p => {}
+                _ => work.push((k.clone(), Some(p.clone()))),
+            }
+        }
+        for (k, new) in work {
+            changed += 1;
+            let new_frag = new.as_ref().map(|p| fragment(p, s)).unwrap_or_default();
+            let (old_plan, old_frag) = match old.frags.remove(&k) {
+                Some((p, f)) => (Some(p), f),
+                None => (None, Fragment::default()),
+            };
+            for c in old.add_refs(&new_frag) {
+                let _ = writeln!(head, "add chain ip {TABLE} {c}");
+                for r in shared_rules(&c, s) {
+                    let _ = writeln!(head, "add rule ip {TABLE} {c} {r}");
+                }
+            }
+            for (name, t) in &new_frag.own_sets {
+                if !old_frag.own_sets.iter().any(|(n, _)| n == name) {
+                    let _ = writeln!(head, "add set ip {TABLE} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {t}s; }}");
+                }
+            }
+            // Endpoint chains first: the service chain's vmap refers to them.
+            for (name, rules) in new_frag.own_chains.iter() {
+                if !old_frag.own_chains.iter().any(|(n, _)| n == name) {
+                    let _ = writeln!(head, "add chain ip {TABLE} {name}");
+                    for r in rules {
+                        let _ = writeln!(head, "add rule ip {TABLE} {name} {r}");
+                    }
+                }
+            }
+            let old_set: BTreeSet<_> = old_frag.elems.iter().collect();
+            let new_set: BTreeSet<_> = new_frag.elems.iter().collect();
+            // Sets shared between ports (cluster IPs, hairpin pairs) are reference counted.
+            for e in new_frag.elems.iter().filter(|e| is_counted(e.0)) {
+                let n = old.counted.entry((e.0, e.1.clone())).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    elem_cmd(&mut adds, "add", e.0, &e.1, &e.2);
+                }
+            }
+            for e in old_frag.elems.iter().filter(|e| is_counted(e.0)) {
+                if let Some(n) = old.counted.get_mut(&(e.0, e.1.clone())) {
+                    *n -= 1;
+                    if *n == 0 {
+                        old.counted.remove(&(e.0, e.1.clone()));
+                        elem_cmd(&mut dels, "delete", e.0, &e.1, &e.2);
+                    }
+                }
+            }
+            for e in old_frag.elems.iter().filter(|e| !is_counted(e.0) && !new_set.contains(e)) {
+                elem_cmd(&mut dels, "delete", e.0, &e.1, &e.2);
+            }
+            for e in new_frag.elems.iter().filter(|e| !is_counted(e.0) && !old_set.contains(e)) {
+                elem_cmd(&mut adds, "add", e.0, &e.1, &e.2);
+            }
+            for (name, _) in old_frag.own_chains.iter().rev() {
+                if !new_frag.own_chains.iter().any(|(n, _)| n == name) {
+                    let _ = writeln!(tail, "delete chain ip {TABLE} {name}");
+                }
+            }
+            for (name, _) in &old_frag.own_sets {
+                if !new_frag.own_sets.iter().any(|(n, _)| n == name) {
+                    let _ = writeln!(tail, "delete set ip {TABLE} {name}");
+                }
+            }
+            let mut gone = old.drop_refs(&old_frag);
+            // Delete dependants before what they jump to.
+            gone.sort_by_key(|c| c.starts_with("pick") || c.starts_with("nppick"));
+            for c in gone {
+                let _ = writeln!(tail, "delete chain ip {TABLE} {c}");
+            }
+            if let Some(op) = old_plan {
+                stale.push((op, new.clone()));
+            }
+            if let Some(p) = new {
+                old.frags.insert(k, (p, new_frag));
+            }
+        }
+        (format!("{head}{dels}{adds}{tail}"), changed, stale)
+    }
+
+}
+
+impl Backend for NftBackend {
+    fn mode(&self) -> &'static str {
+        "nftables"
+    }
+
+    fn sync(&mut self, state: &DesiredState, full: bool) -> Result<SyncReport> {
+        match self.applied.take() {
+            Some(mut old) if !full => {
+                let (script, changed, stale) = self.render_changes(&mut old, state);
+                if script.is_empty() {
+                    self.applied = Some(old);
+                    return Ok(SyncReport { full: false, changed_ports: 0 });
+                }
+                self.last_script = script;
+                // On failure `applied` stays None, so the next sync is a full one.
+                self.exec.run("nft", &["-f", "-"], &self.last_script)?;
+                self.applied = Some(old);
+                conntrack::clear_stale(self.exec.as_mut(), &stale);
+                Ok(SyncReport { full: false, changed_ports: changed })
+            }
+            prev => {
+                let mut applied = Applied::default();
+                self.last_script = render_full_into(state, &self.settings, &mut applied);
+                self.exec.run("nft", &["-f", "-"], &self.last_script)?;
+                if let Some(prev) = prev {
+                    let stale: Vec<_> = prev
+                        .frags
+                        .values()
+                        .map(|(p, _)| (p.clone(), state.ports.get(&p.key).cloned()))
+                        .filter(|(p, n)| n.as_ref().is_none_or(|n| **n != **p))
+                        .collect();
+                    conntrack::clear_stale(self.exec.as_mut(), &stale);
+                }
+                let n = state.ports.len();
+                self.applied = Some(applied);
+                Ok(SyncReport { full: true, changed_ports: n })
+            }
+        }
+    }
+
+    fn cleanup(&mut self) -> Result<()> {
+        self.applied = None;
+        self.exec.run("nft", &["-f", "-"], &format!("table ip {TABLE} {{\n}}\ndelete table ip {TABLE}\n"))?;
+        Ok(())
+    }
+}
