@@ -1,5 +1,119 @@
 //! svcnet node agent: registers its Node, runs the pods bound to it as processes in their own namespaces.
 
+pub mod agent;
+pub mod builtins;
+pub mod container;
+pub mod helper;
+pub mod ipam;
+pub mod logs;
+pub mod net;
+mod node;
+mod pod;
+pub mod podfiles;
+pub mod probe;
 pub mod runtime;
+mod runtime_impl;
+pub mod status;
 
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+pub use agent::{Agent, AgentError, Config};
 pub use runtime::{PodRef, PodRuntime};
+
+/// `svcnet agent` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// Kubeconfig for the API server (default: in-cluster / $KUBECONFIG).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(long)]
+    pub node_name: String,
+    /// The node's address (its InternalIP).
+    #[arg(long)]
+    pub node_ip: Ipv4Addr,
+    /// This node's pod CIDR, e.g. 10.244.1.0/24; the pod bridge gets its first address.
+    #[arg(long)]
+    pub pod_cidr: String,
+    #[arg(long, value_delimiter = ',', default_value = "10.96.0.10")]
+    pub cluster_dns: Vec<String>,
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Logs, pod files and allocator state.
+    #[arg(long, default_value = "/var/lib/svcnet/agent")]
+    pub root_dir: PathBuf,
+    /// Address of the streaming server (exec, port-forward, logs); its port is the node's
+    /// kubelet endpoint.
+    #[arg(long, default_value = "0.0.0.0:10250")]
+    pub streaming_listen: std::net::SocketAddr,
+    /// The pod bridge in the node's namespace.
+    #[arg(long, default_value = "svcpods0")]
+    pub bridge: String,
+}
+
+/// Errors of turning flags into a running agent.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Cidr(#[from] ipam::IpamError),
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("API client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("loading the client configuration: {0}")]
+    Infer(#[source] kube::config::InferConfigError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+impl AgentArgs {
+    /// The agent configuration these flags describe.
+    pub fn config(&self) -> Result<Config, RunError> {
+        let cidr = ipam::Cidr::parse(&self.pod_cidr)?;
+        let mut cfg = Config::new(&self.node_name, self.node_ip, cidr, self.root_dir.clone());
+        cfg.cluster_dns = self.cluster_dns.clone();
+        cfg.cluster_domain = self.cluster_domain.clone();
+        cfg.streaming_port = self.streaming_listen.port();
+        cfg.bridge = self.bridge.clone();
+        Ok(cfg)
+    }
+
+    /// A client from `--kubeconfig` or the environment.
+    pub async fn client(&self) -> Result<kube::Client, RunError> {
+        let config = match &self.kubeconfig {
+            Some(p) => {
+                let kc = kube::config::Kubeconfig::read_from(p).map_err(|source| RunError::Kubeconfig {
+                    path: p.clone(),
+                    source,
+                })?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|source| RunError::Kubeconfig {
+                        path: p.clone(),
+                        source,
+                    })?
+            }
+            None => kube::Config::infer().await.map_err(RunError::Infer)?,
+        };
+        kube::Client::try_from(config).map_err(RunError::Client)
+    }
+}
+
+/// Runs the agent from flags until `shutdown`. The streaming listener is bound by the caller
+/// (see [`runtime`]); the agent only advertises its port.
+pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RunError> {
+    let cfg = args.config()?;
+    let client = args.client().await?;
+    let agent = Agent::new(cfg, client)?;
+    agent.run(shutdown).await?;
+    Ok(())
+}
+
+/// `svcnet builtin ...`: returns the exit code.
+pub async fn builtin_main(args: Vec<String>) -> i32 {
+    helper::main(args).await
+}

@@ -1,3 +1,36 @@
 //! Standalone agent binary (tests, single-node use); `svcnet agent` is the usual entry point.
 
-fn main() {}
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "svcnet-agent")]
+enum Cmd {
+    /// Run the node agent.
+    Agent(svcnet_agent::AgentArgs),
+    /// Internal: enter a pod or run a built-in image.
+    #[command(hide = true)]
+    Builtin {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cmd = Cmd::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    match cmd {
+        Cmd::Agent(a) => {
+            tracing_subscriber_init();
+            rt.block_on(svcnet_agent::run(a, async {
+                let _ = tokio::signal::ctrl_c().await;
+            }))?;
+            Ok(())
+        }
+        Cmd::Builtin { args } => {
+            let code = rt.block_on(svcnet_agent::builtin_main(args));
+            std::process::exit(code)
+        }
+    }
+}
+
+fn tracing_subscriber_init() {}
