@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run the Kubernetes-compatible API server.
     Apiserver(ApiserverArgs),
+    /// Run cluster DNS (Kubernetes DNS spec 1.1.0) from the API's Services and EndpointSlices.
+    Dns(DnsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +71,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Apiserver(a) => apiserver(a).await,
+        Command::Dns(a) => dns(a).await,
     }
 }
 
@@ -105,6 +108,53 @@ async fn apiserver(a: ApiserverArgs) -> anyhow::Result<()> {
         server.kubeconfig().display()
     );
     server.serve(shutdown_signal()).await?;
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+struct DnsArgs {
+    /// Kubeconfig of the API server (default: in-cluster, $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// UDP and TCP listen address.
+    #[arg(long, default_value = "0.0.0.0:53")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Upstream resolvers for names outside the zone: IP or IP:port, comma-separated
+    /// (default: the nameservers of --resolv-conf).
+    #[arg(long, value_delimiter = ',')]
+    upstream: Vec<String>,
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: String,
+    /// HTTP address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:9153")]
+    metrics_listen: SocketAddr,
+}
+
+async fn dns(a: DnsArgs) -> anyhow::Result<()> {
+    use svcnet_dns::upstream;
+    let mut ups = if a.upstream.is_empty() {
+        upstream::from_resolv_conf(&a.resolv_conf)?
+    } else {
+        a.upstream.iter().map(|u| upstream::parse_upstream(u)).collect::<Result<Vec<_>, _>>()?
+    };
+    // Forwarding to ourselves would loop.
+    ups.retain(|u| !(u.port() == a.listen.port() && (u.ip() == a.listen.ip() || a.listen.ip().is_unspecified())));
+    if ups.is_empty() {
+        tracing::warn!("no upstream resolvers: names outside {} get SERVFAIL", a.cluster_domain);
+    }
+    let client = svcnet_dns::client(a.kubeconfig.as_deref()).await?;
+    let mut cfg = svcnet_dns::Config::new(a.listen, ups);
+    cfg.cluster_domain = a.cluster_domain;
+    cfg.metrics_listen = Some(a.metrics_listen);
+    svcnet_dns::run(
+        cfg,
+        client,
+        |b| eprintln!("svcnet dns listening on {} (udp, tcp), metrics on {:?}", b.dns, b.metrics),
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 
