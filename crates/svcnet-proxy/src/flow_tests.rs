@@ -171,7 +171,7 @@ fn remember_nft(t: &mut NftTable) {
     let chain = t
         .chains
         .iter()
-        .find(|(n, r)| n.starts_with("affep-") && n.contains("-int-") && r.iter().any(|r| r == "dnat ip to 10.244.1.3:8080"))
+        .find(|(n, r)| n.starts_with("affep-") && n.contains("-int-") && r.iter().any(|r| r == "meta l4proto tcp dnat ip to 10.244.1.3:8080"))
         .map(|(n, _)| n.replacen("affep-", "aff-", 1))
         .expect("affinity endpoint chain");
     t.remembered.insert(chain, BTreeSet::from([ip("10.244.1.77")]));
@@ -357,5 +357,58 @@ fn iptables_incremental_equals_full() {
             };
             assert_eq!(ours(&live), ours(&want), "step {i}: {table}");
         }
+    }
+}
+
+/// A network namespace for one test, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("svct-{}-{tag}", std::process::id());
+        let ok = std::process::Command::new("ip").args(["netns", "add", &name]).status().expect("ip runs");
+        assert!(ok.success(), "ip netns add {name}");
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Runs commands inside a namespace through `ip netns exec`.
+#[derive(Debug)]
+struct InNetns(String, FakeExec);
+
+impl crate::backend::Exec for InNetns {
+    fn run(&mut self, program: &str, args: &[&str], stdin: &str) -> crate::backend::Result<String> {
+        let _ = self.1.run(program, args, stdin);
+        let mut a = vec!["netns", "exec", self.0.as_str(), program];
+        a.extend(args);
+        crate::backend::SystemExec.run("ip", &a, stdin)
+    }
+}
+
+#[test]
+fn kernel_accepts_every_transaction() {
+    let ns = Netns::new("nftload");
+    for (mode, restore) in [("nft", "nft -f -"), ("ipt", "iptables-restore -w --noflush")] {
+        let log = FakeExec::default();
+        let exec = Box::new(InNetns(ns.0.clone(), log.clone()));
+        let mut b: Box<dyn Backend> = if mode == "nft" {
+            Box::new(NftBackend::new(exec, settings()))
+        } else {
+            Box::new(IptBackend::new(exec, settings(), "iptables"))
+        };
+        for (i, step) in evolutions().iter().enumerate() {
+            let st = state(step);
+            if let Err(e) = b.sync(&st, false) {
+                let last = log.take().into_iter().rev().find(|(c, _)| c == restore).map(|x| x.1);
+                panic!("{mode} step {i}: {e}\n{}", last.unwrap_or_default());
+            }
+        }
+        b.cleanup().expect("cleanup");
     }
 }

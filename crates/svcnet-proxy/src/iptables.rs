@@ -240,9 +240,12 @@ fn render(
     chain_block(&mut body, NODEPORTS, &nodeports);
     out.push_str(&decl);
     out.push_str(&body);
+    // A chain must be empty and unreferenced before -X: flush them all first.
     for c in delete {
-        // A chain must be empty before -X; declaring flushes it.
-        let _ = writeln!(out, ":{c} - [0:0]\n-X {c}");
+        let _ = writeln!(out, ":{c} - [0:0]");
+    }
+    for c in delete {
+        let _ = writeln!(out, "-X {c}");
     }
     out.push_str("COMMIT\n*filter\n");
     let _ = writeln!(out, ":{FILTER} - [0:0]");

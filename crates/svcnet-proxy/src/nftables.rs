@@ -51,6 +51,20 @@ struct Fragment {
     own_chains: Vec<(String, Vec<String>)>,
     /// Timeout sets of this port alone (affinity): (name, timeout seconds).
     own_sets: Vec<(String, u32)>,
+    /// Largest endpoint count: the pick chains up to it must exist.
+    max_n: usize,
+}
+
+/// Pick chains are created up front, in the full transaction only: nft 1.0.x
+/// cannot add a rule that uses a `typeof ... numgen` map it did not define
+/// in the same transaction ("conflicting protocols specified: ip vs. th").
+fn is_pick(chain: &str) -> bool {
+    chain.starts_with("pick-") || chain.starts_with("nppick-")
+}
+
+/// How many pick chains per family a full render creates for `max_n` endpoints.
+fn pick_capacity(max_n: usize) -> usize {
+    max_n.max(64).next_power_of_two()
 }
 
 /// Rules of a shared chain, derived from its name alone.
@@ -146,6 +160,7 @@ fn ep(e: &SocketAddrV4) -> String {
 /// Renders one service port.
 fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
     let mut f = Fragment::default();
+    f.max_n = [&p.internal, &p.external, &p.cluster].iter().map(|t| t.endpoints().len()).max().unwrap_or(0);
     let proto = p.key.proto;
     let int_local = p.internal_local;
     let add_eps = |f: &mut Fragment, map: &'static str, prefix: &str, list: &[SocketAddrV4]| {
@@ -277,7 +292,7 @@ fn affinity(f: &mut Fragment, p: &PortPlan, s: &NodeSettings, timeout: u32) {
             rules.push(format!("ip saddr @{set} goto {epc}"));
             vm.push(format!("{i} : goto {epc}"));
             f.own_sets.push((set.clone(), timeout));
-            f.own_chains.push((epc, vec![format!("update @{set} {{ ip saddr }}"), format!("dnat ip to {e}")]));
+            f.own_chains.push((epc, vec![format!("update @{set} {{ ip saddr }}"), format!("meta l4proto {} dnat ip to {e}", proto.lower())]));
         }
         rules.push(format!("numgen random mod {} vmap {{ {} }}", list.len(), vm.join(", ")));
         f.own_chains.push((chain.clone(), rules));
@@ -341,6 +356,8 @@ fn chain_text(out: &mut String, name: &str, rules: &[String]) {
 struct Applied {
     frags: BTreeMap<PortKey, (Arc<PortPlan>, Fragment)>,
     shared: BTreeMap<String, usize>,
+    /// Pick chains 1..=pick_max exist in every family.
+    pick_max: usize,
     counted: BTreeMap<(&'static str, String), usize>,
 }
 
@@ -354,6 +371,9 @@ impl Applied {
         let mut new = Vec::new();
         let mut stack: Vec<String> = f.shared.iter().cloned().collect();
         while let Some(c) = stack.pop() {
+            if is_pick(&c) {
+                continue;
+            }
             let n = self.shared.entry(c.clone()).or_insert(0);
             *n += 1;
             if *n == 1 {
@@ -368,6 +388,9 @@ impl Applied {
         let mut gone = Vec::new();
         let mut stack: Vec<String> = f.shared.iter().cloned().collect();
         while let Some(c) = stack.pop() {
+            if is_pick(&c) {
+                continue;
+            }
             if let Some(n) = self.shared.get_mut(&c) {
                 *n -= 1;
                 if *n == 0 {
@@ -391,8 +414,10 @@ fn render_full_into(state: &DesiredState, s: &NodeSettings, applied: &mut Applie
     let mut elems: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     let mut own = String::new();
     let mut own_sets = String::new();
-    for (k, p) in &state.ports {
-        let f = fragment(p, s);
+    let frags: Vec<(&PortKey, &Arc<PortPlan>, Fragment)> =
+        state.ports.iter().map(|(k, p)| (k, p, fragment(p, s))).collect();
+    applied.pick_max = pick_capacity(frags.iter().map(|f| f.2.max_n).max().unwrap_or(0));
+    for (k, p, f) in frags {
         for (map, key, val) in &f.elems {
             if is_counted(map) {
                 let n = applied.counted.entry((map, key.clone())).or_insert(0);
@@ -433,6 +458,12 @@ fn render_full_into(state: &DesiredState, s: &NodeSettings, applied: &mut Applie
     out.push_str(&own_sets);
     for (name, rules) in base_chains(s) {
         chain_text(&mut out, &name, &rules);
+    }
+    for fam in ["pick-all", "pick-loc", "nppick-all", "nppick-loc"] {
+        for n in 1..=applied.pick_max {
+            let name = format!("{fam}-{n}");
+            chain_text(&mut out, &name, &shared_rules(&name, s));
+        }
     }
     for name in applied.shared.keys() {
         chain_text(&mut out, name, &shared_rules(name, s));
@@ -549,10 +580,7 @@ impl NftBackend {
                     let _ = writeln!(tail, "delete set ip {TABLE} {name}");
                 }
             }
-            let mut gone = old.drop_refs(&old_frag);
-            // Delete dependants before what they jump to.
-            gone.sort_by_key(|c| c.starts_with("pick") || c.starts_with("nppick"));
-            for c in gone {
+            for c in old.drop_refs(&old_frag) {
                 let _ = writeln!(tail, "delete chain ip {TABLE} {c}");
             }
             if let Some(op) = old_plan {
@@ -574,7 +602,12 @@ impl Backend for NftBackend {
 
     fn sync(&mut self, state: &DesiredState, full: bool) -> Result<SyncReport> {
         match self.applied.take() {
-            Some(mut old) if !full => {
+            Some(mut old)
+                if !full
+                    && state.ports.values().all(|p| {
+                        [&p.internal, &p.external, &p.cluster].iter().all(|t| t.endpoints().len() <= old.pick_max)
+                    }) =>
+            {
                 let (script, changed, stale) = self.render_changes(&mut old, state);
                 if script.is_empty() {
                     self.applied = Some(old);

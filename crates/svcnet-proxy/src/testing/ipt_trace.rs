@@ -64,6 +64,9 @@ impl IptTables {
                 let t = self.tables.entry(table.clone()).or_default();
                 let rules = t.remove(c).unwrap_or_else(|| panic!("-X of missing {c}"));
                 assert!(rules.is_empty(), "-X of non-empty {c}");
+                for (other, rules) in t.iter() {
+                    assert!(!rules.iter().any(|r| r.iter().any(|w| w == c)), "-X of {c} still used by {other}");
+                }
             } else {
                 panic!("unknown restore line {line}");
             }

@@ -243,6 +243,14 @@ impl NftTable {
             if eat("meta l4proto { tcp, udp, sctp }", &mut rest) || eat("ct state new", &mut rest) {
                 continue;
             }
+            if let Some(r) = rest.strip_prefix("meta l4proto ").filter(|r| !r.starts_with('{') && !r.starts_with(". ")) {
+                let (want, r2) = r.split_once(' ').unwrap_or((r, ""));
+                if want != proto {
+                    return vec![(Flow::Continue, st)];
+                }
+                rest = r2.trim_start();
+                continue;
+            }
             if eat("fib daddr type local", &mut rest) {
                 if !p.dst_local {
                     return vec![(Flow::Continue, st)];
