@@ -274,11 +274,19 @@ where
     let mut m = vec![channel::ERROR];
     m.extend_from_slice(status.to_string().as_bytes());
     let _ = tx.send(Message::Binary(m.into())).await;
-    let _ = tx.send(Message::Close(None)).await;
+    let _ = tx.send(Message::Close(Some(normal_close()))).await;
     drop(tx);
     let _ = writer.await;
     let _ = done_tx.send(true);
     let _ = reader.await;
+}
+
+/// A close frame with status 1000: client-go reads that as a clean EOF, 1005 as an error.
+pub(crate) fn normal_close() -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+    tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    }
 }
 
 /// Parses concatenated JSON terminal sizes from a SPDY resize stream.

@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::remotecommand::ExecRequest;
 use crate::runtime::{LogOptions, PodRef, PodRuntime};
+use crate::remotecommand::normal_close;
 use crate::{portforward, remotecommand};
 
 /// WebSocket subprotocols for exec/attach, best first.
@@ -262,7 +263,7 @@ where
                 }
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = sink.send(Message::Close(Some(normal_close()))).await;
         let _ = sink.close().await;
     });
     theirs
