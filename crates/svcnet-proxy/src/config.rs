@@ -1,0 +1,286 @@
+//! Proxy configuration: a KubeProxyConfiguration-style YAML file, overridden by flags.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::backend::{Cidr, NodeSettings};
+
+/// Errors reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid {field}: {value:?}: {why}")]
+    Invalid { field: &'static str, value: String, why: &'static str },
+}
+
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// Which backend to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Auto,
+    Nftables,
+    Iptables,
+    Userspace,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Result<Mode> {
+        match s {
+            "" | "auto" => Ok(Mode::Auto),
+            "nftables" => Ok(Mode::Nftables),
+            "iptables" => Ok(Mode::Iptables),
+            "userspace" => Ok(Mode::Userspace),
+            _ => Err(ConfigError::Invalid {
+                field: "mode",
+                value: s.to_string(),
+                why: "must be one of auto, nftables, iptables, userspace",
+            }),
+        }
+    }
+}
+
+/// The resolved configuration of one proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    pub mode: Mode,
+    pub node_name: String,
+    pub settings: NodeSettings,
+    pub min_sync_period: Duration,
+    pub sync_period: Duration,
+    pub metrics_bind: Option<SocketAddr>,
+    pub healthz_bind: Option<SocketAddr>,
+    /// Interface for service addresses in userspace mode.
+    pub userspace_iface: String,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            mode: Mode::Auto,
+            node_name: String::new(),
+            settings: NodeSettings::default(),
+            // Upstream defaults: minSyncPeriod 1s, syncPeriod 30s.
+            min_sync_period: Duration::from_secs(1),
+            sync_period: Duration::from_secs(30),
+            metrics_bind: Some(SocketAddr::from(([127, 0, 0, 1], 10249))),
+            healthz_bind: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
+            userspace_iface: "lo".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ModeSection {
+    masquerade_all: Option<bool>,
+    sync_period: Option<String>,
+    min_sync_period: Option<String>,
+}
+
+/// The subset of KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) we read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct File {
+    kind: Option<String>,
+    mode: Option<String>,
+    #[serde(rename = "clusterCIDR")]
+    cluster_cidr: Option<String>,
+    hostname_override: Option<String>,
+    node_port_addresses: Option<Vec<String>>,
+    metrics_bind_address: Option<String>,
+    healthz_bind_address: Option<String>,
+    sync_period: Option<String>,
+    min_sync_period: Option<String>,
+    iptables: Option<ModeSection>,
+    nftables: Option<ModeSection>,
+}
+
+/// Parses a Go duration (`30s`, `1m0s`, `500ms`, `1h`).
+pub fn parse_duration(field: &'static str, s: &str) -> Result<Duration> {
+    let bad = |why| ConfigError::Invalid { field, value: s.to_string(), why };
+    let mut rest = s.trim();
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(bad("empty duration"));
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(|| bad("missing unit (h, m, s, ms)"))?;
+        let value: f64 = rest[..n].parse().map_err(|_| bad("not a number"))?;
+        let unit_end = rest[n..].find(|c: char| c.is_ascii_digit()).map(|i| n + i).unwrap_or(rest.len());
+        let scale = match &rest[n..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return Err(bad("unknown unit (h, m, s, ms)")),
+        };
+        total += Duration::from_secs_f64(value * scale);
+        rest = &rest[unit_end..];
+    }
+    Ok(total)
+}
+
+fn parse_addr(field: &'static str, s: &str) -> Result<Option<SocketAddr>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    // Upstream accepts a bare IP (default port) or IP:port; "0" disables.
+    if s == "0" {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| ConfigError::Invalid { field, value: s.to_string(), why: "expected ip:port" })
+}
+
+/// Flag values; `None` keeps the file's (or the default) value.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub mode: Option<String>,
+    pub node_name: Option<String>,
+    pub cluster_cidr: Option<String>,
+    pub node_port_addresses: Option<Vec<String>>,
+    pub masquerade_all: Option<bool>,
+    pub min_sync_period: Option<String>,
+    pub sync_period: Option<String>,
+    pub metrics_bind: Option<String>,
+    pub healthz_bind: Option<String>,
+}
+
+/// Builds the configuration from an optional file text and flags.
+pub fn resolve(file: Option<(&str, &str)>, o: &Overrides) -> Result<ProxyConfig> {
+    let f: File = match file {
+        Some((path, text)) => serde_saphyr::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_string(), message: e.to_string() })?,
+        None => File::default(),
+    };
+    if let Some(k) = &f.kind {
+        if k != "KubeProxyConfiguration" {
+            return Err(ConfigError::Invalid { field: "kind", value: k.clone(), why: "expected KubeProxyConfiguration" });
+        }
+    }
+    let mut c = ProxyConfig::default();
+    c.mode = Mode::parse(o.mode.as_deref().or(f.mode.as_deref()).unwrap_or("auto"))?;
+    let section = match c.mode {
+        Mode::Iptables => f.iptables.as_ref(),
+        _ => f.nftables.as_ref().or(f.iptables.as_ref()),
+    };
+    c.node_name = o.node_name.clone().or(f.hostname_override.clone()).unwrap_or_default();
+    if let Some(cidr) = o.cluster_cidr.as_deref().or(f.cluster_cidr.as_deref()).filter(|s| !s.is_empty()) {
+        c.settings.cluster_cidr = Some(Cidr::parse(cidr).map_err(|_| ConfigError::Invalid {
+            field: "clusterCIDR",
+            value: cidr.to_string(),
+            why: "expected an IPv4 CIDR such as 10.244.0.0/16",
+        })?);
+    }
+    for a in o.node_port_addresses.as_ref().or(f.node_port_addresses.as_ref()).into_iter().flatten() {
+        // "primary" (upstream's keyword) means the node's own addresses: our default.
+        if a == "primary" || a.is_empty() {
+            continue;
+        }
+        c.settings.node_port_addresses.push(Cidr::parse(a).map_err(|_| ConfigError::Invalid {
+            field: "nodePortAddresses",
+            value: a.clone(),
+            why: "expected IPv4 CIDRs",
+        })?);
+    }
+    c.settings.masquerade_all = o.masquerade_all.or(section.and_then(|s| s.masquerade_all)).unwrap_or(false);
+    let min = o
+        .min_sync_period
+        .clone()
+        .or(f.min_sync_period.clone())
+        .or(section.and_then(|s| s.min_sync_period.clone()));
+    if let Some(m) = min {
+        c.min_sync_period = parse_duration("minSyncPeriod", &m)?;
+    }
+    let max = o.sync_period.clone().or(f.sync_period.clone()).or(section.and_then(|s| s.sync_period.clone()));
+    if let Some(m) = max {
+        c.sync_period = parse_duration("syncPeriod", &m)?;
+    }
+    if c.sync_period.is_zero() {
+        return Err(ConfigError::Invalid { field: "syncPeriod", value: "0".into(), why: "must be greater than 0" });
+    }
+    if c.min_sync_period > c.sync_period {
+        return Err(ConfigError::Invalid {
+            field: "minSyncPeriod",
+            value: format!("{:?}", c.min_sync_period),
+            why: "must be less than or equal to syncPeriod",
+        });
+    }
+    if let Some(m) = o.metrics_bind.as_deref().or(f.metrics_bind_address.as_deref()) {
+        c.metrics_bind = parse_addr("metricsBindAddress", m)?;
+    }
+    if let Some(h) = o.healthz_bind.as_deref().or(f.healthz_bind_address.as_deref()) {
+        c.healthz_bind = parse_addr("healthzBindAddress", h)?;
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let rows = [
+            ("30s", Ok(Duration::from_secs(30))),
+            ("1m0s", Ok(Duration::from_secs(60))),
+            ("1h30m", Ok(Duration::from_secs(5400))),
+            ("500ms", Ok(Duration::from_millis(500))),
+            ("1.5s", Ok(Duration::from_millis(1500))),
+            ("0", Ok(Duration::ZERO)),
+            ("10", Err("invalid syncPeriod: \"10\": missing unit (h, m, s, ms)")),
+            ("5d", Err("invalid syncPeriod: \"5d\": unknown unit (h, m, s, ms)")),
+            ("", Err("invalid syncPeriod: \"\": empty duration")),
+        ];
+        for (s, want) in rows {
+            let got = parse_duration("syncPeriod", s).map_err(|e| e.to_string());
+            assert_eq!(got, want.map_err(str::to_string), "{s}");
+        }
+    }
+
+    #[test]
+    fn file_and_flags() {
+        let file = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: iptables\nclusterCIDR: 10.244.0.0/16\nhostnameOverride: n1\nnodePortAddresses: [172.18.0.0/24]\nmetricsBindAddress: 127.0.0.1:10249\niptables:\n  masqueradeAll: true\n  syncPeriod: 1m\n  minSyncPeriod: 2s\n";
+        let c = resolve(Some(("p.yaml", file)), &Overrides::default()).expect("valid");
+        assert_eq!(c.mode, Mode::Iptables);
+        assert_eq!(c.node_name, "n1");
+        assert_eq!(c.settings.cluster_cidr.map(|c| c.to_string()).as_deref(), Some("10.244.0.0/16"));
+        assert_eq!(c.settings.node_port_addresses.len(), 1);
+        assert!(c.settings.masquerade_all);
+        assert_eq!((c.min_sync_period, c.sync_period), (Duration::from_secs(2), Duration::from_secs(60)));
+        let o = Overrides { mode: Some("userspace".into()), node_name: Some("n2".into()), sync_period: Some("10s".into()), ..Default::default() };
+        let c = resolve(Some(("p.yaml", file)), &o).expect("valid");
+        assert_eq!((c.mode, c.node_name.as_str(), c.sync_period), (Mode::Userspace, "n2", Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn errors() {
+        let rows = [
+            ("mode: ipvs\n", "invalid mode: \"ipvs\": must be one of auto, nftables, iptables, userspace"),
+            ("clusterCIDR: 10.244.0.0\n", "invalid clusterCIDR: \"10.244.0.0\": expected an IPv4 CIDR such as 10.244.0.0/16"),
+            ("kind: Pod\n", "invalid kind: \"Pod\": expected KubeProxyConfiguration"),
+            ("syncPeriod: 1s\nminSyncPeriod: 5s\n", "invalid minSyncPeriod: \"5s\": must be less than or equal to syncPeriod"),
+            ("metricsBindAddress: nope\n", "invalid metricsBindAddress: \"nope\": expected ip:port"),
+        ];
+        for (text, want) in rows {
+            let got = resolve(Some(("p.yaml", text)), &Overrides::default()).map(|_| ()).map_err(|e| e.to_string());
+            assert_eq!(got, Err(want.to_string()), "{text}");
+        }
+        let got = resolve(Some(("p.yaml", "mode: [")), &Overrides::default()).map_err(|e| e.to_string());
+        assert!(matches!(&got, Err(e) if e.starts_with("parsing p.yaml: ")), "{got:?}");
+    }
+}

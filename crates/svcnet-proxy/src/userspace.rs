@@ -1,0 +1,367 @@
+//! Userspace backend: service IPs as /32 addresses on an interface, TCP and UDP proxied by tokio tasks.
+//!
+//! No netfilter needed. Round-robin over endpoints, another endpoint tried
+//! when a connect fails, ClientIP affinity with a timeout, NodePorts as
+//! listeners on the node's addresses. A port with no endpoints has no
+//! listener, so the kernel refuses connections (RST) to its address.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use crate::backend::{Backend, BackendError, Exec, NodeSettings, Result, SyncReport};
+use crate::plan::{Proto, Targets};
+use crate::tracker::DesiredState;
+
+/// How long one connect attempt may take before the next endpoint is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Idle UDP sessions are dropped after this long.
+const UDP_IDLE: Duration = Duration::from_secs(60);
+/// Copy buffer per direction: large buffers mean fewer wakeups for bulk streams.
+const COPY_BUF: usize = 256 * 1024;
+
+/// Endpoint choice for one listener, shared with its tasks and updated in place.
+#[derive(Debug, Default)]
+pub struct Balancer {
+    endpoints: Mutex<Vec<SocketAddrV4>>,
+    next: AtomicUsize,
+    affinity: Mutex<Option<(Duration, HashMap<IpAddr, (SocketAddrV4, Instant)>)>>,
+}
+
+impl Balancer {
+    fn set(&self, eps: &[SocketAddrV4], affinity: Option<u32>) {
+        *lock(&self.endpoints) = eps.to_vec();
+        let mut a = lock(&self.affinity);
+        match affinity {
+            Some(t) => {
+                let timeout = Duration::from_secs(u64::from(t));
+                let mut map = a.take().map(|(_, m)| m).unwrap_or_default();
+                map.retain(|_, (e, _)| eps.contains(e));
+                *a = Some((timeout, map));
+            }
+            None => *a = None,
+        }
+    }
+
+    /// Endpoints in the order to try: the client's sticky endpoint first, then round-robin.
+    pub fn order(&self, client: IpAddr, now: Instant) -> Vec<SocketAddrV4> {
+        let eps = lock(&self.endpoints).clone();
+        if eps.is_empty() {
+            return eps;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % eps.len();
+        let mut order: Vec<SocketAddrV4> = eps[start..].iter().chain(&eps[..start]).copied().collect();
+        if let Some((timeout, map)) = lock(&self.affinity).as_mut() {
+            if let Some((e, at)) = map.get(&client).copied() {
+                if now.duration_since(at) < *timeout && eps.contains(&e) {
+                    order.retain(|x| *x != e);
+                    order.insert(0, e);
+                } else {
+                    map.remove(&client);
+                }
+            }
+        }
+        order
+    }
+
+    /// Records a successful choice (affinity) and when the client was last seen.
+    pub fn chosen(&self, client: IpAddr, ep: SocketAddrV4, now: Instant) {
+        if let Some((_, map)) = lock(&self.affinity).as_mut() {
+            map.insert(client, (ep, now));
+        }
+    }
+
+    fn contains(&self, ep: &SocketAddrV4) -> bool {
+        lock(&self.endpoints).contains(ep)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug)]
+struct Listener {
+    balancer: Arc<Balancer>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The userspace backend.
+#[derive(Debug)]
+pub struct UserspaceBackend {
+    handle: Handle,
+    exec: Box<dyn Exec>,
+    settings: NodeSettings,
+    /// Interface carrying the service addresses (`lo` where there is no dummy driver).
+    iface: String,
+    /// Node addresses NodePorts listen on (empty: all addresses).
+    node_ips: Vec<Ipv4Addr>,
+    listeners: BTreeMap<(SocketAddrV4, Proto), Listener>,
+    addrs: BTreeSet<Ipv4Addr>,
+}
+
+impl UserspaceBackend {
+    pub fn new(handle: Handle, exec: Box<dyn Exec>, settings: NodeSettings, iface: &str, node_ips: Vec<Ipv4Addr>) -> Self {
+        UserspaceBackend {
+            handle,
+            exec,
+            settings,
+            iface: iface.to_string(),
+            node_ips,
+            listeners: BTreeMap::new(),
+            addrs: BTreeSet::new(),
+        }
+    }
+
+    /// Every (listen address, protocol) with its endpoints and affinity.
+    fn wanted(&self, state: &DesiredState) -> (BTreeMap<(SocketAddrV4, Proto), (Vec<SocketAddrV4>, Option<u32>)>, BTreeSet<Ipv4Addr>) {
+        let mut want = BTreeMap::new();
+        let mut addrs = BTreeSet::new();
+        let np_ips: Vec<Ipv4Addr> = if self.settings.node_port_addresses.is_empty() {
+            vec![Ipv4Addr::UNSPECIFIED]
+        } else {
+            self.node_ips
+                .iter()
+                .filter(|ip| self.settings.node_port_addresses.iter().any(|c| c.contains(**ip)))
+                .copied()
+                .collect()
+        };
+        for p in state.ports.values() {
+            let proto = p.key.proto;
+            if proto == Proto::Sctp {
+                continue;
+            }
+            let mut add = |ip: Ipv4Addr, port: u16, t: &Targets, vip: bool| {
+                if vip {
+                    addrs.insert(ip);
+                }
+                if let Targets::Endpoints(e) = t {
+                    want.insert((SocketAddrV4::new(ip, port), proto), (e.clone(), p.affinity));
+                }
+            };
+            for ip in &p.cluster_ips {
+                add(*ip, p.port, &p.internal, true);
+            }
+            for ip in p.external_ips.iter().chain(&p.lb_ips) {
+                add(*ip, p.port, &p.external, true);
+            }
+            if let Some(np) = p.node_port {
+                for ip in &np_ips {
+                    add(*ip, np, &p.external, false);
+                }
+            }
+        }
+        (want, addrs)
+    }
+
+    fn listen(&self, addr: SocketAddrV4, proto: Proto, balancer: Arc<Balancer>) -> Result<JoinHandle<()>> {
+        let err = |e: std::io::Error| BackendError::Userspace(format!("listening on {addr}/{}: {e}", proto.lower()));
+        let _g = self.handle.enter();
+        match proto {
+            Proto::Tcp => {
+                let std = std::net::TcpListener::bind(addr).map_err(err)?;
+                std.set_nonblocking(true).map_err(err)?;
+                let l = TcpListener::from_std(std).map_err(err)?;
+                Ok(self.handle.spawn(serve_tcp(l, balancer)))
+            }
+            _ => {
+                let std = std::net::UdpSocket::bind(addr).map_err(err)?;
+                std.set_nonblocking(true).map_err(err)?;
+                let s = UdpSocket::from_std(std).map_err(err)?;
+                Ok(self.handle.spawn(serve_udp(Arc::new(s), balancer)))
+            }
+        }
+    }
+}
+
+impl Backend for UserspaceBackend {
+    fn mode(&self) -> &'static str {
+        "userspace"
+    }
+
+    fn sync(&mut self, state: &DesiredState, _full: bool) -> Result<SyncReport> {
+        let (want, addrs) = self.wanted(state);
+        for ip in addrs.difference(&self.addrs.clone()) {
+            let a = format!("{ip}/32");
+            match self.exec.run("ip", &["addr", "add", &a, "dev", &self.iface], "") {
+                Ok(_) => {}
+                Err(BackendError::Failed { stderr, .. }) if stderr.contains("File exists") => {}
+                Err(e) => return Err(e),
+            }
+            self.addrs.insert(*ip);
+        }
+        let mut changed = 0;
+        self.listeners.retain(|k, _| want.contains_key(k));
+        for (key, (eps, aff)) in &want {
+            if let Some(l) = self.listeners.get(key) {
+                l.balancer.set(eps, *aff);
+                continue;
+            }
+            let b = Arc::new(Balancer::default());
+            b.set(eps, *aff);
+            let task = self.listen(key.0, key.1, b.clone())?;
+            self.listeners.insert(*key, Listener { balancer: b, task });
+            changed += 1;
+        }
+        for ip in self.addrs.clone().difference(&addrs) {
+            let a = format!("{ip}/32");
+            let _ = self.exec.run("ip", &["addr", "del", &a, "dev", &self.iface], "");
+            self.addrs.remove(ip);
+            changed += 1;
+        }
+        Ok(SyncReport { full: false, changed_ports: changed })
+    }
+
+    fn cleanup(&mut self) -> Result<()> {
+        self.listeners.clear();
+        for ip in std::mem::take(&mut self.addrs) {
+            let a = format!("{ip}/32");
+            let _ = self.exec.run("ip", &["addr", "del", &a, "dev", &self.iface], "");
+        }
+        Ok(())
+    }
+}
+
+async fn serve_tcp(l: TcpListener, b: Arc<Balancer>) {
+    loop {
+        let Ok((conn, peer)) = l.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let b = b.clone();
+        tokio::spawn(async move {
+            let _ = conn.set_nodelay(true);
+            let Some(up) = connect(&b, peer.ip()).await else {
+                // No endpoint answered: reset rather than hang.
+                let _ = conn.set_zero_linger();
+                return;
+            };
+            let _ = up.set_nodelay(true);
+            relay(conn, up).await;
+        });
+    }
+}
+
+/// Tries endpoints in order until one accepts.
+async fn connect(b: &Balancer, client: IpAddr) -> Option<TcpStream> {
+    for ep in b.order(client, Instant::now()) {
+        if let Ok(Ok(s)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(ep)).await {
+            b.chosen(client, ep, Instant::now());
+            return Some(s);
+        }
+    }
+    None
+}
+
+async fn relay(mut a: TcpStream, mut b: TcpStream) {
+    let _ = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUF, COPY_BUF).await;
+    let _ = a.shutdown().await;
+    let _ = b.shutdown().await;
+}
+
+struct UdpSession {
+    ep: SocketAddrV4,
+    sock: Arc<UdpSocket>,
+    last: Instant,
+    task: JoinHandle<()>,
+}
+
+async fn serve_udp(front: Arc<UdpSocket>, b: Arc<Balancer>) {
+    let mut sessions: HashMap<SocketAddr, UdpSession> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    let mut last_sweep = Instant::now();
+    loop {
+        let Ok((n, client)) = front.recv_from(&mut buf).await else { continue };
+        let now = Instant::now();
+        if now.duration_since(last_sweep) > UDP_IDLE {
+            sessions.retain(|_, s| {
+                let keep = now.duration_since(s.last) < UDP_IDLE;
+                if !keep {
+                    s.task.abort();
+                }
+                keep
+            });
+            last_sweep = now;
+        }
+        // A session whose endpoint was removed starts over (the userspace twin of conntrack cleanup).
+        if sessions.get(&client).is_some_and(|s| !b.contains(&s.ep)) {
+            if let Some(s) = sessions.remove(&client) {
+                s.task.abort();
+            }
+        }
+        if !sessions.contains_key(&client) {
+            let Some(ep) = b.order(client.ip(), now).first().copied() else { continue };
+            let Ok(sock) = UdpSocket::bind("0.0.0.0:0").await else { continue };
+            if sock.connect(ep).await.is_err() {
+                continue;
+            }
+            b.chosen(client.ip(), ep, now);
+            let sock = Arc::new(sock);
+            let (back, f) = (sock.clone(), front.clone());
+            let task = tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = back.recv(&mut buf).await {
+                    let _ = f.send_to(&buf[..n], client).await;
+                }
+            });
+            sessions.insert(client, UdpSession { ep, sock, last: now, task });
+        }
+        if let Some(s) = sessions.get_mut(&client) {
+            s.last = now;
+            let _ = s.sock.send(&buf[..n]).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(s: &str) -> SocketAddrV4 {
+        s.parse().expect("addr")
+    }
+
+    #[test]
+    fn round_robin_and_affinity() {
+        let b = Balancer::default();
+        let eps = [ep("10.0.0.1:80"), ep("10.0.0.2:80"), ep("10.0.0.3:80")];
+        b.set(&eps, None);
+        let c: IpAddr = "10.1.0.1".parse().expect("ip");
+        let now = Instant::now();
+        let firsts: Vec<String> = (0..4).map(|_| b.order(c, now)[0].to_string()).collect();
+        assert_eq!(firsts, ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.1:80"]);
+        assert_eq!(b.order(c, now).len(), 3, "every endpoint is tried once");
+
+        b.set(&eps, Some(10));
+        b.chosen(c, eps[2], now);
+        // (seconds later, expected first endpoint)
+        let rows = [(0, "10.0.0.3:80"), (9, "10.0.0.3:80")];
+        for (later, want) in rows {
+            assert_eq!(b.order(c, now + Duration::from_secs(later))[0].to_string(), want, "+{later}s");
+        }
+        // Expired: round-robin again, and the stale entry is forgotten.
+        let expired: BTreeSet<String> = (0..3).map(|_| b.order(c, now + Duration::from_secs(10))[0].to_string()).collect();
+        assert_eq!(expired.len(), 3, "{expired:?}");
+        // Removing the sticky endpoint forgets it.
+        b.chosen(c, eps[2], now);
+        b.set(&eps[..2], Some(10));
+        assert!(!b.order(c, now).contains(&eps[2]));
+        // Turning affinity off spreads again.
+        b.set(&eps, None);
+        let firsts: BTreeSet<String> = (0..3).map(|_| b.order(c, now)[0].to_string()).collect();
+        assert_eq!(firsts.len(), 3);
+    }
+}
