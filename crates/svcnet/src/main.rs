@@ -19,6 +19,14 @@ enum Command {
     Apiserver(ApiserverArgs),
     /// Run cluster DNS (Kubernetes DNS spec 1.1.0) from the API's Services and EndpointSlices.
     Dns(DnsArgs),
+    /// Run the node agent: register the Node and run the pods bound to it.
+    Agent(svcnet_agent::AgentArgs),
+    /// Internal: enter a pod's namespaces or run a built-in image (started by the agent).
+    #[command(hide = true)]
+    Builtin {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +80,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Apiserver(a) => apiserver(a).await,
         Command::Dns(a) => dns(a).await,
+        Command::Agent(a) => agent(a).await,
+        Command::Builtin { args } => std::process::exit(svcnet_agent::builtin_main(args).await),
     }
 }
 
@@ -156,6 +166,12 @@ async fn dns(a: DnsArgs) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+async fn agent(a: svcnet_agent::AgentArgs) -> anyhow::Result<()> {
+    svcnet_agent::run(a, shutdown_signal())
+        .await
+        .context("running the node agent")
 }
 
 async fn shutdown_signal() {
