@@ -189,15 +189,18 @@ async fn listener_server(seen: Arc<Seen>) -> u16 {
     port
 }
 
-/// Resets every connection right away.
+/// Resets every connection shortly after it was established.
 async fn reset_server() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
-            #[allow(deprecated)] // a zero linger is the point: close with RST
-            let _ = s.set_linger(Some(Duration::ZERO));
-            drop(s);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                #[allow(deprecated)] // a zero linger is the point: close with RST
+                let _ = s.set_linger(Some(Duration::ZERO));
+                drop(s);
+            });
         }
     });
     port
@@ -407,7 +410,7 @@ async fn port_forward(f: &Fixture, target: &str, remotes: &[&str], env: &[(&str,
     let mut args = vec!["port-forward", target];
     let specs: Vec<String> = remotes.iter().map(|r| format!(":{r}")).collect();
     args.extend(specs.iter().map(String::as_str));
-    let mut child = f.command(&args, env).spawn().expect("kubectl runs");
+    let mut child = f.command(&args, env).stderr(Stdio::inherit()).spawn().expect("kubectl runs");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut local = HashMap::new();
     let want = remotes.len();
