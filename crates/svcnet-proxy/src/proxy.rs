@@ -44,6 +44,8 @@ pub enum ProxyError {
     },
     #[error("node name is empty: pass --hostname-override or set hostnameOverride")]
     NoNodeName,
+    #[error("API client: {0}")]
+    Client(String),
 }
 
 pub type Result<T, E = ProxyError> = std::result::Result<T, E>;
@@ -157,6 +159,21 @@ fn local_ipv4(exec: &mut dyn Exec) -> Vec<std::net::Ipv4Addr> {
             w.next()?.split('/').next()?.parse().ok()
         })
         .collect()
+}
+
+/// A client from a kubeconfig file, or inferred (in-cluster, $KUBECONFIG, ~/.kube/config).
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client> {
+    let err = |e: &dyn std::fmt::Display| ProxyError::Client(e.to_string());
+    let cfg = match kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| err(&e))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| err(&e))?
+        }
+        None => kube::Config::infer().await.map_err(|e| err(&e))?,
+    };
+    kube::Client::try_from(cfg).map_err(|e| err(&e))
 }
 
 /// One watch event of any kind.

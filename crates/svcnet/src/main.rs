@@ -19,6 +19,8 @@ enum Command {
     Apiserver(ApiserverArgs),
     /// Run cluster DNS (Kubernetes DNS spec 1.1.0) from the API's Services and EndpointSlices.
     Dns(DnsArgs),
+    /// Run the node proxy (kube-proxy): Services and EndpointSlices → nftables, iptables or userspace rules.
+    Proxy(ProxyArgs),
     /// Run the node agent: register the Node and run the pods bound to it.
     Agent(svcnet_agent::AgentArgs),
     /// Internal: enter a pod's namespaces or run a built-in image (started by the agent).
@@ -80,6 +82,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Apiserver(a) => apiserver(a).await,
         Command::Dns(a) => dns(a).await,
+        Command::Proxy(a) => proxy(a).await,
         Command::Agent(a) => agent(a).await,
         Command::Builtin { args } => std::process::exit(svcnet_agent::builtin_main(args).await),
     }
@@ -166,6 +169,80 @@ async fn dns(a: DnsArgs) -> anyhow::Result<()> {
     )
     .await?;
     Ok(())
+}
+
+async fn agent(a: svcnet_agent::AgentArgs) -> anyhow::Result<()> {
+    svcnet_agent::run(a, shutdown_signal())
+        .await
+        .context("running the node agent")
+}
+
+#[derive(Debug, clap::Args)]
+struct ProxyArgs {
+    /// Kubeconfig of the API server (default: in-cluster, $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// This node's name (default: the host name).
+    #[arg(long, alias = "node-name")]
+    hostname_override: Option<String>,
+    /// auto, nftables, iptables or userspace.
+    #[arg(long)]
+    proxy_mode: Option<String>,
+    /// KubeProxyConfiguration YAML file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Pod CIDR: ClusterIP traffic from outside it is masqueraded.
+    #[arg(long)]
+    cluster_cidr: Option<String>,
+    /// CIDRs NodePorts listen on, comma-separated (default: every node address).
+    #[arg(long, value_delimiter = ',')]
+    node_port_addresses: Option<Vec<String>>,
+    #[arg(long)]
+    masquerade_all: bool,
+    /// Go-style duration, e.g. 1s.
+    #[arg(long)]
+    min_sync_period: Option<String>,
+    /// Go-style duration, e.g. 30s.
+    #[arg(long)]
+    sync_period: Option<String>,
+    /// ip:port for /metrics ("0" disables).
+    #[arg(long)]
+    metrics_bind_address: Option<String>,
+    /// ip:port for /healthz ("0" disables).
+    #[arg(long)]
+    healthz_bind_address: Option<String>,
+}
+
+async fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
+    use svcnet_proxy::{config, proxy};
+    let text = match &a.config {
+        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let path = a.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let node = a.hostname_override.clone().or_else(|| nix_hostname().ok());
+    let o = config::Overrides {
+        mode: a.proxy_mode,
+        node_name: node,
+        cluster_cidr: a.cluster_cidr,
+        node_port_addresses: a.node_port_addresses,
+        masquerade_all: a.masquerade_all.then_some(true),
+        min_sync_period: a.min_sync_period,
+        sync_period: a.sync_period,
+        metrics_bind: a.metrics_bind_address,
+        healthz_bind: a.healthz_bind_address,
+    };
+    let cfg = config::resolve(text.as_deref().map(|t| (path.as_str(), t)), &o)?;
+    let client = proxy::client(a.kubeconfig.as_deref()).await?;
+    let c = cfg.clone();
+    let worker = proxy::Worker::spawn(None, move |h| proxy::make_backend(&c, h))?;
+    eprintln!("svcnet proxy on node {} in {} mode", cfg.node_name, worker.mode());
+    proxy::run(client, cfg, worker, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn nix_hostname() -> std::io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/hostname")?.trim().to_string())
 }
 
 async fn agent(a: svcnet_agent::AgentArgs) -> anyhow::Result<()> {
