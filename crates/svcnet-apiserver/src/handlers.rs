@@ -129,6 +129,11 @@ impl Ctx {
 }
 
 async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
+    // A declared length over the cap is refused before anything is read
+    // (so a client waiting on `Expect: 100-continue` gets the 413).
+    if http_body::Body::size_hint(&body).lower() > MAX_BODY as u64 {
+        return Err(ApiError::too_large());
+    }
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
@@ -758,9 +763,6 @@ pub(crate) async fn write_update(
         let fin = new["spec"]["finalizers"].clone();
         new = cur.clone();
         new["spec"]["finalizers"] = fin;
-    }
-    if ctx.res.kind == "Service" {
-        ctx.api.services.carry_over(&mut new, cur);
     }
     let (mut new, unknown) = strategy::admit(
         ctx.res,

@@ -7,12 +7,11 @@
 //! one reloads and retries. At start the state is rebuilt from the stored
 //! Services and rewritten if the snapshot is missing or disagrees.
 
-use std::collections::BTreeSet;
-use std::net::IpAddr;
-
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::ServiceSpec;
+use serde_json::Value;
+use svcnet_core::alloc::service::{self as svc_alloc, ServiceAllocError};
 use svcnet_core::alloc::{
-    self, AllocError, AllocFieldError, AllocSnapshot, IpAllocator, PortAllocator, PortRange,
+    AllocError, AllocFieldError, AllocSnapshot, IpAllocator, PortAllocator, PortRange,
 };
 use svcnet_core::field_errors::{BadValue, ErrorType, FieldError};
 use svcnet_store::{Compare, Op, RangeRequest, Revision, Store};
@@ -46,53 +45,6 @@ pub struct ServiceRegistry {
 
 fn rng() -> impl FnMut() -> u64 {
     || rand::random::<u64>()
-}
-
-fn spec_type(svc: &Value) -> &str {
-    svc["spec"]["type"].as_str().unwrap_or("ClusterIP")
-}
-
-fn wants_ip(svc: &Value) -> bool {
-    spec_type(svc) != "ExternalName" && svc["spec"]["clusterIP"].as_str() != Some("None")
-}
-
-fn wants_node_ports(svc: &Value) -> bool {
-    match spec_type(svc) {
-        "NodePort" => true,
-        "LoadBalancer" => svc["spec"]["allocateLoadBalancerNodePorts"].as_bool() != Some(false),
-        _ => false,
-    }
-}
-
-fn wants_health_port(svc: &Value) -> bool {
-    spec_type(svc) == "LoadBalancer"
-        && svc["spec"]["externalTrafficPolicy"].as_str() == Some("Local")
-}
-
-fn ip_of(svc: &Value) -> Option<IpAddr> {
-    svc["spec"]["clusterIP"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-}
-
-fn node_ports(svc: &Value) -> BTreeSet<i32> {
-    let mut s: BTreeSet<i32> = svc["spec"]["ports"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p["nodePort"].as_i64())
-                .filter(|n| *n > 0)
-                .map(|n| n as i32)
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(h) = svc["spec"]["healthCheckNodePort"]
-        .as_i64()
-        .filter(|n| *n > 0)
-    {
-        s.insert(h as i32);
-    }
-    s
 }
 
 fn field_error(res: &Resource, svc: &Value, e: AllocFieldError) -> ApiError {
@@ -146,11 +98,14 @@ impl ServiceRegistry {
                 .map_err(internal)?;
             rev = Some(r.revision);
             for kv in &r.kvs {
-                if let Some(svc) = storage::decode(kv) {
-                    if let Some(ip) = ip_of(&svc) {
+                let spec = storage::decode(kv).and_then(|svc| {
+                    serde_json::from_value::<ServiceSpec>(svc["spec"].clone()).ok()
+                });
+                if let Some(spec) = spec {
+                    for ip in svc_alloc::service_cluster_ips(&spec) {
                         let _ = ips.allocate(ip);
                     }
-                    for p in node_ports(&svc) {
+                    for p in svc_alloc::service_node_ports(&spec) {
                         let _ = ports.allocate(p);
                     }
                 }
@@ -219,84 +174,8 @@ impl ServiceRegistry {
         Ok(())
     }
 
-    /// Carries allocated values over an update that omitted them, and drops
-    /// the ones a type change makes meaningless (as upstream's registry does).
-    pub fn carry_over(&self, new: &mut Value, old: &Value) {
-        let new_type = spec_type(new).to_string();
-        let old_type = spec_type(old).to_string();
-        let no_ip = new["spec"]["clusterIP"].as_str().is_none_or(str::is_empty);
-        if new_type == "ExternalName" {
-            if old_type != "ExternalName" {
-                let same_ip = new["spec"]["clusterIP"] == old["spec"]["clusterIP"] || no_ip;
-                if let Some(spec) = new["spec"].as_object_mut() {
-                    if same_ip {
-                        spec.remove("clusterIP");
-                        spec.remove("clusterIPs");
-                    }
-                    spec.remove("ipFamilies");
-                    spec.remove("ipFamilyPolicy");
-                }
-            }
-        } else if no_ip && old_type != "ExternalName" && old["spec"]["clusterIP"].is_string() {
-            new["spec"]["clusterIP"] = old["spec"]["clusterIP"].clone();
-            new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
-            for f in ["ipFamilies", "ipFamilyPolicy"] {
-                if new["spec"].get(f).is_none_or(Value::is_null)
-                    && let Some(v) = old["spec"].get(f)
-                {
-                    new["spec"][f] = v.clone();
-                }
-            }
-        }
-        let needs = wants_node_ports(new);
-        let old_ports: Vec<Value> = old["spec"]["ports"].as_array().cloned().unwrap_or_default();
-        let find_old = |p: &Value| {
-            old_ports.iter().find(|o| {
-                o["port"] == p["port"]
-                    && o["protocol"].as_str().unwrap_or("TCP")
-                        == p["protocol"].as_str().unwrap_or("TCP")
-            })
-        };
-        if let Some(ports) = new["spec"]["ports"].as_array_mut() {
-            for p in ports.iter_mut() {
-                let has = p["nodePort"].as_i64().is_some_and(|n| n > 0);
-                let old_np = find_old(p)
-                    .and_then(|o| o["nodePort"].as_i64())
-                    .filter(|n| *n > 0);
-                if needs && !has {
-                    if let Some(n) = old_np {
-                        p["nodePort"] = json!(n);
-                    }
-                } else if !needs
-                    && has
-                    && old_np == p["nodePort"].as_i64()
-                    && let Some(m) = p.as_object_mut()
-                {
-                    m.remove("nodePort");
-                }
-            }
-        }
-        let hc = new["spec"]["healthCheckNodePort"]
-            .as_i64()
-            .filter(|n| *n > 0);
-        if wants_health_port(new) && hc.is_none() {
-            if let Some(h) = old["spec"]["healthCheckNodePort"]
-                .as_i64()
-                .filter(|n| *n > 0)
-            {
-                new["spec"]["healthCheckNodePort"] = json!(h);
-            }
-        } else if !wants_health_port(new)
-            && hc.is_some()
-            && hc == old["spec"]["healthCheckNodePort"].as_i64()
-            && let Some(spec) = new["spec"].as_object_mut()
-        {
-            spec.remove("healthCheckNodePort");
-        }
-    }
-
-    /// Allocates what `svc` needs given what `old` already held; mutates the
-    /// working copies of the allocators and fills in the values.
+    /// Allocates what `svc` needs (given what `old` held) on the working
+    /// copies of the allocators, with the decisions of `core::alloc::service`.
     fn assign(
         &self,
         res: &Resource,
@@ -304,129 +183,33 @@ impl ServiceRegistry {
         svc: &mut Value,
         old: Option<&Value>,
     ) -> ApiResult<()> {
-        let old_ip = old.and_then(ip_of);
-        let old_ports = old.map(node_ports).unwrap_or_default();
-        // ClusterIP.
-        if wants_ip(svc) {
-            match svc["spec"]["clusterIP"].as_str().filter(|s| !s.is_empty()) {
-                Some(s) => {
-                    let ip: IpAddr = s.parse().map_err(|_| {
-                        field_error(
-                            res,
-                            svc,
-                            alloc::cluster_ip_field_error(
-                                &[s.to_string()],
-                                s,
-                                &AllocError::InvalidCidr(s.to_string()),
-                            ),
-                        )
-                    })?;
-                    if old_ip != Some(ip)
-                        && let Err(e) = a.ips.allocate(ip)
-                    {
-                        let ips: Vec<String> = svc["spec"]["clusterIPs"]
-                            .as_array()
-                            .map(|v| {
-                                v.iter()
-                                    .filter_map(|x| x.as_str().map(str::to_string))
-                                    .collect()
-                            })
-                            .filter(|v: &Vec<String>| !v.is_empty())
-                            .unwrap_or_else(|| vec![s.to_string()]);
-                        return Err(field_error(
-                            res,
-                            svc,
-                            alloc::cluster_ip_field_error(&ips, s, &e),
-                        ));
-                    }
-                }
-                None => {
-                    let ip = a
-                        .ips
-                        .allocate_next(&mut rng())
-                        .map_err(|e| ApiError::internal(alloc::cluster_ip_internal_message(&e)))?;
-                    svc["spec"]["clusterIP"] = json!(ip.to_string());
-                }
+        let spec_of = |v: &Value| -> ApiResult<ServiceSpec> {
+            serde_json::from_value(v["spec"].clone())
+                .map_err(|e| ApiError::internal(format!("service spec: {e}")))
+        };
+        let mut spec = spec_of(svc)?;
+        let ips = std::slice::from_mut(&mut a.ips);
+        let result = match old {
+            None => svc_alloc::allocate_create(ips, &mut a.ports, &mut spec, &mut rng()),
+            Some(o) => {
+                svc_alloc::allocate_update(ips, &mut a.ports, &mut spec, &spec_of(o)?, &mut rng())
             }
-            let ip = svc["spec"]["clusterIP"].clone();
-            svc["spec"]["clusterIPs"] = json!([ip]);
-            let fam = if a.ips.is_ipv6() { "IPv6" } else { "IPv4" };
-            if svc["spec"]["ipFamilies"]
-                .as_array()
-                .is_none_or(Vec::is_empty)
-            {
-                svc["spec"]["ipFamilies"] = json!([fam]);
+        };
+        match result {
+            Ok(_) => {
+                svc["spec"] =
+                    serde_json::to_value(&spec).map_err(|e| ApiError::internal(e.to_string()))?;
+                Ok(())
             }
-            if svc["spec"]["ipFamilyPolicy"].is_null() {
-                svc["spec"]["ipFamilyPolicy"] = json!("SingleStack");
-            }
+            Err(ServiceAllocError::Invalid(fe)) => Err(field_error(res, svc, fe)),
+            Err(ServiceAllocError::Internal(m)) => Err(ApiError::internal(m)),
         }
-        if let Some(ip) = old_ip
-            && (ip_of(svc) != Some(ip) || !wants_ip(svc))
-        {
-            a.ips.release(ip);
+    }
+
+    fn release(a: &mut Allocs, old: &Value) {
+        if let Ok(spec) = serde_json::from_value::<ServiceSpec>(old["spec"].clone()) {
+            svc_alloc::release_service(std::slice::from_mut(&mut a.ips), &mut a.ports, &spec);
         }
-        // NodePorts: the same number may serve TCP and UDP of one port.
-        let mut taken: BTreeSet<i32> = BTreeSet::new();
-        if wants_node_ports(svc) {
-            let n = svc["spec"]["ports"].as_array().map_or(0, Vec::len);
-            for i in 0..n {
-                let given = svc["spec"]["ports"][i]["nodePort"]
-                    .as_i64()
-                    .filter(|n| *n > 0)
-                    .map(|n| n as i32);
-                match given {
-                    Some(p) => {
-                        if !old_ports.contains(&p) && !taken.contains(&p) {
-                            a.ports.allocate(p).map_err(|e| {
-                                field_error(res, svc, alloc::node_port_field_error(i, p, &e))
-                            })?;
-                        }
-                        taken.insert(p);
-                    }
-                    None => {
-                        let p = a.ports.allocate_next(&mut rng()).map_err(|e| {
-                            ApiError::internal(alloc::node_port_internal_message(&e))
-                        })?;
-                        svc["spec"]["ports"][i]["nodePort"] = json!(p);
-                        taken.insert(p);
-                    }
-                }
-            }
-        }
-        if wants_health_port(svc) {
-            match svc["spec"]["healthCheckNodePort"]
-                .as_i64()
-                .filter(|n| *n > 0)
-                .map(|n| n as i32)
-            {
-                Some(p) => {
-                    if !old_ports.contains(&p) && !taken.contains(&p) {
-                        a.ports.allocate(p).map_err(|e| {
-                            ApiError::invalid(
-                                res,
-                                storage::name_of(svc),
-                                vec![],
-                                alloc::health_check_node_port_message(p, &e),
-                            )
-                        })?;
-                    }
-                    taken.insert(p);
-                }
-                None => {
-                    let p = a
-                        .ports
-                        .allocate_next(&mut rng())
-                        .map_err(|e| ApiError::internal(alloc::node_port_internal_message(&e)))?;
-                    svc["spec"]["healthCheckNodePort"] = json!(p);
-                    taken.insert(p);
-                }
-            }
-        }
-        for p in old_ports.difference(&taken) {
-            a.ports.release(*p);
-        }
-        Ok(())
     }
 
     /// Runs `write` (which returns the store ops for the Service itself and
@@ -460,14 +243,8 @@ impl ServiceRegistry {
             match working_obj.as_mut() {
                 Some(obj) => self.assign(res, &mut work, obj, old)?,
                 None => {
-                    // Delete: release everything the old object held.
                     if let Some(o) = old {
-                        if let Some(ip) = ip_of(o) {
-                            work.ips.release(ip);
-                        }
-                        for p in node_ports(o) {
-                            work.ports.release(p);
-                        }
+                        Self::release(&mut work, o);
                     }
                 }
             }
@@ -564,31 +341,5 @@ impl ServiceRegistry {
     ) -> ApiResult<Revision> {
         self.transact(api, res, key, Some(rev), None, Some(old))
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn carry_over_rules() {
-        let r = ServiceRegistry::new("10.96.0.0/16", "30000-32767").unwrap();
-        let old = json!({"spec": {"type": "NodePort", "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"],
-            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30001}]}});
-        // PUT without allocated values keeps them.
-        let mut put = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
-        r.carry_over(&mut put, &old);
-        assert_eq!(put["spec"]["clusterIP"], "10.96.0.5");
-        assert_eq!(put["spec"]["ports"][0]["nodePort"], 30001);
-        // NodePort -> ClusterIP drops the unchanged nodePort.
-        let mut to_cip = json!({"spec": {"type": "ClusterIP", "clusterIP": "10.96.0.5", "ports": [{"port": 80, "nodePort": 30001}]}});
-        r.carry_over(&mut to_cip, &old);
-        assert!(to_cip["spec"]["ports"][0].get("nodePort").is_none());
-        // -> ExternalName clears the clusterIP.
-        let mut to_en = json!({"spec": {"type": "ExternalName", "externalName": "a.b", "clusterIP": "10.96.0.5", "ports": [{"port": 80, "nodePort": 30001}]}});
-        r.carry_over(&mut to_en, &old);
-        assert!(to_en["spec"].get("clusterIP").is_none());
-        assert!(to_en["spec"]["ports"][0].get("nodePort").is_none());
     }
 }

@@ -91,109 +91,169 @@ pub enum Write<'a> {
     Status { old: &'a Value },
 }
 
-/// Defaults and validates `obj` for `res`; returns the typed round trip.
-/// Returns the unknown fields of the input too (for fieldValidation).
-pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value, Vec<String>)> {
+/// The rules of one kind: defaulting (create and update), validation of
+/// creates, updates and status updates.
+struct Rules<T> {
+    default: fn(&mut T),
+    default_update: fn(&mut T, &T),
+    validate: fn(&T) -> ErrorList,
+    validate_update: fn(&T, &T) -> ErrorList,
+    validate_status: fn(&T, &T) -> ErrorList,
+}
+
+fn run<T: DeserializeOwned + Serialize>(
+    res: &Resource,
+    obj: &Value,
+    write: Write<'_>,
+    r: Rules<T>,
+) -> ApiResult<(Value, Vec<String>)> {
     let name = crate::storage::name_of(obj).to_string();
-    macro_rules! run {
-        ($t:ty, $default:expr, $validate:expr, $validate_update:expr) => {{
-            let mut t: $t = typed(res, obj)?;
-            let known = untyped(&t)?;
-            let unknown = unknown_fields(obj, &known);
-            #[allow(clippy::redundant_closure_call)]
-            ($default)(&mut t);
-            let errs: ErrorList = match write {
-                Write::Create => ($validate)(&t),
-                Write::Update { old } | Write::Status { old } => {
-                    let o: $t = typed(res, old)?;
-                    ($validate_update)(&t, &o)
-                }
-            };
-            if !errs.is_empty() {
-                return Err(invalid(res, &name, &errs));
-            }
-            (untyped(&t)?, unknown)
-        }};
-    }
-    let out = match res.kind {
-        "Service" => run!(
-            Service,
-            defaults::default_service,
-            validation::validate_service,
-            validation::validate_service_update
-        ),
-        "Pod" => run!(
-            Pod,
-            defaults::default_pod,
-            validation::validate_pod,
-            validation::validate_pod_update
-        ),
-        "Deployment" => run!(
-            Deployment,
-            defaults::default_deployment,
-            validation::validate_deployment,
-            validation::validate_deployment_update
-        ),
-        "ReplicaSet" => run!(
-            ReplicaSet,
-            defaults::default_replica_set,
-            validation::validate_replica_set,
-            validation::validate_replica_set_update
-        ),
-        "Endpoints" => run!(
-            Endpoints,
-            |_: &mut Endpoints| {},
-            validation::validate_endpoints,
-            |n: &Endpoints, _o: &Endpoints| validation::validate_endpoints(n)
-        ),
-        "EndpointSlice" => run!(
-            EndpointSlice,
-            |_: &mut EndpointSlice| {},
-            validation::validate_endpoint_slice,
-            |n: &EndpointSlice, _o: &EndpointSlice| validation::validate_endpoint_slice(n)
-        ),
-        "Namespace" => run!(
-            Namespace,
-            defaults::default_namespace,
-            validation::validate_namespace,
-            |n: &Namespace, _o: &Namespace| validation::validate_namespace(n)
-        ),
-        "Node" => run!(
-            Node,
-            |_: &mut Node| {},
-            validation::validate_node,
-            |n: &Node, _o: &Node| validation::validate_node(n)
-        ),
-        "Event" => run!(
-            Event,
-            |_: &mut Event| {},
-            validate_meta_only::<Event>,
-            |n: &Event, _o: &Event| validate_meta_only(n)
-        ),
-        "Lease" => run!(
-            Lease,
-            |_: &mut Lease| {},
-            validate_meta_only::<Lease>,
-            |n: &Lease, _o: &Lease| validate_meta_only(n)
-        ),
-        _ => (obj.clone(), Vec::new()),
-    };
-    Ok(out)
-}
-
-/// Upstream's SetDefaults_EndpointPort: protocol TCP.
-fn default_endpoints(ep: &mut Endpoints) {
-    for ss in ep.subsets.iter_mut().flatten() {
-        for p in ss.ports.iter_mut().flatten() {
-            p.protocol.get_or_insert_with(|| "TCP".to_string());
+    let mut t: T = typed(res, obj)?;
+    let unknown = unknown_fields(obj, &untyped(&t)?);
+    let errs = match write {
+        Write::Create => {
+            (r.default)(&mut t);
+            (r.validate)(&t)
         }
+        Write::Update { old } => {
+            let o: T = typed(res, old)?;
+            (r.default_update)(&mut t, &o);
+            (r.validate_update)(&t, &o)
+        }
+        Write::Status { old } => {
+            let o: T = typed(res, old)?;
+            (r.default_update)(&mut t, &o);
+            (r.validate_status)(&t, &o)
+        }
+    };
+    if !errs.is_empty() {
+        return Err(invalid(res, &name, &errs));
+    }
+    Ok((untyped(&t)?, unknown))
+}
+
+/// Kinds whose rules only concern metadata.
+fn meta_rules<T>() -> Rules<T>
+where
+    T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+{
+    Rules {
+        default: |_| {},
+        default_update: |_, _| {},
+        validate: validate_meta_only::<T>,
+        validate_update: |n, _| validate_meta_only(n),
+        validate_status: |n, _| validate_meta_only(n),
     }
 }
 
-/// Upstream's discovery/v1 defaults: port protocol TCP.
-fn default_endpoint_slice(s: &mut EndpointSlice) {
-    for p in s.ports.iter_mut().flatten() {
-        p.protocol.get_or_insert_with(|| "TCP".to_string());
+/// Defaults and validates `obj` for `res`; returns the typed round trip and
+/// the unknown fields of the input (for fieldValidation).
+pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value, Vec<String>)> {
+    use defaults as d;
+    use validation as v;
+    match res.kind {
+        "Service" => run::<Service>(
+            res,
+            obj,
+            write,
+            Rules {
+                default: d::default_service,
+                default_update: |n, o| {
+                    d::default_service_update(n, o);
+                    d::default_load_balancer_status(n);
+                },
+                validate: v::validate_service,
+                validate_update: v::validate_service_update,
+                validate_status: v::validate_service_status_update,
+            },
+        ),
+        "Pod" => run::<Pod>(
+            res,
+            obj,
+            write,
+            Rules {
+                default: d::default_pod,
+                default_update: |n, _| d::default_pod(n),
+                validate: v::validate_pod_create,
+                validate_update: v::validate_pod_update,
+                validate_status: v::validate_pod_status_update,
+            },
+        ),
+        "Deployment" => run::<Deployment>(
+            res,
+            obj,
+            write,
+            Rules {
+                default: d::default_deployment,
+                default_update: |n, _| d::default_deployment(n),
+                validate: v::validate_deployment,
+                validate_update: v::validate_deployment_update,
+                validate_status: v::validate_deployment_status_update,
+            },
+        ),
+        "ReplicaSet" => run::<ReplicaSet>(
+            res,
+            obj,
+            write,
+            Rules {
+                default: d::default_replica_set,
+                default_update: |n, _| d::default_replica_set(n),
+                validate: v::validate_replica_set,
+                validate_update: v::validate_replica_set_update,
+                validate_status: v::validate_replica_set_status_update,
+            },
+        ),
+        "Endpoints" => run::<Endpoints>(
+            res,
+            obj,
+            write,
+            Rules {
+                default: d::default_endpoints,
+                default_update: |n, _| d::default_endpoints(n),
+                validate: v::validate_endpoints,
+                validate_update: v::validate_endpoints_update,
+                validate_status: v::validate_endpoints_update,
+            },
+        ),
+        "EndpointSlice" => run::<EndpointSlice>(
+            res,
+            obj,
+            write,
+            Rules {
+                default: d::default_endpoint_slice,
+                default_update: |n, _| d::default_endpoint_slice(n),
+                validate: v::validate_endpoint_slice,
+                validate_update: v::validate_endpoint_slice_update,
+                validate_status: v::validate_endpoint_slice_update,
+            },
+        ),
+        "Namespace" => run::<Namespace>(
+            res,
+            obj,
+            write,
+            Rules {
+                default: d::default_namespace,
+                default_update: |n, _| d::default_namespace(n),
+                validate: v::validate_namespace,
+                validate_update: v::validate_namespace_update,
+                validate_status: v::validate_namespace_update,
+            },
+        ),
+        "Node" => run::<Node>(
+            res,
+            obj,
+            write,
+            Rules {
+                default: d::default_node,
+                default_update: |n, _| d::default_node(n),
+                validate: v::validate_node,
+                validate_update: v::validate_node_update,
+                validate_status: v::validate_node_update,
+            },
+        ),
+        "Event" => run::<Event>(res, obj, write, meta_rules()),
+        "Lease" => run::<Lease>(res, obj, write, meta_rules()),
+        _ => Ok((obj.clone(), Vec::new())),
     }
 }
 

@@ -11,10 +11,16 @@ use svcnet_testkit::Cluster;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_client() {
     let c = Cluster::start().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/python_client.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/python_client.py"
+    );
     let out = tokio::time::timeout(
         Duration::from_secs(90),
-        tokio::process::Command::new("python3").arg(script).arg(&c.kubeconfig).output(),
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(&c.kubeconfig)
+            .output(),
     )
     .await
     .expect("python client finished in time")
@@ -25,7 +31,10 @@ async fn official_python_client() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "python client ok");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "python client ok"
+    );
 }
 
 fn svc(name: &str, port: i32) -> Service {
@@ -45,7 +54,11 @@ async fn kube_rs_watcher_sees_every_change_in_order() {
     let mut stream = watcher(api.clone(), cfg).boxed();
     // The initial list (empty) completes first.
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             Some(watcher::Event::InitDone) => break,
             Some(_) => {}
             None => panic!("watch ended"),
@@ -59,11 +72,15 @@ async fn kube_rs_watcher_sees_every_change_in_order() {
         expected.push(format!("apply w{i} {}", 80 + i));
         if i % 3 == 0 {
             let p = serde_json::json!({"spec": {"ports": [{"port": 80 + i, "targetPort": 9000}]}});
-            api.patch(&format!("w{i}"), &PatchParams::default(), &Patch::Merge(&p)).await.unwrap();
+            api.patch(&format!("w{i}"), &PatchParams::default(), &Patch::Merge(&p))
+                .await
+                .unwrap();
             expected.push(format!("apply w{i} {}", 80 + i));
         }
         if i % 4 == 0 {
-            api.delete(&format!("w{i}"), &DeleteParams::default()).await.unwrap();
+            api.delete(&format!("w{i}"), &DeleteParams::default())
+                .await
+                .unwrap();
             expected.push(format!("delete w{i}"));
         }
     }
@@ -80,8 +97,17 @@ async fn kube_rs_watcher_sees_every_change_in_order() {
             watcher::Event::Delete(s) => ("delete", s),
             _ => continue,
         };
-        let rv: i64 = s.metadata.resource_version.clone().unwrap().parse().unwrap();
-        assert!(rv > last_rv, "resourceVersions increase: {rv} after {last_rv}");
+        let rv: i64 = s
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            rv > last_rv,
+            "resourceVersions increase: {rv} after {last_rv}"
+        );
         last_rv = rv;
         let name = s.metadata.name.clone().unwrap();
         seen.push(match what {

@@ -121,54 +121,6 @@ pub fn service_cluster_ips(spec: &ServiceSpec) -> Vec<IpAddr> {
     ips.iter().filter_map(|ip| ip.parse().ok()).collect()
 }
 
-/// Upstream's `patchAllocatedValues`: on update, values the client left
-/// out (a PUT of an edited manifest) keep what was allocated before, so
-/// `kubectl replace` does not churn ClusterIPs or nodePorts. Call before
-/// validating an update.
-pub fn patch_allocated_values(new: &mut ServiceSpec, old: &ServiceSpec) {
-    if needs_cluster_ip(old) && needs_cluster_ip(new) {
-        if new.cluster_ip.as_deref().unwrap_or("").is_empty() {
-            new.cluster_ip = old.cluster_ip.clone();
-        }
-        if new.cluster_ips.as_ref().is_none_or(Vec::is_empty)
-            && old.cluster_ips.as_ref().is_some_and(|v| !v.is_empty())
-        {
-            new.cluster_ips = old.cluster_ips.clone();
-        }
-    }
-    if needs_node_ports(old) && needs_node_ports(new) {
-        // Node ports used by both versions cannot be patched onto another port.
-        let old_used: BTreeSet<i32> = port_node_ports(old).into_iter().collect();
-        let new_used: BTreeSet<i32> = port_node_ports(new).into_iter().collect();
-        let used: BTreeSet<i32> = old_used.intersection(&new_used).copied().collect();
-        let by_name: Vec<(String, i32)> = old
-            .ports
-            .iter()
-            .flatten()
-            .map(|p| (p.name.clone().unwrap_or_default(), p.node_port.unwrap_or(0)))
-            .collect();
-        for p in new.ports.iter_mut().flatten() {
-            if p.node_port.unwrap_or(0) == 0 {
-                let name = p.name.clone().unwrap_or_default();
-                // The last old port of a name wins, as with upstream's map.
-                let old_val = by_name
-                    .iter()
-                    .rev()
-                    .find(|(n, _)| *n == name)
-                    .map_or(0, |(_, v)| *v);
-                if old_val != 0 && !used.contains(&old_val) {
-                    p.node_port = Some(old_val);
-                }
-            }
-        }
-    }
-    if needs_health_check(old)
-        && needs_health_check(new)
-        && new.health_check_node_port.unwrap_or(0) == 0
-    {
-        new.health_check_node_port = old.health_check_node_port;
-    }
-}
 
 /// Allocates what a new Service needs: ClusterIPs per family (requested
 /// ones or random), node ports (requested or random; ports with the same

@@ -378,7 +378,7 @@ fn update_table() {
         let (mut ips, mut ports) = allocs();
         let old = create(&mut ips, &mut ports, old);
         let mut new = new;
-        patch_allocated_values(&mut new, &old);
+        crate::defaults::patch_allocated_values(&mut new, &old);
         allocate_update(&mut ips, &mut ports, &mut new, &old, &mut zero()).expect(name);
         assert_eq!(show(&new), want, "{name}");
         let held: Vec<String> = ips[0].allocated().iter().map(|ip| ip.to_string()).collect();
@@ -420,7 +420,7 @@ fn update_errors_and_deferred_release() {
     );
     // Upper band is only 30016: dynamic allocation must fall back to the static band.
     let mut new = spec("NodePort", &[("b", 81, "TCP", 0)]);
-    patch_allocated_values(&mut new, &old);
+    crate::defaults::patch_allocated_values(&mut new, &old);
     allocate_update(&mut v4, &mut band, &mut new, &old, &mut zero()).expect("update");
     assert_eq!(
         show(&new),

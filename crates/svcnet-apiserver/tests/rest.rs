@@ -1,0 +1,502 @@
+//! REST semantics over real HTTPS with curl: concurrency, pagination, watch,
+//! deletion rules, patches, limits, Service allocation across type changes.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use svcnet_testkit::Cluster;
+
+struct Http<'a> {
+    c: &'a Cluster,
+    token: String,
+}
+
+impl<'a> Http<'a> {
+    fn new(c: &'a Cluster) -> Self {
+        Http {
+            token: c.token(),
+            c,
+        }
+    }
+
+    /// One request; returns (HTTP code, body as JSON or a string value).
+    fn call(&self, method: &str, path: &str, body: Option<&Value>, ct: &str) -> (u16, Value) {
+        let url = format!("https://{}{}", self.c.addr, path);
+        let mut cmd = std::process::Command::new("curl");
+        // HTTP/1.1: curl reports an early 413 on HTTP/2 as a transfer error.
+        cmd.args(["-s", "--http1.1", "-m", "20", "-X", method, "--cacert"])
+            .arg(self.c.ca())
+            .args(["-H", &format!("Authorization: Bearer {}", self.token)])
+            .args(["-H", &format!("Content-Type: {ct}")])
+            .args(["-w", "\n%{http_code}"]);
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        if let Some(b) = body {
+            std::fs::write(file.path(), b.to_string()).expect("write body");
+            cmd.arg("--data-binary")
+                .arg(format!("@{}", file.path().display()));
+        }
+        let out = cmd.arg(&url).output().expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        let v = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+        (code.trim().parse().unwrap_or(0), v)
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, None, "application/json")
+    }
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(&body), "application/json")
+    }
+    fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call("PUT", path, Some(&body), "application/json")
+    }
+    fn patch(&self, path: &str, body: Value, ct: &str) -> (u16, Value) {
+        self.call("PATCH", path, Some(&body), ct)
+    }
+    fn delete(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call("DELETE", path, body.as_ref(), "application/json")
+    }
+}
+
+fn lease(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name, "labels": labels}, "spec": {"holderIdentity": "x"}})
+}
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
+const SVCS: &str = "/api/v1/namespaces/default/services";
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimistic_concurrency_generate_name_and_patches() {
+    let c = Cluster::start().await;
+    let h = Http::new(&c);
+    let (code, created) = h.post(LEASES, lease("a", json!({"x": "1"})));
+    assert_eq!(code, 201, "{created}");
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut upd = created.clone();
+    upd["spec"]["holderIdentity"] = json!("y");
+    let (code, after) = h.put(&format!("{LEASES}/a"), upd.clone());
+    assert_eq!(code, 200, "{after}");
+    assert!(
+        after["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > rv.parse::<i64>().unwrap()
+    );
+    // The same stale resourceVersion again: 409.
+    let (code, err) = h.put(&format!("{LEASES}/a"), upd);
+    assert_eq!(code, 409);
+    assert_eq!(err["reason"], "Conflict");
+    assert_eq!(
+        err["message"],
+        "Operation cannot be fulfilled on leases.coordination.k8s.io \"a\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    // generateName.
+    let (code, g) = h.post(
+        LEASES,
+        json!({"metadata": {"generateName": "gen-"}, "spec": {}}),
+    );
+    assert_eq!(code, 201, "{g}");
+    let name = g["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    // Merge patch, JSON patch, strategic merge patch.
+    let (code, p) = h.patch(
+        &format!("{LEASES}/a"),
+        json!({"metadata": {"labels": {"y": "2"}}}),
+        "application/merge-patch+json",
+    );
+    assert_eq!(code, 200, "{p}");
+    assert_eq!(p["metadata"]["labels"], json!({"x": "1", "y": "2"}));
+    let (code, p) = h.patch(
+        &format!("{LEASES}/a"),
+        json!([{"op": "remove", "path": "/metadata/labels/x"}, {"op": "replace", "path": "/spec/holderIdentity", "value": "z"}]),
+        "application/json-patch+json",
+    );
+    assert_eq!(code, 200, "{p}");
+    assert_eq!(p["metadata"]["labels"], json!({"y": "2"}));
+    assert_eq!(p["spec"]["holderIdentity"], "z");
+    let (code, p) = h.patch(
+        &format!("{LEASES}/a"),
+        json!([{"op": "test", "path": "/spec/holderIdentity", "value": "nope"}]),
+        "application/json-patch+json",
+    );
+    assert_eq!(code, 422, "{p}");
+    // A no-op update does not change the resourceVersion.
+    let (_, cur) = h.get(&format!("{LEASES}/a"));
+    let (code, same) = h.put(&format!("{LEASES}/a"), cur.clone());
+    assert_eq!(code, 200);
+    assert_eq!(
+        same["metadata"]["resourceVersion"],
+        cur["metadata"]["resourceVersion"]
+    );
+    // Missing object.
+    let (code, nf) = h.patch(
+        &format!("{LEASES}/none"),
+        json!({}),
+        "application/merge-patch+json",
+    );
+    assert_eq!(code, 404);
+    assert_eq!(
+        nf["message"],
+        "leases.coordination.k8s.io \"none\" not found"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagination_selectors_and_deletecollection() {
+    let c = Cluster::start().await;
+    let h = Http::new(&c);
+    for i in 0..7 {
+        let team = if i % 2 == 0 { "a" } else { "b" };
+        assert_eq!(
+            h.post(LEASES, lease(&format!("l{i}"), json!({"team": team})))
+                .0,
+            201
+        );
+    }
+    let (code, page) = h.get(&format!("{LEASES}?limit=3"));
+    assert_eq!(code, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    assert_eq!(page["metadata"]["remainingItemCount"], 4);
+    let rv = page["metadata"]["resourceVersion"].clone();
+    let mut names: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    // A write in between does not show up in the continued (consistent) list.
+    assert_eq!(h.post(LEASES, lease("l99", json!({"team": "a"}))).0, 201);
+    let mut cont = page["metadata"]["continue"].as_str().unwrap().to_string();
+    loop {
+        let (code, p) = h.get(&format!("{LEASES}?limit=3&continue={cont}"));
+        assert_eq!(code, 200, "{p}");
+        assert_eq!(p["metadata"]["resourceVersion"], rv);
+        names.extend(
+            p["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
+        match p["metadata"]["continue"].as_str() {
+            Some(c) if !c.is_empty() => cont = c.to_string(),
+            _ => break,
+        }
+    }
+    assert_eq!(names, ["l0", "l1", "l2", "l3", "l4", "l5", "l6"]);
+    let (_, sel) = h.get(&format!("{LEASES}?labelSelector=team%3Da"));
+    assert_eq!(sel["items"].as_array().unwrap().len(), 5);
+    let (_, sel) = h.get(&format!("{LEASES}?labelSelector=team%20notin%20(a)"));
+    assert_eq!(sel["items"].as_array().unwrap().len(), 3);
+    let (_, sel) = h.get(&format!("{LEASES}?fieldSelector=metadata.name%3Dl3"));
+    assert_eq!(sel["items"].as_array().unwrap().len(), 1);
+    let (code, bad) = h.get(&format!("{LEASES}?labelSelector=team%20in%20(a"));
+    assert_eq!(code, 400, "{bad}");
+    let (code, bad) = h.get(&format!("{PODS}?fieldSelector=spec.bogus%3Dx"));
+    assert_eq!(code, 400, "{bad}");
+    let (code, _) = h.delete(&format!("{LEASES}?labelSelector=team%3Db"), None);
+    assert_eq!(code, 200);
+    let (_, left) = h.get(LEASES);
+    assert_eq!(left["items"].as_array().unwrap().len(), 5);
+    // Consistent read at an exact past revision.
+    let (code, old) = h.get(&format!(
+        "{LEASES}?resourceVersion={}&resourceVersionMatch=Exact",
+        rv.as_str().unwrap()
+    ));
+    assert_eq!(code, 200, "{old}");
+    assert_eq!(old["items"].as_array().unwrap().len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_expired_after_compaction_and_limits() {
+    let c = Cluster::start().await;
+    let h = Http::new(&c);
+    let (_, a) = h.post(LEASES, lease("w1", json!({})));
+    let old_rv: i64 = a["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for i in 0..3 {
+        h.post(LEASES, lease(&format!("w{}", i + 2), json!({})));
+    }
+    let cur = c.api.store.current_revision().await.unwrap();
+    c.api.store.compact(cur).await.unwrap();
+    let (code, body) = h.get(&format!(
+        "{LEASES}?watch=true&resourceVersion={old_rv}&timeoutSeconds=2"
+    ));
+    assert_eq!(code, 200);
+    let text = body.to_string();
+    assert!(
+        text.contains("\"ERROR\"") && text.contains("410") && text.contains("Expired"),
+        "{text}"
+    );
+    // A watch from now with a timeout ends by itself and shows later changes.
+    let h2 = Http::new(&c);
+    let path = format!("{LEASES}?watch=true&resourceVersion={cur}&timeoutSeconds=3");
+    let waiter = std::thread::spawn(move || {
+        let _ = h2.c;
+        path
+    });
+    let path = waiter.join().unwrap();
+    let token = c.token();
+    let ca = c.ca();
+    let addr = c.addr;
+    let watch = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-s", "-N", "-m", "10", "--cacert"])
+            .arg(ca)
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .arg(format!("https://{addr}{path}"))
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    h.post(LEASES, lease("after", json!({})));
+    let out = watch.await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{text}");
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "after");
+    // Bodies over the limit are refused.
+    let big =
+        json!({"metadata": {"name": "big", "annotations": {"a": "x".repeat(4 * 1024 * 1024)}}});
+    let (code, err) = h.post(LEASES, big);
+    assert_eq!(code, 413, "{err}");
+}
+
+fn pod(name: &str, node: Option<&str>) -> Value {
+    let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "p"}},
+        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/e2e-test-images/agnhost:2.53", "args": ["pause"]}]}});
+    if let Some(n) = node {
+        p["spec"]["nodeName"] = json!(n);
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_grace_finalizers_and_namespaces() {
+    let c = Cluster::start().await;
+    let h = Http::new(&c);
+    // Unbound pods go at once; bound pods get a deletionTimestamp first.
+    assert_eq!(h.post(PODS, pod("free", None)).0, 201);
+    assert_eq!(h.delete(&format!("{PODS}/free"), None).0, 200);
+    assert_eq!(h.get(&format!("{PODS}/free")).0, 404);
+    assert_eq!(h.post(PODS, pod("bound", Some("node1"))).0, 201);
+    let (code, d) = h.delete(
+        &format!("{PODS}/bound"),
+        Some(json!({"gracePeriodSeconds": 30})),
+    );
+    assert_eq!(code, 200);
+    assert!(d["metadata"]["deletionTimestamp"].is_string(), "{d}");
+    assert_eq!(d["metadata"]["deletionGracePeriodSeconds"], 30);
+    let (code, still) = h.get(&format!("{PODS}/bound"));
+    assert_eq!(code, 200);
+    assert!(still["metadata"]["deletionTimestamp"].is_string());
+    // The node confirms with grace 0.
+    assert_eq!(
+        h.delete(
+            &format!("{PODS}/bound"),
+            Some(json!({"gracePeriodSeconds": 0}))
+        )
+        .0,
+        200
+    );
+    assert_eq!(h.get(&format!("{PODS}/bound")).0, 404);
+    // A short grace period ends by itself.
+    assert_eq!(h.post(PODS, pod("short", Some("node1"))).0, 201);
+    h.delete(
+        &format!("{PODS}/short"),
+        Some(json!({"gracePeriodSeconds": 1})),
+    );
+    let mut gone = false;
+    for _ in 0..40 {
+        if h.get(&format!("{PODS}/short")).0 == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(gone, "pod past its grace period was removed");
+    // Finalizers hold an object until they are removed.
+    let mut l = lease("fin", json!({}));
+    l["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    assert_eq!(h.post(LEASES, l).0, 201);
+    let (code, d) = h.delete(&format!("{LEASES}/fin"), None);
+    assert_eq!(code, 200);
+    assert!(d["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(h.get(&format!("{LEASES}/fin")).0, 200);
+    let (code, _) = h.patch(
+        &format!("{LEASES}/fin"),
+        json!({"metadata": {"finalizers": null}}),
+        "application/merge-patch+json",
+    );
+    assert_eq!(code, 200);
+    assert_eq!(h.get(&format!("{LEASES}/fin")).0, 404);
+    // Foreground deletion leaves the object with the foregroundDeletion finalizer.
+    assert_eq!(h.post(LEASES, lease("fg", json!({}))).0, 201);
+    let (_, d) = h.delete(
+        &format!("{LEASES}/fg"),
+        Some(json!({"propagationPolicy": "Foreground"})),
+    );
+    assert_eq!(d["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    // Preconditions.
+    assert_eq!(h.post(LEASES, lease("pre", json!({}))).0, 201);
+    let (code, err) = h.delete(
+        &format!("{LEASES}/pre"),
+        Some(json!({"preconditions": {"uid": "nope"}})),
+    );
+    assert_eq!(code, 409, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("Precondition failed: UID in precondition: nope"),
+        "{err}"
+    );
+    // A deleted namespace takes its objects with it.
+    assert_eq!(
+        h.post("/api/v1/namespaces", json!({"metadata": {"name": "tmp"}}))
+            .0,
+        201
+    );
+    assert_eq!(
+        h.post(
+            "/apis/coordination.k8s.io/v1/namespaces/tmp/leases",
+            lease("x", json!({}))
+        )
+        .0,
+        201
+    );
+    let (code, ns) = h.delete("/api/v1/namespaces/tmp", None);
+    assert_eq!(code, 200);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let (code, err) = h.post(
+        "/apis/coordination.k8s.io/v1/namespaces/tmp/leases",
+        lease("y", json!({})),
+    );
+    assert!(code == 403 || code == 404, "{code} {err}");
+    let mut gone = false;
+    for _ in 0..40 {
+        if h.get("/api/v1/namespaces/tmp").0 == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(gone, "namespace removed after its content");
+    assert_eq!(
+        h.get("/apis/coordination.k8s.io/v1/namespaces/tmp/leases/x")
+            .0,
+        404
+    );
+    // Creating in a namespace that does not exist.
+    let (code, err) = h.post(
+        "/apis/coordination.k8s.io/v1/namespaces/nope/leases",
+        lease("z", json!({})),
+    );
+    assert_eq!(code, 404);
+    assert_eq!(err["message"], "namespaces \"nope\" not found");
+}
+
+fn svc(name: &str, typ: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+           "spec": {"type": typ, "selector": {"app": "x"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_type_changes_allocate_and_release() {
+    let c = Cluster::start().await;
+    let h = Http::new(&c);
+    let (code, s) = h.post(SVCS, svc("t", "ClusterIP"));
+    assert_eq!(code, 201, "{s}");
+    let ip = s["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(s["spec"]["ports"][0].get("nodePort").is_none());
+    // ClusterIP -> NodePort: keeps the IP, gets a nodePort.
+    let (code, s) = h.patch(
+        &format!("{SVCS}/t"),
+        json!({"spec": {"type": "NodePort"}}),
+        "application/merge-patch+json",
+    );
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["spec"]["clusterIP"], ip.as_str());
+    let np = s["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert_eq!(s["spec"]["externalTrafficPolicy"], "Cluster");
+    // NodePort -> ExternalName: releases both.
+    let (code, s) = h.patch(
+        &format!("{SVCS}/t"),
+        json!({"spec": {"type": "ExternalName", "externalName": "example.com", "selector": null, "externalTrafficPolicy": null}}),
+        "application/merge-patch+json",
+    );
+    assert_eq!(code, 200, "{s}");
+    assert!(s["spec"].get("clusterIP").is_none(), "{s}");
+    assert!(s["spec"]["ports"][0].get("nodePort").is_none(), "{s}");
+    // The released IP and port can be taken by another Service.
+    let mut other = svc("other", "NodePort");
+    other["spec"]["clusterIP"] = json!(ip);
+    other["spec"]["ports"][0]["nodePort"] = json!(np);
+    let (code, o) = h.post(SVCS, other);
+    assert_eq!(code, 201, "{o}");
+    // ExternalName -> ClusterIP: allocates a new IP.
+    let (code, s) = h.patch(
+        &format!("{SVCS}/t"),
+        json!({"spec": {"type": "ClusterIP", "externalName": null, "selector": {"app": "x"}}}),
+        "application/merge-patch+json",
+    );
+    assert_eq!(code, 200, "{s}");
+    let ip2 = s["spec"]["clusterIP"].as_str().unwrap();
+    assert!(ip2.starts_with("10.96.") && ip2 != ip, "{s}");
+    // clusterIP is immutable.
+    let (code, err) = h.patch(
+        &format!("{SVCS}/t"),
+        json!({"spec": {"clusterIP": "10.96.7.7"}}),
+        "application/merge-patch+json",
+    );
+    assert_eq!(code, 422, "{err}");
+    assert_eq!(
+        err["message"],
+        "Service \"t\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"10.96.7.7\"}: may not change once set"
+    );
+    // Deleting releases: the IP can be requested again.
+    assert_eq!(h.delete(&format!("{SVCS}/other"), None).0, 200);
+    let mut again = svc("again", "ClusterIP");
+    again["spec"]["clusterIP"] = json!(ip);
+    assert_eq!(h.post(SVCS, again).0, 201);
+    // Out of range and duplicate requests.
+    let mut bad = svc("bad", "ClusterIP");
+    bad["spec"]["clusterIP"] = json!("10.0.0.1");
+    let (code, err) = h.post(SVCS, bad);
+    assert_eq!(code, 422);
+    assert_eq!(
+        err["message"],
+        "Service \"bad\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.0.0.1\"}: failed to allocate IP 10.0.0.1: the provided IP (10.0.0.1) is not in the valid range. The range of valid IPs is 10.96.0.0/16"
+    );
+    let (code, err) = h.post(SVCS, svc("again", "ClusterIP"));
+    assert_eq!(code, 409);
+    assert_eq!(err["message"], "services \"again\" already exists");
+    // Headless services get no IP.
+    let mut hl = svc("headless", "ClusterIP");
+    hl["spec"]["clusterIP"] = json!("None");
+    let (code, s) = h.post(SVCS, hl);
+    assert_eq!(code, 201, "{s}");
+    assert_eq!(s["spec"]["clusterIP"], "None");
+    // Unknown kinds of body are refused without storing.
+    let (code, _) = h.call(
+        "POST",
+        SVCS,
+        Some(&json!("just a string")),
+        "application/json",
+    );
+    assert_eq!(code, 400);
+}
