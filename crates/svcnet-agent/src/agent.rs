@@ -94,7 +94,9 @@ pub(crate) struct Inner {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Inner")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -143,7 +145,10 @@ impl Agent {
 
     /// Registers the node, then runs pods until `shutdown` resolves. Pods keep running after
     /// the agent stops only as far as their processes do; the agent stops its workers.
-    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
+    pub async fn run(
+        &self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AgentError> {
         let cfg = &self.inner.cfg;
         crate::net::ensure_bridge(&cfg.bridge, cfg.pod_cidr).await?;
         crate::node::register(&self.inner).await?;
@@ -300,7 +305,12 @@ impl Inner {
             .release(uid);
     }
 
-    pub(crate) fn find(&self, ns: &str, name: &str, uid: Option<&str>) -> Option<Arc<crate::pod::PodShared>> {
+    pub(crate) fn find(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Option<Arc<crate::pod::PodShared>> {
         let pods = self.pods.lock().unwrap_or_else(|e| e.into_inner());
         pods.values()
             .map(|e| e.shared.clone())
@@ -308,11 +318,11 @@ impl Inner {
     }
 }
 
+/// Data of ConfigMaps or Secrets by name.
+pub(crate) type DataByName = BTreeMap<String, BTreeMap<String, String>>;
+
 /// ConfigMap and Secret data a pod's environment refers to.
-pub(crate) async fn env_sources(
-    inner: &Inner,
-    pod: &Pod,
-) -> (BTreeMap<String, BTreeMap<String, String>>, BTreeMap<String, BTreeMap<String, String>>) {
+pub(crate) async fn env_sources(inner: &Inner, pod: &Pod) -> (DataByName, DataByName) {
     use k8s_openapi::api::core::v1::{ConfigMap, Secret};
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut cms = BTreeMap::new();

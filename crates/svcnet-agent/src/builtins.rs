@@ -14,7 +14,9 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 pub enum BuiltinError {
     #[error("unknown built-in {0:?} (known: agnhost, nginx, pause)")]
     Unknown(String),
-    #[error("unknown agnhost subcommand {0:?} (built in: serve-hostname, netexec, pause, port-forward-tester)")]
+    #[error(
+        "unknown agnhost subcommand {0:?} (built in: serve-hostname, netexec, pause, port-forward-tester)"
+    )]
     UnknownSubcommand(String),
     #[error("{0}")]
     Usage(String),
@@ -68,17 +70,21 @@ fn parse<T: Parser>(args: impl Iterator<Item = String>) -> Result<T, BuiltinErro
 }
 
 async fn listen_tcp(addr: &str) -> Result<TcpListener, BuiltinError> {
-    TcpListener::bind(addr).await.map_err(|source| BuiltinError::Listen {
-        addr: addr.into(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BuiltinError::Listen {
+            addr: addr.into(),
+            source,
+        })
 }
 
 async fn listen_udp(addr: &str) -> Result<UdpSocket, BuiltinError> {
-    UdpSocket::bind(addr).await.map_err(|source| BuiltinError::Listen {
-        addr: addr.into(),
-        source,
-    })
+    UdpSocket::bind(addr)
+        .await
+        .map_err(|source| BuiltinError::Listen {
+            addr: addr.into(),
+            source,
+        })
 }
 
 /// Waits for SIGTERM (pause exits 0 on it, as upstream's pause does).
@@ -119,7 +125,9 @@ struct ServeHostname {
 
 async fn serve_hostname(a: ServeHostname) -> Result<(), BuiltinError> {
     if a.tcp && a.http {
-        return Err(BuiltinError::Usage("Can't run both TCP and HTTP servers".into()));
+        return Err(BuiltinError::Usage(
+            "Can't run both TCP and HTTP servers".into(),
+        ));
     }
     let host = hostname();
     let addr = format!("0.0.0.0:{}", a.port);
@@ -173,10 +181,16 @@ struct Nginx {
 
 async fn nginx(a: Nginx) -> Result<(), BuiltinError> {
     let l = listen_tcp(&format!("0.0.0.0:{}", a.port)).await?;
-    println!("nginx (svcnet built-in) serving the pod name on port {}", a.port);
+    println!(
+        "nginx (svcnet built-in) serving the pod name on port {}",
+        a.port
+    );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move {
-        http_serve(l, false, |_req| Response::text(200, format!("{}\n", hostname()))).await
+        http_serve(l, false, |_req| {
+            Response::text(200, format!("{}\n", hostname()))
+        })
+        .await
     });
     pause_or_join(tasks).await
 }
@@ -316,10 +330,7 @@ pub fn netexec_handler(req: Request) -> Response {
     let q = |k: &str| req.query.get(k).cloned().unwrap_or_default();
     match req.path.as_str() {
         "/" => Response::text(200, format!("NOW: {}", k8s_openapi::jiff::Timestamp::now())),
-        "/clientip" => Response::text(
-            200,
-            req.peer.map(|p| p.to_string()).unwrap_or_default(),
-        ),
+        "/clientip" => Response::text(200, req.peer.map(|p| p.to_string()).unwrap_or_default()),
         "/echo" => Response::text(200, q("msg")),
         "/header" => Response::text(
             200,
@@ -338,7 +349,11 @@ pub fn netexec_handler(req: Request) -> Response {
         }
         "/shell" => {
             let cmd = q("cmd");
-            match std::process::Command::new("/bin/sh").arg("-c").arg(&cmd).output() {
+            match std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(&cmd)
+                .output()
+            {
                 Ok(o) => {
                     let mut out = serde_json::json!({
                         "output": String::from_utf8_lossy(&o.stdout),
@@ -389,7 +404,9 @@ async fn read_request(
         .unwrap_or(0);
     // Bodies are not used; drain them so keep-alive stays in sync.
     let mut sink = tokio::io::sink();
-    tokio::io::copy(&mut (&mut *r).take(len), &mut sink).await.ok()?;
+    tokio::io::copy(&mut (&mut *r).take(len), &mut sink)
+        .await
+        .ok()?;
     Some(Request {
         method,
         path,
@@ -541,20 +558,38 @@ mod tests {
             ("/clientip", 200, "10.244.1.7:40000".to_string()),
             ("/hostname", 200, hostname()),
             ("/healthz", 200, String::new()),
-            ("/shell?cmd=echo%20hi", 200, "{\"output\":\"hi\\n\"}".to_string()),
-            ("/shell?cmd=exit%203", 200, "{\"error\":\"exit status 3\",\"output\":\"\"}".to_string()),
+            (
+                "/shell?cmd=echo%20hi",
+                200,
+                "{\"output\":\"hi\\n\"}".to_string(),
+            ),
+            (
+                "/shell?cmd=exit%203",
+                200,
+                "{\"error\":\"exit status 3\",\"output\":\"\"}".to_string(),
+            ),
             ("/nope", 404, "404 page not found\n".to_string()),
         ];
         for (target, status, body) in cases {
             let r = netexec_handler(req(target));
-            assert_eq!((r.status, String::from_utf8_lossy(&r.body).to_string()), (status, body), "{target}");
+            assert_eq!(
+                (r.status, String::from_utf8_lossy(&r.body).to_string()),
+                (status, body),
+                "{target}"
+            );
         }
         assert_eq!(netexec_handler(req("/exit?code=7")).exit, Some(7));
     }
 
     #[test]
     fn url_decoding() {
-        for (input, want) in [("a%2Fb", "a/b"), ("100%", "100%"), ("%zz", "%zz"), ("x+y", "x y"), ("%4", "%4")] {
+        for (input, want) in [
+            ("a%2Fb", "a/b"),
+            ("100%", "100%"),
+            ("%zz", "%zz"),
+            ("x+y", "x y"),
+            ("%4", "%4"),
+        ] {
             assert_eq!(url_decode(input), want, "{input}");
         }
     }
@@ -588,11 +623,22 @@ mod tests {
 
     #[test]
     fn argument_errors() {
-        let r: Result<ServeHostname, _> = parse(["serve-hostname", "--port", "x"].iter().map(|s| s.to_string()));
+        let r: Result<ServeHostname, _> = parse(
+            ["serve-hostname", "--port", "x"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
         let msg = r.expect_err("bad port").to_string();
-        assert!(msg.contains("invalid value 'x' for '--port <PORT>'"), "{msg}");
-        let ok: Netexec = parse(["netexec", "--http-port=8080", "--udp-port=-1"].iter().map(|s| s.to_string()))
-            .expect("netexec args");
+        assert!(
+            msg.contains("invalid value 'x' for '--port <PORT>'"),
+            "{msg}"
+        );
+        let ok: Netexec = parse(
+            ["netexec", "--http-port=8080", "--udp-port=-1"]
+                .iter()
+                .map(|s| s.to_string()),
+        )
+        .expect("netexec args");
         assert_eq!((ok.http_port, ok.udp_port), (8080, -1));
     }
 }

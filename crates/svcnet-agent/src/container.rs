@@ -43,7 +43,10 @@ fn basename(p: &str) -> &str {
 
 /// Resolves the container's program the way the image's ENTRYPOINT/CMD would, for the images
 /// svcnet knows; any other image needs `command`.
-pub fn entrypoint(c: &Container, expand: &dyn Fn(&str) -> String) -> Result<Entrypoint, StartError> {
+pub fn entrypoint(
+    c: &Container,
+    expand: &dyn Fn(&str) -> String,
+) -> Result<Entrypoint, StartError> {
     let image = c.image.clone().unwrap_or_default();
     let command: Vec<String> = c.command.iter().flatten().map(|s| expand(s)).collect();
     let args: Vec<String> = c.args.iter().flatten().map(|s| expand(s)).collect();
@@ -66,14 +69,14 @@ pub fn entrypoint(c: &Container, expand: &dyn Fn(&str) -> String) -> Result<Entr
     }
     // Built-in images returned above; any other image needs a command from the node.
     if command.is_empty() {
-            return Err(StartError {
-                reason: "ErrImagePull",
-                message: format!(
-                    "image {image:?} is not available: svcnet runs containers from the node's \
+        return Err(StartError {
+            reason: "ErrImagePull",
+            message: format!(
+                "image {image:?} is not available: svcnet runs containers from the node's \
                      filesystem and has no image store; set `command` to a program on the node \
                      (built-in images: registry.k8s.io/e2e-test-images/agnhost, nginx, pause)"
-                ),
-            });
+            ),
+        });
     }
     let mut argv = command;
     argv.extend(args);
@@ -146,7 +149,11 @@ fn field_value(pod: &Pod, path: &str, ctx: &EnvContext) -> Option<String> {
     let keyed = |prefix: &str, map: &Option<BTreeMap<String, String>>| {
         path.strip_prefix(prefix)
             .and_then(|r| r.strip_suffix("']"))
-            .map(|k| map.as_ref().and_then(|l| l.get(k).cloned()).unwrap_or_default())
+            .map(|k| {
+                map.as_ref()
+                    .and_then(|l| l.get(k).cloned())
+                    .unwrap_or_default()
+            })
     };
     if let Some(v) = keyed("metadata.labels['", &m.labels) {
         return Some(v);
@@ -192,15 +199,30 @@ pub fn container_env(
         message,
     };
     for ev in service_env {
-        put(&mut vals, &mut order, ev.name.clone(), ev.value.clone().unwrap_or_default());
+        put(
+            &mut vals,
+            &mut order,
+            ev.name.clone(),
+            ev.value.clone().unwrap_or_default(),
+        );
     }
     let mut tmp: Vec<(String, String)> = Vec::new();
     for src in c.env_from.iter().flatten() {
         let prefix = src.prefix.clone().unwrap_or_default();
         let (data, optional, what, name) = if let Some(r) = &src.config_map_ref {
-            (ctx.config_maps.get(&r.name), r.optional.unwrap_or(false), "configmap", &r.name)
+            (
+                ctx.config_maps.get(&r.name),
+                r.optional.unwrap_or(false),
+                "configmap",
+                &r.name,
+            )
         } else if let Some(r) = &src.secret_ref {
-            (ctx.secrets.get(&r.name), r.optional.unwrap_or(false), "secret", &r.name)
+            (
+                ctx.secrets.get(&r.name),
+                r.optional.unwrap_or(false),
+                "secret",
+                &r.name,
+            )
         } else {
             continue;
         };
@@ -231,7 +253,9 @@ pub fn container_env(
                             r.name
                         )));
                     }
-                    None => return Err(config_error(format!("configmap \"{}\" not found", r.name))),
+                    None => {
+                        return Err(config_error(format!("configmap \"{}\" not found", r.name)));
+                    }
                 }
             } else if let Some(r) = &src.secret_key_ref {
                 match ctx.secrets.get(&r.name).and_then(|d| d.get(&r.key)) {
@@ -280,7 +304,10 @@ mod tests {
             ("registry.k8s.io/e2e-test-images/agnhost:2.53", "agnhost"),
             ("nginx", "nginx"),
             ("nginx:1.27", "nginx"),
-            ("localhost:5000/team/nginx-unprivileged:1@sha256:abc", "nginx-unprivileged"),
+            (
+                "localhost:5000/team/nginx-unprivileged:1@sha256:abc",
+                "nginx-unprivileged",
+            ),
             ("busybox@sha256:abc", "busybox"),
         ] {
             assert_eq!(image_repo(image), want, "{image}");
@@ -294,24 +321,46 @@ mod tests {
         let cases: Vec<(serde_json::Value, Result<Entrypoint, &str>)> = vec![
             (
                 json!({"name": "c", "image": agn, "args": ["netexec", "--http-port=8080"]}),
-                Ok(Entrypoint::Builtin(vec!["agnhost".into(), "netexec".into(), "--http-port=8080".into()])),
+                Ok(Entrypoint::Builtin(vec![
+                    "agnhost".into(),
+                    "netexec".into(),
+                    "--http-port=8080".into(),
+                ])),
             ),
             (
                 json!({"name": "c", "image": agn, "command": ["/agnhost", "serve-hostname"], "args": ["--port", "9376"]}),
-                Ok(Entrypoint::Builtin(vec!["agnhost".into(), "serve-hostname".into(), "--port".into(), "9376".into()])),
+                Ok(Entrypoint::Builtin(vec![
+                    "agnhost".into(),
+                    "serve-hostname".into(),
+                    "--port".into(),
+                    "9376".into(),
+                ])),
             ),
             (
                 json!({"name": "c", "image": agn, "command": ["sh", "-c", "sleep 1"]}),
-                Ok(Entrypoint::Host(vec!["sh".into(), "-c".into(), "sleep 1".into()])),
+                Ok(Entrypoint::Host(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "sleep 1".into(),
+                ])),
             ),
-            (json!({"name": "c", "image": "nginx:1.27"}), Ok(Entrypoint::Builtin(vec!["nginx".into()]))),
-            (json!({"name": "c", "image": "registry.k8s.io/pause:3.10"}), Ok(Entrypoint::Builtin(vec!["pause".into()]))),
+            (
+                json!({"name": "c", "image": "nginx:1.27"}),
+                Ok(Entrypoint::Builtin(vec!["nginx".into()])),
+            ),
+            (
+                json!({"name": "c", "image": "registry.k8s.io/pause:3.10"}),
+                Ok(Entrypoint::Builtin(vec!["pause".into()])),
+            ),
             (
                 json!({"name": "c", "image": "busybox", "command": ["sleep"], "args": ["3600"]}),
                 Ok(Entrypoint::Host(vec!["sleep".into(), "3600".into()])),
             ),
             (json!({"name": "c", "image": "redis"}), Err("ErrImagePull")),
-            (json!({"name": "c", "image": "redis", "args": ["--port", "1"]}), Err("ErrImagePull")),
+            (
+                json!({"name": "c", "image": "redis", "args": ["--port", "1"]}),
+                Err("ErrImagePull"),
+            ),
         ];
         for (c, want) in cases {
             let got = entrypoint(&container(c.clone()), &id);
@@ -328,8 +377,11 @@ mod tests {
 
     #[test]
     fn expansion() {
-        let vars: BTreeMap<String, String> =
-            [("A".to_string(), "x".to_string()), ("B".into(), "y z".into())].into();
+        let vars: BTreeMap<String, String> = [
+            ("A".to_string(), "x".to_string()),
+            ("B".into(), "y z".into()),
+        ]
+        .into();
         for (input, want) in [
             ("$(A)", "x"),
             ("pre-$(A)-$(B)", "pre-x-y z"),
@@ -351,16 +403,16 @@ mod tests {
         }))
         .expect("pod");
         let c = container(json!({"name": "c", "image": "x",
-            "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
-            "env": [
-                {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
-                {"name": "URL", "value": "http://$(REDIS_SERVICE_HOST):$(MISSING)"},
-                {"name": "REDIS_SERVICE_HOST", "value": "override"},
-                {"name": "KEY", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}},
-            ]}));
+        "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+        "env": [
+            {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "URL", "value": "http://$(REDIS_SERVICE_HOST):$(MISSING)"},
+            {"name": "REDIS_SERVICE_HOST", "value": "override"},
+            {"name": "KEY", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}},
+        ]}));
         let svc = vec![EnvVar {
             name: "REDIS_SERVICE_HOST".into(),
             value: Some("10.96.0.7".into()),
@@ -370,7 +422,11 @@ mod tests {
             pod_ips: vec!["10.244.1.9".into()],
             host_ips: vec!["172.18.0.2".into()],
             node_name: "node-1".into(),
-            config_maps: [("cfg".to_string(), [("k".to_string(), "v".to_string())].into())].into(),
+            config_maps: [(
+                "cfg".to_string(),
+                [("k".to_string(), "v".to_string())].into(),
+            )]
+            .into(),
             secrets: BTreeMap::new(),
         };
         let got = container_env(&pod, &c, &svc, &ctx).expect("env");
@@ -392,8 +448,9 @@ mod tests {
 
     #[test]
     fn env_errors() {
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns"}}))
-            .expect("pod");
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns"}}))
+                .expect("pod");
         let cases = [
             (
                 json!({"name": "c", "env": [{"name": "K", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]}),

@@ -16,7 +16,9 @@ use nix::sched::{CloneFlags, setns, unshare};
 /// Errors of the helper; printed to stderr (the container log) before exiting.
 #[derive(Debug, thiserror::Error)]
 pub enum HelperError {
-    #[error("usage: builtin run [--netns PATH] [--resolv FILE] [--hosts FILE] [--hostname NAME] [--workdir DIR] [--tty] -- PROGRAM [ARGS...]: {0}")]
+    #[error(
+        "usage: builtin run [--netns PATH] [--resolv FILE] [--hosts FILE] [--hostname NAME] [--workdir DIR] [--tty] -- PROGRAM [ARGS...]: {0}"
+    )]
     Usage(String),
     #[error("{context}: {source}")]
     Sys {
@@ -242,8 +244,20 @@ mod tests {
         assert_eq!(
             args,
             s(&[
-                "run", "--netns", "/run/netns/svcpod-1", "--resolv", "/r/resolv.conf",
-                "--hostname", "web-0", "--workdir", "/tmp", "--tty", "--", "sh", "-c", "echo --netns"
+                "run",
+                "--netns",
+                "/run/netns/svcpod-1",
+                "--resolv",
+                "/r/resolv.conf",
+                "--hostname",
+                "web-0",
+                "--workdir",
+                "/tmp",
+                "--tty",
+                "--",
+                "sh",
+                "-c",
+                "echo --netns"
             ])
         );
         assert_eq!(RunArgs::parse(&args[1..]).expect("parse"), a);

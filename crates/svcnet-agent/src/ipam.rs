@@ -140,12 +140,29 @@ mod tests {
         for (input, want) in [
             ("10.244.1.0/24", Ok("10.244.1.0/24")),
             ("10.244.1.7/24", Ok("10.244.1.0/24")),
-            ("10.244.1.0", Err("invalid pod CIDR \"10.244.1.0\": want an IPv4 prefix such as 10.244.1.0/24")),
-            ("10.244.1.0/31", Err("invalid pod CIDR \"10.244.1.0/31\": want an IPv4 prefix such as 10.244.1.0/24")),
-            ("fd00::/64", Err("invalid pod CIDR \"fd00::/64\": want an IPv4 prefix such as 10.244.1.0/24")),
+            (
+                "10.244.1.0",
+                Err("invalid pod CIDR \"10.244.1.0\": want an IPv4 prefix such as 10.244.1.0/24"),
+            ),
+            (
+                "10.244.1.0/31",
+                Err(
+                    "invalid pod CIDR \"10.244.1.0/31\": want an IPv4 prefix such as 10.244.1.0/24",
+                ),
+            ),
+            (
+                "fd00::/64",
+                Err("invalid pod CIDR \"fd00::/64\": want an IPv4 prefix such as 10.244.1.0/24"),
+            ),
         ] {
-            let got = Cidr::parse(input).map(|c| c.to_string()).map_err(|e| e.to_string());
-            assert_eq!(got, want.map(str::to_string).map_err(str::to_string), "{input}");
+            let got = Cidr::parse(input)
+                .map(|c| c.to_string())
+                .map_err(|e| e.to_string());
+            assert_eq!(
+                got,
+                want.map(str::to_string).map_err(str::to_string),
+                "{input}"
+            );
         }
     }
 
@@ -159,8 +176,14 @@ mod tests {
             .iter()
             .map(|u| ipam.allocate(u).expect("ip").to_string())
             .collect();
-        assert_eq!(ips, ["10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5", "10.9.0.6"]);
-        assert_eq!(ipam.allocate("f").map_err(|e| e.to_string()), Err("pod CIDR 10.9.0.0/29 is full".into()));
+        assert_eq!(
+            ips,
+            ["10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5", "10.9.0.6"]
+        );
+        assert_eq!(
+            ipam.allocate("f").map_err(|e| e.to_string()),
+            Err("pod CIDR 10.9.0.0/29 is full".into())
+        );
         ipam.release("b").expect("release");
         // A restarted agent sees the same assignments.
         let mut again = Ipam::open(cidr, path);

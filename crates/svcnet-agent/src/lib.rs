@@ -86,9 +86,11 @@ impl AgentArgs {
     pub async fn client(&self) -> Result<kube::Client, RunError> {
         let config = match &self.kubeconfig {
             Some(p) => {
-                let kc = kube::config::Kubeconfig::read_from(p).map_err(|source| RunError::Kubeconfig {
-                    path: p.clone(),
-                    source,
+                let kc = kube::config::Kubeconfig::read_from(p).map_err(|source| {
+                    RunError::Kubeconfig {
+                        path: p.clone(),
+                        source,
+                    }
                 })?;
                 kube::Config::from_custom_kubeconfig(kc, &Default::default())
                     .await
@@ -105,7 +107,10 @@ impl AgentArgs {
 
 /// Runs the agent from flags until `shutdown`. The streaming listener is bound by the caller
 /// (see [`runtime`]); the agent only advertises its port.
-pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RunError> {
+pub async fn run(
+    args: AgentArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
     let cfg = args.config()?;
     let client = args.client().await?;
     let agent = Agent::new(cfg, client)?;

@@ -111,7 +111,8 @@ impl LogWriter {
     }
 
     fn record(&mut self, stream: Stream, tag: char, line: &[u8]) -> Result<(), LogError> {
-        let mut rec = format!("{} {} {tag} ", cri_time(Timestamp::now()), stream.tag()).into_bytes();
+        let mut rec =
+            format!("{} {} {tag} ", cri_time(Timestamp::now()), stream.tag()).into_bytes();
         rec.extend_from_slice(line);
         rec.push(b'\n');
         if self.written > 0 && self.written + rec.len() as u64 > self.max_size {
@@ -183,9 +184,7 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, LogError> {
 /// Renders records for a log request (without `follow`): `since`, then `tail`, then
 /// timestamps, then the byte limit, as the kubelet log reader applies them.
 pub fn render(records: &[Record], opts: &LogOptions) -> Vec<u8> {
-    let since = opts
-        .since_time
-        .and_then(|t| Timestamp::try_from(t).ok());
+    let since = opts.since_time.and_then(|t| Timestamp::try_from(t).ok());
     let kept: Vec<&Record> = records
         .iter()
         .filter(|r| since.is_none_or(|s| r.time >= s))
@@ -242,11 +241,19 @@ mod tests {
                 b"2024-01-02T03:04:05Z stderr P no newline",
                 Some(rec("2024-01-02T03:04:05Z", "no newline")),
             ),
-            (b"2024-01-02T03:04:05Z stdout F \n", Some(rec("2024-01-02T03:04:05Z", "\n"))),
+            (
+                b"2024-01-02T03:04:05Z stdout F \n",
+                Some(rec("2024-01-02T03:04:05Z", "\n")),
+            ),
             (b"garbage\n", None),
         ];
         for (line, want) in cases {
-            assert_eq!(parse_record(line), want, "{}", String::from_utf8_lossy(line));
+            assert_eq!(
+                parse_record(line),
+                want,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
@@ -263,21 +270,56 @@ mod tests {
         };
         let cases = [
             (LogOptions::default(), "one\ntwo\nthree\n"),
-            (LogOptions { tail_lines: Some(2), ..Default::default() }, "two\nthree\n"),
-            (LogOptions { tail_lines: Some(0), ..Default::default() }, ""),
-            (LogOptions { tail_lines: Some(10), ..Default::default() }, "one\ntwo\nthree\n"),
             (
-                LogOptions { since_time: Some(at("2024-01-02T03:04:02Z")), ..Default::default() },
+                LogOptions {
+                    tail_lines: Some(2),
+                    ..Default::default()
+                },
                 "two\nthree\n",
             ),
             (
-                LogOptions { timestamps: true, tail_lines: Some(1), ..Default::default() },
+                LogOptions {
+                    tail_lines: Some(0),
+                    ..Default::default()
+                },
+                "",
+            ),
+            (
+                LogOptions {
+                    tail_lines: Some(10),
+                    ..Default::default()
+                },
+                "one\ntwo\nthree\n",
+            ),
+            (
+                LogOptions {
+                    since_time: Some(at("2024-01-02T03:04:02Z")),
+                    ..Default::default()
+                },
+                "two\nthree\n",
+            ),
+            (
+                LogOptions {
+                    timestamps: true,
+                    tail_lines: Some(1),
+                    ..Default::default()
+                },
                 "2024-01-02T03:04:03.000000000Z three\n",
             ),
-            (LogOptions { limit_bytes: Some(6), ..Default::default() }, "one\ntw"),
+            (
+                LogOptions {
+                    limit_bytes: Some(6),
+                    ..Default::default()
+                },
+                "one\ntw",
+            ),
         ];
         for (opts, want) in cases {
-            assert_eq!(String::from_utf8_lossy(&render(&records, &opts)), want, "{opts:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&render(&records, &opts)),
+                want,
+                "{opts:?}"
+            );
         }
     }
 
@@ -288,18 +330,23 @@ mod tests {
         let mut w = LogWriter::open(path.clone(), 200).expect("open");
         w.write(Stream::Stdout, b"hel").expect("write");
         w.write(Stream::Stderr, b"err line\n").expect("write");
-        w.write(Stream::Stdout, b"lo\nsecond\nthird").expect("write");
+        w.write(Stream::Stdout, b"lo\nsecond\nthird")
+            .expect("write");
         w.finish().expect("finish");
         let got: Vec<u8> = read_records(&path)
             .expect("read")
             .iter()
             .flat_map(|r| r.content.clone())
             .collect();
-        assert_eq!(String::from_utf8_lossy(&got), "err line\nhello\nsecond\nthird");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "err line\nhello\nsecond\nthird"
+        );
 
         // Past 200 bytes the file rotates; the rotated part is still read, older data is dropped.
         for i in 0..20 {
-            w.write(Stream::Stdout, format!("line {i}\n").as_bytes()).expect("write");
+            w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
+                .expect("write");
         }
         assert!(rotated_path(&path).exists());
         let size = std::fs::metadata(&path).expect("meta").len();

@@ -51,7 +51,11 @@ pub struct PodNet {
 
 impl PodNet {
     pub fn for_uid(uid: &str) -> PodNet {
-        let short: String = uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(10).collect();
+        let short: String = uid
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(10)
+            .collect();
         PodNet {
             netns: format!("svcpod-{short}"),
             host_veth: format!("svcv{short}"),
@@ -82,13 +86,34 @@ pub async fn setup(pn: &PodNet, bridge: &str, addr: Ipv4Addr, cidr: Cidr) -> Res
     teardown(pn).await;
     ip(&["netns", "add", &pn.netns]).await?;
     let ns = pn.netns.as_str();
-    ip(&["link", "add", &pn.host_veth, "type", "veth", "peer", "name", "eth0", "netns", ns]).await?;
+    ip(&[
+        "link",
+        "add",
+        &pn.host_veth,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        ns,
+    ])
+    .await?;
     ip(&["link", "set", &pn.host_veth, "master", bridge, "up"]).await?;
     let cidr_addr = format!("{addr}/{}", cidr.len);
     ip(&["-n", ns, "addr", "add", &cidr_addr, "dev", "eth0"]).await?;
     ip(&["-n", ns, "link", "set", "lo", "up"]).await?;
     ip(&["-n", ns, "link", "set", "eth0", "up"]).await?;
-    ip(&["-n", ns, "route", "add", "default", "via", &cidr.gateway().to_string()]).await?;
+    ip(&[
+        "-n",
+        ns,
+        "route",
+        "add",
+        "default",
+        "via",
+        &cidr.gateway().to_string(),
+    ])
+    .await?;
     Ok(())
 }
 
@@ -108,6 +133,9 @@ mod tests {
         assert_eq!(pn.netns, "svcpod-3f2a9c1e77");
         assert_eq!(pn.host_veth, "svcv3f2a9c1e77");
         assert!(pn.host_veth.len() <= 15);
-        assert_eq!(pn.netns_path(), std::path::Path::new("/run/netns/svcpod-3f2a9c1e77"));
+        assert_eq!(
+            pn.netns_path(),
+            std::path::Path::new("/run/netns/svcpod-3f2a9c1e77")
+        );
     }
 }

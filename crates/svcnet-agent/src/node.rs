@@ -77,7 +77,9 @@ fn kube_err(context: &str) -> impl FnOnce(kube::Error) -> AgentError + '_ {
 pub(crate) async fn register(inner: &Inner) -> Result<(), AgentError> {
     let cfg = &inner.cfg;
     let nodes: Api<Node> = Api::all(inner.client.clone());
-    let arch = std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64");
+    let arch = std::env::consts::ARCH
+        .replace("x86_64", "amd64")
+        .replace("aarch64", "arm64");
     let node: Node = serde_json::from_value(json!({
         "metadata": {"name": cfg.node_name, "labels": {
             "kubernetes.io/hostname": cfg.node_name,
@@ -98,7 +100,11 @@ pub(crate) async fn register(inner: &Inner) -> Result<(), AgentError> {
             let spec = json!({"spec": {"podCIDR": cfg.pod_cidr.to_string(), "podCIDRs": [cfg.pod_cidr.to_string()]}});
             // podCIDR is immutable once set; a mismatch is reported but not fatal.
             if let Err(e) = nodes
-                .patch(&cfg.node_name, &PatchParams::default(), &Patch::Merge(&spec))
+                .patch(
+                    &cfg.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&spec),
+                )
                 .await
             {
                 tracing::warn!(error = %e, "updating the Node's pod CIDR");
@@ -115,7 +121,11 @@ async fn update_status(inner: &Inner, now: Timestamp, since: &str) -> Result<(),
     let nodes: Api<Node> = Api::all(inner.client.clone());
     let body = json!({"status": node_status(inner, now, since)});
     nodes
-        .patch_status(&inner.cfg.node_name, &PatchParams::default(), &Patch::Merge(&body))
+        .patch_status(
+            &inner.cfg.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(&body),
+        )
         .await
         .map_err(kube_err("updating the Node status"))?;
     Ok(())
@@ -128,7 +138,11 @@ async fn renew_lease(inner: &Inner) -> Result<(), AgentError> {
     let renew = format!("{now:.6}");
     let spec = json!({"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": renew});
     match leases
-        .patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec})))
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": spec})),
+        )
         .await
     {
         Ok(_) => Ok(()),

@@ -16,7 +16,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{Notify, watch};
 
 use crate::agent::{Config, Inner};
-use crate::container::{DEFAULT_PATH, EnvContext, Entrypoint, StartError};
+use crate::container::{DEFAULT_PATH, Entrypoint, EnvContext, StartError};
 use crate::helper::RunArgs;
 use crate::logs::{LogWriter, Stream};
 use crate::net::PodNet;
@@ -79,7 +79,11 @@ impl PodShared {
             .map(|c| Tracked::new(&c.name, c.image.as_deref().unwrap_or("")))
             .collect();
         PodShared {
-            namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            namespace: pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
             name: pod.metadata.name.clone().unwrap_or_default(),
             hostname: crate::podfiles::pod_hostname(pod),
             net: PodNet::for_uid(&uid),
@@ -113,7 +117,12 @@ impl PodShared {
     }
 
     /// The helper invocation that enters this pod.
-    pub(crate) fn run_args(&self, argv: Vec<String>, workdir: Option<String>, tty: bool) -> RunArgs {
+    pub(crate) fn run_args(
+        &self,
+        argv: Vec<String>,
+        workdir: Option<String>,
+        tty: bool,
+    ) -> RunArgs {
         RunArgs {
             netns: Some(self.net.netns_path()),
             resolv: Some(self.dir.join("resolv.conf")),
@@ -147,7 +156,11 @@ async fn sleep_or_stop(rx: &mut watch::Receiver<Stop>, d: Duration) -> bool {
 }
 
 /// The pod worker.
-pub(crate) async fn run(inner: Arc<Inner>, shared: Arc<PodShared>, mut pod_rx: watch::Receiver<Pod>) {
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    shared: Arc<PodShared>,
+    mut pod_rx: watch::Receiver<Pod>,
+) {
     let first = pod_rx.borrow().clone();
     let start_time = first
         .status
@@ -169,7 +182,11 @@ pub(crate) async fn run(inner: Arc<Inner>, shared: Arc<PodShared>, mut pod_rx: w
             let service_env = match inner.services_for(&shared.namespace).await {
                 Ok(svcs) => {
                     let refs: Vec<&k8s_openapi::api::core::v1::Service> = svcs.iter().collect();
-                    let links = first.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+                    let links = first
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.enable_service_links)
+                        .unwrap_or(true);
                     svcnet_core::envvars::service_env_vars(&refs, &shared.namespace, links)
                 }
                 Err(e) => {
@@ -236,7 +253,9 @@ pub(crate) async fn run(inner: Arc<Inner>, shared: Arc<PodShared>, mut pod_rx: w
     let last = pod_rx.borrow().clone();
     report(&inner, &shared, &last, start_time).await;
     if *stop_rx.borrow() != Stop::Force {
-        inner.confirm_delete(&shared.namespace, &shared.name, &shared.uid).await;
+        inner
+            .confirm_delete(&shared.namespace, &shared.name, &shared.uid)
+            .await;
     }
     let _ = std::fs::remove_dir_all(&shared.dir);
     inner.forget(&shared.uid);
@@ -249,12 +268,21 @@ fn first_deleting(p: &Pod) -> bool {
 
 fn deletion_deadline(p: &Pod) -> Option<Instant> {
     p.metadata.deletion_timestamp.as_ref()?;
-    let grace = p.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0) as u64;
+    let grace = p
+        .metadata
+        .deletion_grace_period_seconds
+        .unwrap_or(30)
+        .max(0) as u64;
     Some(Instant::now() + Duration::from_secs(grace))
 }
 
 /// Network namespace, IP and pod files; retried until it works or the pod stops.
-async fn sandbox(inner: &Inner, shared: &PodShared, pod: &Pod, stop: &mut watch::Receiver<Stop>) -> bool {
+async fn sandbox(
+    inner: &Inner,
+    shared: &PodShared,
+    pod: &Pod,
+    stop: &mut watch::Receiver<Stop>,
+) -> bool {
     loop {
         match try_sandbox(inner, shared, pod).await {
             Ok(()) => return true,
@@ -278,7 +306,9 @@ async fn sandbox(inner: &Inner, shared: &PodShared, pod: &Pod, stop: &mut watch:
 
 async fn try_sandbox(inner: &Inner, shared: &PodShared, pod: &Pod) -> Result<(), String> {
     let cfg = &inner.cfg;
-    let ip = lock(&inner.ipam).allocate(&shared.uid).map_err(|e| e.to_string())?;
+    let ip = lock(&inner.ipam)
+        .allocate(&shared.uid)
+        .map_err(|e| e.to_string())?;
     crate::net::setup(&shared.net, &cfg.bridge, ip, cfg.pod_cidr)
         .await
         .map_err(|e| e.to_string())?;
@@ -292,6 +322,9 @@ async fn try_sandbox(inner: &Inner, shared: &PodShared, pod: &Pod) -> Result<(),
     Ok(())
 }
 
+/// A container's argv and environment.
+type Prepared = (Vec<String>, Vec<(String, String)>);
+
 /// What starting a container needs, or why it cannot start.
 fn prepare(
     inner: &Inner,
@@ -299,11 +332,8 @@ fn prepare(
     pod: &Pod,
     c: &Container,
     service_env: &[k8s_openapi::api::core::v1::EnvVar],
-    sources: &(
-        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
-        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
-    ),
-) -> Result<(Vec<String>, Vec<(String, String)>), StartError> {
+    sources: &(crate::agent::DataByName, crate::agent::DataByName),
+) -> Result<Prepared, StartError> {
     let ctx = EnvContext {
         pod_ips: lock(&shared.ip).iter().map(|i| i.to_string()).collect(),
         host_ips: vec![inner.cfg.node_ip.to_string()],
@@ -350,7 +380,11 @@ fn signal(pid: i32, sig: Signal) {
 }
 
 /// SIGTERM, then SIGKILL at `deadline`; returns once the process is gone.
-async fn kill_gracefully(child: &mut tokio::process::Child, pid: i32, deadline: Instant) -> std::io::Result<std::process::ExitStatus> {
+async fn kill_gracefully(
+    child: &mut tokio::process::Child,
+    pid: i32,
+    deadline: Instant,
+) -> std::io::Result<std::process::ExitStatus> {
     signal(pid, Signal::SIGTERM);
     let left = deadline.saturating_duration_since(Instant::now());
     match tokio::time::timeout(left, child.wait()).await {
@@ -380,7 +414,10 @@ async fn container_loop(
         let Some(c) = spec.containers.get(idx).cloned() else {
             break;
         };
-        let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
         let sources = crate::agent::env_sources(&inner, &pod).await;
         let (argv, env) = match prepare(&inner, &shared, &pod, &c, &service_env, &sources) {
             Ok(v) => v,
@@ -399,7 +436,9 @@ async fn container_loop(
                 continue;
             }
         };
-        let number = lock(&shared.tracked).get(idx).map_or(0, |t| t.restart_count as u32);
+        let number = lock(&shared.tracked)
+            .get(idx)
+            .map_or(0, |t| t.restart_count as u32);
         let run = shared.run_args(argv, c.working_dir.clone(), false);
         let mut cmd = tokio::process::Command::new(&inner.cfg.helper[0]);
         cmd.args(&inner.cfg.helper[1..])
@@ -451,11 +490,25 @@ async fn container_loop(
         });
         // Logs.
         let log_path = crate::logs::log_path(&shared.log_dir(), &c.name, number);
-        let writer = LogWriter::open(log_path.clone(), inner.cfg.log_max_size).ok().map(|w| Arc::new(Mutex::new(w)));
+        let writer = LogWriter::open(log_path.clone(), inner.cfg.log_max_size)
+            .ok()
+            .map(|w| Arc::new(Mutex::new(w)));
         let mut pumps = Vec::new();
         for (stream, reader) in [
-            (Stream::Stdout, child.stdout.take().map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
-            (Stream::Stderr, child.stderr.take().map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
+            (
+                Stream::Stdout,
+                child
+                    .stdout
+                    .take()
+                    .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            ),
+            (
+                Stream::Stderr,
+                child
+                    .stderr
+                    .take()
+                    .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            ),
         ] {
             if let Some(mut r) = reader {
                 let w = writer.clone();
@@ -474,8 +527,15 @@ async fn container_loop(
         }
         // Probes; a failed liveness or startup probe asks for a restart.
         let (kill_tx, mut kill_rx) = tokio::sync::mpsc::channel::<String>(1);
-        let probes = tokio::spawn(probe_loop(inner.clone(), shared.clone(), idx, c.clone(), kill_tx));
-        let grace = Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+        let probes = tokio::spawn(probe_loop(
+            inner.clone(),
+            shared.clone(),
+            idx,
+            c.clone(),
+            kill_tx,
+        ));
+        let grace =
+            Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
         let mut killed_for: Option<String> = None;
         let status = tokio::select! {
             r = child.wait() => r,
@@ -574,14 +634,29 @@ async fn container_loop(
 /// describe` shows why it failed).
 fn log_tail(path: &std::path::Path) -> Option<String> {
     let recs = crate::logs::read_records(path).ok()?;
-    let bytes: Vec<u8> = recs.iter().rev().take(10).rev().flat_map(|r| r.content.clone()).collect();
+    let bytes: Vec<u8> = recs
+        .iter()
+        .rev()
+        .take(10)
+        .rev()
+        .flat_map(|r| r.content.clone())
+        .collect();
     let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
     let start = text.len().saturating_sub(2048);
-    let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
     (!text.is_empty()).then(|| text[start..].to_string())
 }
 
-async fn run_probe(inner: &Inner, shared: &PodShared, idx: usize, c: &Container, p: &k8s_openapi::api::core::v1::Probe, t: &Timing) -> Outcome {
+async fn run_probe(
+    inner: &Inner,
+    shared: &PodShared,
+    idx: usize,
+    c: &Container,
+    p: &k8s_openapi::api::core::v1::Probe,
+    t: &Timing,
+) -> Outcome {
     let ip = lock(&shared.ip).map(|i| i.to_string()).unwrap_or_default();
     if let Some(h) = &p.http_get {
         let port = match crate::probe::resolve_port(&h.port, c) {
@@ -595,7 +670,14 @@ async fn run_probe(inner: &Inner, shared: &PodShared, idx: usize, c: &Container,
             .flatten()
             .map(|hh| (hh.name.clone(), hh.value.clone()))
             .collect();
-        return crate::probe::http(&host, port, h.path.as_deref().unwrap_or("/"), &headers, t.timeout).await;
+        return crate::probe::http(
+            &host,
+            port,
+            h.path.as_deref().unwrap_or("/"),
+            &headers,
+            t.timeout,
+        )
+        .await;
     }
     if let Some(s) = &p.tcp_socket {
         let port = match crate::probe::resolve_port(&s.port, c) {
@@ -612,7 +694,13 @@ async fn run_probe(inner: &Inner, shared: &PodShared, idx: usize, c: &Container,
     Outcome::Failure("probe has no handler".into())
 }
 
-async fn probe_loop(inner: Arc<Inner>, shared: Arc<PodShared>, idx: usize, c: Container, kill: tokio::sync::mpsc::Sender<String>) {
+async fn probe_loop(
+    inner: Arc<Inner>,
+    shared: Arc<PodShared>,
+    idx: usize,
+    c: Container,
+    kill: tokio::sync::mpsc::Sender<String>,
+) {
     if let Some(p) = &c.startup_probe {
         let t = Timing::of(p);
         let mut v = Verdict::new(false);
@@ -682,7 +770,12 @@ async fn probe_loop(inner: Arc<Inner>, shared: Arc<PodShared>, idx: usize, c: Co
 }
 
 /// Reports status on every change (coalesced) and every 10 s.
-async fn report_loop(inner: Arc<Inner>, shared: Arc<PodShared>, pod_rx: watch::Receiver<Pod>, start: Timestamp) {
+async fn report_loop(
+    inner: Arc<Inner>,
+    shared: Arc<PodShared>,
+    pod_rx: watch::Receiver<Pod>,
+    start: Timestamp,
+) {
     loop {
         let pod = pod_rx.borrow().clone();
         report(&inner, &shared, &pod, start).await;
@@ -725,5 +818,7 @@ async fn report(inner: &Inner, shared: &PodShared, pod: &Pod, start: Timestamp) 
         status["podIP"] = json!(ip.to_string());
         status["podIPs"] = json!([{"ip": ip.to_string()}]);
     }
-    inner.patch_status(&shared.namespace, &shared.name, status).await;
+    inner
+        .patch_status(&shared.namespace, &shared.name, status)
+        .await;
 }

@@ -244,7 +244,10 @@ mod tests {
         let mut s = settings();
         s.cluster_dns.clear();
         let got = pod_resolv_conf(&pod(json!({})), &s).render();
-        assert_eq!(got, "search corp.example\nnameserver 192.0.2.53\noptions edns0\n");
+        assert_eq!(
+            got,
+            "search corp.example\nnameserver 192.0.2.53\noptions edns0\n"
+        );
     }
 
     #[test]

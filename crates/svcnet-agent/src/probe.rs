@@ -176,60 +176,103 @@ mod tests {
 
     #[test]
     fn thresholds() {
-        let t = Timing::of(&serde_json::from_value(json!({"successThreshold": 2, "failureThreshold": 2})).expect("probe"));
+        let t = Timing::of(
+            &serde_json::from_value(json!({"successThreshold": 2, "failureThreshold": 2}))
+                .expect("probe"),
+        );
         let mut v = Verdict::new(false);
         let seq = [true, false, true, true, false, false, true];
         let got: Vec<Option<bool>> = seq.iter().map(|s| v.record(*s, &t)).collect();
-        assert_eq!(got, vec![None, None, None, Some(true), None, Some(false), None]);
+        assert_eq!(
+            got,
+            vec![None, None, None, Some(true), None, Some(false), None]
+        );
     }
 
     #[test]
     fn defaults() {
         let t = Timing::of(&Probe::default());
         assert_eq!(
-            (t.initial_delay.as_secs(), t.period.as_secs(), t.timeout.as_secs(), t.success_threshold, t.failure_threshold),
+            (
+                t.initial_delay.as_secs(),
+                t.period.as_secs(),
+                t.timeout.as_secs(),
+                t.success_threshold,
+                t.failure_threshold
+            ),
             (0, 10, 1, 1, 3)
         );
     }
 
     #[test]
     fn ports() {
-        let c: Container = serde_json::from_value(json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}]})).expect("c");
+        let c: Container = serde_json::from_value(
+            json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}]}),
+        )
+        .expect("c");
         assert_eq!(resolve_port(&IntOrString::Int(80), &c), Ok(80));
-        assert_eq!(resolve_port(&IntOrString::String("http".into()), &c), Ok(8080));
-        assert_eq!(resolve_port(&IntOrString::String("grpc".into()), &c), Err("couldn't find port: grpc in web".into()));
-        assert_eq!(resolve_port(&IntOrString::Int(0), &c), Err("invalid port number: 0".into()));
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &c),
+            Ok(8080)
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::String("grpc".into()), &c),
+            Err("couldn't find port: grpc in web".into())
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::Int(0), &c),
+            Err("invalid port number: 0".into())
+        );
     }
 
     #[tokio::test]
     async fn http_and_tcp_messages() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let port = l.local_addr().expect("addr").port();
         tokio::spawn(async move {
             let mut n = 0;
             while let Ok((mut s, _)) = l.accept().await {
                 n += 1;
-                let status = if n == 1 { "200 OK" } else { "503 Service Unavailable" };
+                let status = if n == 1 {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+                let _ = s
+                    .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                    .await;
             }
         });
         let t = Duration::from_secs(2);
-        assert_eq!(http("127.0.0.1", port, "/healthz", &[], t).await, Outcome::Success);
+        assert_eq!(
+            http("127.0.0.1", port, "/healthz", &[], t).await,
+            Outcome::Success
+        );
         assert_eq!(
             http("127.0.0.1", port, "/", &[], t).await,
             Outcome::Failure("HTTP probe failed with statuscode: 503".into())
         );
         // A port nobody listens on.
-        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
         assert_eq!(
             http("127.0.0.1", free, "/x", &[], t).await,
-            Outcome::Failure(format!("Get \"http://127.0.0.1:{free}/x\": dial tcp 127.0.0.1:{free}: connect: connection refused"))
+            Outcome::Failure(format!(
+                "Get \"http://127.0.0.1:{free}/x\": dial tcp 127.0.0.1:{free}: connect: connection refused"
+            ))
         );
         assert_eq!(
             tcp("127.0.0.1", free, t).await,
-            Outcome::Failure(format!("dial tcp 127.0.0.1:{free}: connect: connection refused"))
+            Outcome::Failure(format!(
+                "dial tcp 127.0.0.1:{free}: connect: connection refused"
+            ))
         );
         assert_eq!(tcp("127.0.0.1", port, t).await, Outcome::Success);
     }

@@ -139,10 +139,6 @@ pub trait PodRuntime: Send + Sync + std::fmt::Debug {
 
     /// The container's log (the raw bytes it wrote, stdout and stderr interleaved), honouring
     /// `opts`. With `follow`, the stream ends when the container instance exits.
-    async fn logs(
-        &self,
-        pod: &PodRef,
-        container: Option<&str>,
-        opts: LogOptions,
-    ) -> Result<Reader>;
+    async fn logs(&self, pod: &PodRef, container: Option<&str>, opts: LogOptions)
+    -> Result<Reader>;
 }

@@ -9,7 +9,9 @@ use tokio::io::AsyncWriteExt;
 use crate::agent::{Agent, Inner};
 use crate::pod::PodShared;
 use crate::probe::Outcome;
-use crate::runtime::{ExecSession, ExitStatus, LogOptions, PodRef, PodRuntime, Reader, Result, RuntimeError};
+use crate::runtime::{
+    ExecSession, ExitStatus, LogOptions, PodRef, PodRuntime, Reader, Result, RuntimeError,
+};
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
     let context = context.into();
@@ -49,8 +51,20 @@ fn exit_of(s: std::process::ExitStatus) -> ExitStatus {
 }
 
 /// A command for `argv` entering the pod, with the container's environment.
-fn pod_command(inner: &Inner, s: &PodShared, idx: usize, argv: Vec<String>, tty: bool) -> Result<tokio::process::Command> {
-    let inst = s.instances.lock().unwrap_or_else(|e| e.into_inner()).get(idx).cloned().unwrap_or_default();
+fn pod_command(
+    inner: &Inner,
+    s: &PodShared,
+    idx: usize,
+    argv: Vec<String>,
+    tty: bool,
+) -> Result<tokio::process::Command> {
+    let inst = s
+        .instances
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(idx)
+        .cloned()
+        .unwrap_or_default();
     if !inst.started {
         return Err(RuntimeError::ContainerNotRunning {
             pod: s.name.clone(),
@@ -68,7 +82,13 @@ fn pod_command(inner: &Inner, s: &PodShared, idx: usize, argv: Vec<String>, tty:
 }
 
 /// Runs an exec probe: success on exit 0 within the timeout; the failure message is the output.
-pub(crate) async fn exec_probe(inner: &Inner, s: &PodShared, idx: usize, cmd: Vec<String>, timeout: Duration) -> Outcome {
+pub(crate) async fn exec_probe(
+    inner: &Inner,
+    s: &PodShared,
+    idx: usize,
+    cmd: Vec<String>,
+    timeout: Duration,
+) -> Outcome {
     if cmd.is_empty() {
         return Outcome::Failure("exec probe has no command".into());
     }
@@ -102,9 +122,18 @@ impl Agent {
 
 #[async_trait::async_trait]
 impl PodRuntime for Agent {
-    async fn exec(&self, pod: &PodRef, container: Option<&str>, command: Vec<String>, stdin: bool, tty: bool) -> Result<ExecSession> {
+    async fn exec(
+        &self,
+        pod: &PodRef,
+        container: Option<&str>,
+        command: Vec<String>,
+        stdin: bool,
+        tty: bool,
+    ) -> Result<ExecSession> {
         if command.is_empty() {
-            return Err(RuntimeError::BadRequest("you must specify at least one command for the container".into()));
+            return Err(RuntimeError::BadRequest(
+                "you must specify at least one command for the container".into(),
+            ));
         }
         let s = self.lookup(pod)?;
         let idx = container_index(&s, container)?;
@@ -131,11 +160,18 @@ impl PodRuntime for Agent {
                 }),
             });
         }
-        cmd.stdin(if stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+        cmd.stdin(if stdin {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().map_err(io("starting the exec process"))?;
-        let stdin_w = child.stdin.take().map(|w| Box::pin(w) as crate::runtime::Writer);
+        let stdin_w = child
+            .stdin
+            .take()
+            .map(|w| Box::pin(w) as crate::runtime::Writer);
         let stdout = child.stdout.take().map(|r| Box::pin(r) as Reader);
         let stderr = child.stderr.take().map(|r| Box::pin(r) as Reader);
         Ok(ExecSession {
@@ -155,43 +191,65 @@ impl PodRuntime for Agent {
         let ns = s.net.netns_path();
         // A socket keeps the namespace it was created in: connect from a short-lived thread
         // that joined the pod's network namespace.
-        let stream = tokio::task::spawn_blocking(move || -> std::io::Result<std::net::TcpStream> {
-            let f = std::fs::File::open(&ns)?;
-            std::thread::scope(|sc| {
-                sc.spawn(|| {
-                    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
-                    let st = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))?;
-                    st.set_nonblocking(true)?;
-                    Ok(st)
+        let stream =
+            tokio::task::spawn_blocking(move || -> std::io::Result<std::net::TcpStream> {
+                let f = std::fs::File::open(&ns)?;
+                std::thread::scope(|sc| {
+                    sc.spawn(|| {
+                        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+                        let st = std::net::TcpStream::connect_timeout(
+                            &([127, 0, 0, 1], port).into(),
+                            Duration::from_secs(5),
+                        )?;
+                        st.set_nonblocking(true)?;
+                        Ok(st)
+                    })
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("port-forward thread panicked")))
                 })
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("port-forward thread panicked")))
             })
-        })
-        .await
-        .map_err(|e| io("port-forward")(std::io::Error::other(e)))?
-        .map_err(io(format!("connecting to port {port} in pod {}", s.name)))?;
+            .await
+            .map_err(|e| io("port-forward")(std::io::Error::other(e)))?
+            .map_err(io(format!("connecting to port {port} in pod {}", s.name)))?;
         tokio::net::TcpStream::from_std(stream).map_err(io("port-forward socket"))
     }
 
-    async fn logs(&self, pod: &PodRef, container: Option<&str>, opts: LogOptions) -> Result<Reader> {
+    async fn logs(
+        &self,
+        pod: &PodRef,
+        container: Option<&str>,
+        opts: LogOptions,
+    ) -> Result<Reader> {
         let s = self.lookup(pod)?;
         let idx = container_index(&s, container)?;
         let name = s.container_names[idx].clone();
-        let inst = s.instances.lock().unwrap_or_else(|e| e.into_inner()).get(idx).cloned().unwrap_or_default();
+        let inst = s
+            .instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(idx)
+            .cloned()
+            .unwrap_or_default();
         if !inst.started {
-            return Err(RuntimeError::ContainerNotRunning { pod: s.name.clone(), container: name });
+            return Err(RuntimeError::ContainerNotRunning {
+                pod: s.name.clone(),
+                container: name,
+            });
         }
         let number = if opts.previous {
             if inst.number == 0 {
-                return Err(RuntimeError::NoPreviousLogs { pod: s.name.clone(), container: name });
+                return Err(RuntimeError::NoPreviousLogs {
+                    pod: s.name.clone(),
+                    container: name,
+                });
             }
             inst.number - 1
         } else {
             inst.number
         };
         let path = crate::logs::log_path(&s.log_dir(), &name, number);
-        let records = crate::logs::read_records(&path).map_err(|e| io("reading logs")(std::io::Error::other(e)))?;
+        let records = crate::logs::read_records(&path)
+            .map_err(|e| io("reading logs")(std::io::Error::other(e)))?;
         let head = crate::logs::render(&records, &opts);
         let running = inst.pid.is_some();
         if !opts.follow || opts.previous || !running {
@@ -214,7 +272,11 @@ impl PodRuntime for Agent {
                     seen = 0;
                 }
                 for r in &recs[seen..] {
-                    if tx.write_all(&crate::logs::render_one(r, opts.timestamps)).await.is_err() {
+                    if tx
+                        .write_all(&crate::logs::render_one(r, opts.timestamps))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

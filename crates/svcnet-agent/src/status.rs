@@ -217,7 +217,10 @@ pub fn conditions(
     } else {
         (
             Some("ContainersNotReady".to_string()),
-            Some(format!("containers with unready status: [{}]", not_ready.join(" "))),
+            Some(format!(
+                "containers with unready status: [{}]",
+                not_ready.join(" ")
+            )),
         )
     };
     let want = [
@@ -316,14 +319,29 @@ mod tests {
         let cases = [
             (vec![tracked(State::creating(), false)], "Always", "Pending"),
             (vec![tracked(run.clone(), false)], "Always", "Running"),
-            (vec![tracked(run.clone(), false), tracked(State::creating(), false)], "Always", "Pending"),
+            (
+                vec![
+                    tracked(run.clone(), false),
+                    tracked(State::creating(), false),
+                ],
+                "Always",
+                "Pending",
+            ),
             (vec![tracked(back.clone(), true)], "Always", "Running"),
             (vec![tracked(ok.clone(), false)], "Never", "Succeeded"),
             (vec![tracked(bad.clone(), false)], "Never", "Failed"),
-            (vec![tracked(ok.clone(), false), tracked(bad.clone(), false)], "Never", "Failed"),
+            (
+                vec![tracked(ok.clone(), false), tracked(bad.clone(), false)],
+                "Never",
+                "Failed",
+            ),
             (vec![tracked(ok.clone(), false)], "OnFailure", "Succeeded"),
             (vec![tracked(bad.clone(), false)], "OnFailure", "Running"),
-            (vec![tracked(ok, false), tracked(run, false)], "Never", "Running"),
+            (
+                vec![tracked(ok, false), tracked(run, false)],
+                "Never",
+                "Running",
+            ),
         ];
         for (cs, policy, want) in cases {
             assert_eq!(phase(&cs, policy), want, "{cs:?} {policy}");
