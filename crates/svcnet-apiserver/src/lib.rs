@@ -13,6 +13,7 @@
 
 pub mod apply;
 pub mod codec;
+pub mod connect;
 pub mod discovery;
 pub mod filter;
 pub mod handlers;
@@ -88,6 +89,9 @@ pub struct Config {
     pub max_watches_per_client: usize,
     pub request_timeout: Duration,
     pub cluster_domain: String,
+    /// Bearer token presented to node agents when relaying log, exec,
+    /// attach and portforward; without one those subresources answer 503.
+    pub agent_token: Option<String>,
 }
 
 impl Config {
@@ -106,6 +110,7 @@ impl Config {
             max_watches_per_client: 2000,
             request_timeout: Duration::from_secs(60),
             cluster_domain: "cluster.local".into(),
+            agent_token: None,
         }
     }
 }
@@ -539,6 +544,9 @@ impl Server {
             pod_deadline_rx: StdMutex::new(Some(rx)),
             cfg,
         });
+        if let Some(t) = api.cfg.agent_token.clone() {
+            api.set_connector(Arc::new(connect::AgentConnector::new(t)));
+        }
         api.services
             .init(api.store.as_ref())
             .await
