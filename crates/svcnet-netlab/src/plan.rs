@@ -30,6 +30,10 @@ pub struct LabConfig {
     pub node_cidr: Ipv4Net,
     pub pod_cidr: Ipv4Net,
     pub service_cidr: Ipv4Net,
+    /// LoadBalancer addresses to route from the host to node 0, whose proxy
+    /// serves them (may lie inside the node network, above the nodes).
+    #[serde(default)]
+    pub lb_cidr: Option<Ipv4Net>,
 }
 
 impl Default for LabConfig {
@@ -41,6 +45,7 @@ impl Default for LabConfig {
             node_cidr: net([172, 18, 0, 0], 24),
             pod_cidr: net([10, 244, 0, 0], 16),
             service_cidr: net([10, 96, 0, 0], 16),
+            lb_cidr: None,
         }
     }
 }
@@ -65,6 +70,12 @@ pub enum PlanError {
         "{nodes} nodes do not fit the pod network {cidr} with a /24 per node: it has room for {max}"
     )]
     PodNetworkFull { nodes: u32, cidr: Ipv4Net, max: u32 },
+    #[error("the LoadBalancer range {lb} overlaps the address {ip} of {node}")]
+    LbOverlapsNode {
+        lb: Ipv4Net,
+        node: String,
+        ip: Ipv4Addr,
+    },
     #[error("the {a_name} network {a} overlaps the {b_name} network {b}")]
     Overlap {
         a_name: &'static str,
@@ -252,6 +263,25 @@ pub fn plan(cfg: &LabConfig) -> Result<Plan, PlanError> {
             routes: Vec::new(),
         });
     }
+    if let Some(lb) = cfg.lb_cidr {
+        for (name, other) in [("pod", cfg.pod_cidr), ("service", cfg.service_cidr)] {
+            if lb.overlaps(&other) {
+                return Err(PlanError::Overlap {
+                    a_name: "LoadBalancer",
+                    a: lb,
+                    b_name: name,
+                    b: other,
+                });
+            }
+        }
+        let taken = std::iter::once(("the host".to_string(), host_ip))
+            .chain(nodes.iter().map(|n| (format!("node {}", n.name), n.ip)));
+        for (node, ip) in taken {
+            if lb.contains(ip) {
+                return Err(PlanError::LbOverlapsNode { lb, node, ip });
+            }
+        }
+    }
     let others: Vec<Route> = nodes
         .iter()
         .map(|n| Route {
@@ -274,6 +304,12 @@ pub fn plan(cfg: &LabConfig) -> Result<Plan, PlanError> {
         });
     }
     let mut host_routes = others;
+    if let (Some(lb), Some(n0)) = (cfg.lb_cidr, nodes.first()) {
+        host_routes.push(Route {
+            dst: lb,
+            kind: RouteKind::Via(n0.ip),
+        });
+    }
     host_routes.push(Route {
         dst: cfg.pod_cidr,
         kind: RouteKind::Unreachable,
@@ -360,10 +396,12 @@ node1 svcnet-lab-node1 eth0 172.18.0.11/24 svcpods0 10.244.1.1/24 podCIDR 10.244
                     c.node_cidr = "100.64.3.0/24".parse().unwrap();
                     c.pod_cidr = "100.80.0.0/20".parse().unwrap();
                     c.service_cidr = "100.96.0.0/24".parse().unwrap();
+                    c.lb_cidr = Some("100.64.3.192/26".parse().unwrap());
                 }),
                 "lab svcnet-t1-net bridge br0
 host svcnet-t1 100.64.3.1/24
   host: 100.80.0.0/24 via 100.64.3.10
+  host: 100.64.3.192/26 via 100.64.3.10
   host: unreachable 100.80.0.0/20
   host: unreachable 100.96.0.0/24
 node0 svcnet-t1-node0 eth0 100.64.3.10/24 svcpods0 100.80.0.1/24 podCIDR 100.80.0.0/24

@@ -17,6 +17,7 @@ fn config(k: u8, nodes: u32) -> LabConfig {
         node_cidr: format!("100.64.{k}.0/24").parse().unwrap(),
         pod_cidr: format!("100.{}.0.0/16", 80 + k).parse().unwrap(),
         service_cidr: format!("100.{}.0.0/16", 100 + k).parse().unwrap(),
+        lb_cidr: None,
     }
 }
 

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod up;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -17,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the Kubernetes-compatible API server.
     Apiserver(ApiserverArgs),
+    #[command(flatten)]
+    Lab(up::LabCommand),
     /// Run cluster DNS (Kubernetes DNS spec 1.1.0) from the API's Services and EndpointSlices.
     Dns(DnsArgs),
     /// Run the node proxy (kube-proxy): Services and EndpointSlices → nftables, iptables or userspace rules.
@@ -81,6 +85,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Apiserver(a) => apiserver(a).await,
+        Command::Lab(c) => up::run(c).await,
         Command::Dns(a) => dns(a).await,
         Command::Proxy(a) => proxy(a).await,
         Command::Agent(a) => agent(a).await,
