@@ -20,7 +20,6 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     match cmd {
         Cmd::Agent(a) => {
-            tracing_subscriber_init();
             rt.block_on(svcnet_agent::run(a, async {
                 let _ = tokio::signal::ctrl_c().await;
             }))?;
@@ -32,5 +31,3 @@ fn main() -> anyhow::Result<()> {
         }
     }
 }
-
-fn tracing_subscriber_init() {}
