@@ -21,6 +21,7 @@ work=$(mktemp -d /tmp/svcnet-dns-bench.XXXXXX)
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT

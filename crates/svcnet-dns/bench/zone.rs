@@ -31,7 +31,10 @@ fn files(dir: &str, n: usize) -> std::io::Result<()> {
     for i in 0..n {
         let (s, ns) = name(i);
         let _ = writeln!(z, "{s}.{ns}.svc IN A {}", svc_ip(i));
-        let _ = writeln!(z, "_http._tcp.{s}.{ns}.svc IN SRV 0 100 80 {s}.{ns}.svc.cluster.local.");
+        let _ = writeln!(
+            z,
+            "_http._tcp.{s}.{ns}.svc IN SRV 0 100 80 {s}.{ns}.svc.cluster.local."
+        );
         q.push(format!("{s}.{ns}.svc.cluster.local A"));
         if i % 10 == 0 {
             q.push(format!("_http._tcp.{s}.{ns}.svc.cluster.local SRV"));
@@ -62,7 +65,10 @@ fn populate(t: &mut Tracker, n: usize) {
         let ports: Box<[Port]> = Port::new("http", Proto::Tcp, 80).into_iter().collect();
         t.apply_service(ServiceSpec {
             key: key.as_str().into(),
-            kind: Kind::ClusterIp { v4: Some(svc_ip(i)), v6: None },
+            kind: Kind::ClusterIp {
+                v4: Some(svc_ip(i)),
+                v6: None,
+            },
             ports,
             publish_not_ready: false,
         });
@@ -74,7 +80,14 @@ fn populate(t: &mut Tracker, n: usize) {
             })
             .collect();
         let sports: Box<[Port]> = Port::new("http", Proto::Tcp, 8080).into_iter().collect();
-        t.apply_slice(&key, &format!("{s}-abcde"), Slice { ports: sports, endpoints });
+        t.apply_slice(
+            &key,
+            &format!("{s}-abcde"),
+            Slice {
+                ports: sports,
+                endpoints,
+            },
+        );
     }
 }
 
@@ -84,7 +97,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match (args.get(1).map(String::as_str), args.get(2)) {
         (Some("files"), Some(dir)) => Ok(files(dir, n)?),
         (Some("serve"), Some(addr)) => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async {
                 let shared = svcnet_dns::new_shared();
                 let mut cfg = svcnet_dns::Config::new(addr.parse()?, vec![]);

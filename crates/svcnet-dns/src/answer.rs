@@ -45,12 +45,22 @@ pub struct Zone {
 impl Zone {
     pub fn new(domain: &str, ttl: u32) -> Result<Zone, AnswerError> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        let bad = |source| AnswerError::BadZone { domain: domain.clone(), source };
+        let bad = |source| AnswerError::BadZone {
+            domain: domain.clone(),
+            source,
+        };
         let name = Name::from_ascii(format!("{domain}.")).map_err(bad)?;
         let ns = Name::from_ascii(format!("ns.dns.{domain}.")).map_err(bad)?;
         let hostmaster = Name::from_ascii(format!("hostmaster.{domain}.")).map_err(bad)?;
         let labels = name.iter().map(|l| l.to_ascii_lowercase()).collect();
-        Ok(Zone { labels, name, domain, ns, hostmaster, ttl })
+        Ok(Zone {
+            labels,
+            name,
+            domain,
+            ns,
+            hostmaster,
+            ttl,
+        })
     }
 
     pub fn domain(&self) -> &str {
@@ -58,7 +68,15 @@ impl Zone {
     }
 
     fn soa(&self, serial: u32) -> Record {
-        let soa = SOA::new(self.ns.clone(), self.hostmaster.clone(), serial, 7200, 1800, 86400, self.ttl);
+        let soa = SOA::new(
+            self.ns.clone(),
+            self.hostmaster.clone(),
+            serial,
+            7200,
+            1800,
+            86400,
+            self.ttl,
+        );
         Record::from_rdata(self.name.clone(), self.ttl, RData::SOA(soa))
     }
 }
@@ -93,9 +111,11 @@ pub struct Answered {
 pub fn reply_limit(request: &Message, transport: Transport) -> usize {
     match transport {
         Transport::Tcp => u16::MAX as usize,
-        Transport::Udp => {
-            request.edns.as_ref().map(|e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD)).unwrap_or(512) as usize
-        }
+        Transport::Udp => request
+            .edns
+            .as_ref()
+            .map(|e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD))
+            .unwrap_or(512) as usize,
     }
 }
 
@@ -125,7 +145,11 @@ pub fn reply_to(req: &Message, rcode: ResponseCode) -> Message {
 
 /// Answers one packet.
 pub fn answer(index: &Index, zone: &Zone, packet: &[u8], transport: Transport) -> Answered {
-    let drop = || Answered { outcome: Outcome::Drop, qtype: None, rcode: ResponseCode::FormErr };
+    let drop = || Answered {
+        outcome: Outcome::Drop,
+        qtype: None,
+        rcode: ResponseCode::FormErr,
+    };
     if packet.len() < 12 || packet[2] & 0x80 != 0 {
         return drop();
     }
@@ -138,7 +162,11 @@ pub fn answer(index: &Index, zone: &Zone, packet: &[u8], transport: Transport) -
     }
     let qtype = req.queries.first().map(|q| q.query_type());
     let limit = reply_limit(&req, transport);
-    let done = |m: Message| Answered { rcode: m.response_code, outcome: Outcome::Reply(encode(&m, limit)), qtype };
+    let done = |m: Message| Answered {
+        rcode: m.response_code,
+        outcome: Outcome::Reply(encode(&m, limit)),
+        qtype,
+    };
     if req.op_code != OpCode::Query {
         return done(reply_to(&req, ResponseCode::NotImp));
     }
@@ -157,7 +185,11 @@ pub fn answer(index: &Index, zone: &Zone, packet: &[u8], transport: Transport) -
             let mut r = Resolved::default();
             let ctx = Ctx { index, zone };
             let exists = ctx.resolve(&mut r, q.name(), rel.as_slice(), q.query_type(), 0);
-            let rcode = if exists { ResponseCode::NoError } else { ResponseCode::NXDomain };
+            let rcode = if exists {
+                ResponseCode::NoError
+            } else {
+                ResponseCode::NXDomain
+            };
             let mut m = reply_to(&req, rcode);
             m.metadata.authoritative = true;
             if r.answers.is_empty() {
@@ -167,13 +199,19 @@ pub fn answer(index: &Index, zone: &Zone, packet: &[u8], transport: Transport) -
             m.insert_additionals(r.additionals);
             done(m)
         }
-        Place::Reverse(ip) if q.query_type() == RecordType::PTR || q.query_type() == RecordType::ANY => {
+        Place::Reverse(ip)
+            if q.query_type() == RecordType::PTR || q.query_type() == RecordType::ANY =>
+        {
             match index.ptr(&ip) {
                 Some(t) => {
                     let mut m = reply_to(&req, ResponseCode::NoError);
                     m.metadata.authoritative = true;
                     if let Some(target) = ptr_name(zone, t, ip) {
-                        m.add_answer(Record::from_rdata(q.name().clone(), zone.ttl, RData::PTR(PTR(target))));
+                        m.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            zone.ttl,
+                            RData::PTR(PTR(target)),
+                        ));
                     }
                     done(m)
                 }
@@ -185,7 +223,11 @@ pub fn answer(index: &Index, zone: &Zone, packet: &[u8], transport: Transport) -
 }
 
 fn forward(req: Message, qtype: Option<RecordType>) -> Answered {
-    Answered { outcome: Outcome::Forward(Box::new(req)), qtype, rcode: ResponseCode::NoError }
+    Answered {
+        outcome: Outcome::Forward(Box::new(req)),
+        qtype,
+        rcode: ResponseCode::NoError,
+    }
 }
 
 /// FORMERR for a query whose body does not parse: header only, same ID and opcode.
@@ -194,7 +236,11 @@ fn formerr_raw(packet: &[u8]) -> Answered {
     let op = OpCode::from_u8((packet[2] >> 3) & 0x0f);
     let mut m = Message::error_msg(id, op, ResponseCode::FormErr);
     m.metadata.recursion_desired = packet[2] & 1 != 0;
-    Answered { outcome: Outcome::Reply(m.to_vec().unwrap_or_default()), qtype: None, rcode: ResponseCode::FormErr }
+    Answered {
+        outcome: Outcome::Reply(m.to_vec().unwrap_or_default()),
+        qtype: None,
+        rcode: ResponseCode::FormErr,
+    }
 }
 
 /// Labels of a name, in place (a name has at most 127).
@@ -209,6 +255,8 @@ impl<'a> Labels<'a> {
     }
 }
 
+// Kept on the stack on purpose: matching a name allocates nothing.
+#[allow(clippy::large_enum_variant)]
 enum Place<'a> {
     /// Inside the cluster zone; the labels before the zone.
     Zone(Labels<'a>),
@@ -218,7 +266,10 @@ enum Place<'a> {
 }
 
 fn classify<'a>(zone: &Zone, name: &'a Name) -> Place<'a> {
-    let mut labels = Labels { items: [&[]; 128], len: 0 };
+    let mut labels = Labels {
+        items: [&[]; 128],
+        len: 0,
+    };
     for l in name.iter() {
         if labels.len == labels.items.len() {
             return Place::Outside;
@@ -228,7 +279,12 @@ fn classify<'a>(zone: &Zone, name: &'a Name) -> Place<'a> {
     }
     let n = labels.len;
     let z = zone.labels.len();
-    if n >= z && labels.items[n - z..n].iter().zip(&zone.labels).all(|(a, b)| a.eq_ignore_ascii_case(b)) {
+    if n >= z
+        && labels.items[n - z..n]
+            .iter()
+            .zip(&zone.labels)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    {
         labels.len = n - z;
         return Place::Zone(labels);
     }
@@ -319,14 +375,22 @@ fn undashed(label: &[u8]) -> Option<IpAddr> {
                 *c = b'.';
             }
         }
-        return std::str::from_utf8(b).ok()?.parse::<Ipv4Addr>().ok().map(IpAddr::V4);
+        return std::str::from_utf8(b)
+            .ok()?
+            .parse::<Ipv4Addr>()
+            .ok()
+            .map(IpAddr::V4);
     }
     for c in b.iter_mut() {
         if *c == b'-' {
             *c = b':';
         }
     }
-    std::str::from_utf8(b).ok()?.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+    std::str::from_utf8(b)
+        .ok()?
+        .parse::<Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
 }
 
 /// `<a>.<b>` lowercased into `buf`, when both are plain DNS labels.
@@ -341,7 +405,10 @@ fn key<'b>(buf: &'b mut [u8; 256], a: &[u8], b: &[u8]) -> Option<&'b str> {
     let out = &mut buf[..n];
     for (i, c) in out.iter_mut().enumerate() {
         c.make_ascii_lowercase();
-        let ok = c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || (i == a.len() && *c == b'.');
+        let ok = c.is_ascii_lowercase()
+            || c.is_ascii_digit()
+            || *c == b'-'
+            || (i == a.len() && *c == b'.');
         if !ok {
             return None;
         }
@@ -381,7 +448,14 @@ fn ip_wanted(qtype: RecordType, ip: IpAddr) -> bool {
 
 impl Ctx<'_> {
     /// Adds the records for `rel` (labels below the zone) to `out`; false when the name does not exist.
-    fn resolve(&self, out: &mut Resolved, owner: &Name, rel: &[&[u8]], qtype: RecordType, depth: usize) -> bool {
+    fn resolve(
+        &self,
+        out: &mut Resolved,
+        owner: &Name,
+        rel: &[&[u8]],
+        qtype: RecordType,
+        depth: usize,
+    ) -> bool {
         let ttl = self.zone.ttl;
         let lower = |i: usize, s: &[u8]| rel[i].eq_ignore_ascii_case(s);
         match rel.len() {
@@ -390,14 +464,19 @@ impl Ctx<'_> {
                     out.answers.push(self.zone.soa(self.index.serial));
                 }
                 if wants(qtype, RecordType::NS) {
-                    out.answers.push(Record::from_rdata(owner.clone(), ttl, RData::NS(NS(self.zone.ns.clone()))));
+                    out.answers.push(Record::from_rdata(
+                        owner.clone(),
+                        ttl,
+                        RData::NS(NS(self.zone.ns.clone())),
+                    ));
                 }
                 true
             }
             1 if lower(0, b"dns-version") => {
                 if wants(qtype, RecordType::TXT) {
                     let txt = TXT::new(vec![SCHEMA_VERSION.to_string()]);
-                    out.answers.push(Record::from_rdata(owner.clone(), ttl, RData::TXT(txt)));
+                    out.answers
+                        .push(Record::from_rdata(owner.clone(), ttl, RData::TXT(txt)));
                 }
                 true
             }
@@ -418,7 +497,8 @@ impl Ctx<'_> {
             n if lower(n - 1, b"svc") => {
                 let mut buf = [0u8; 256];
                 match n {
-                    2 => key(&mut buf, b"x", rel[0]).is_some_and(|k| self.index.has_namespace(&k[2..])),
+                    2 => key(&mut buf, b"x", rel[0])
+                        .is_some_and(|k| self.index.has_namespace(&k[2..])),
                     3 => match key(&mut buf, rel[0], rel[1]).and_then(|k| self.index.service(k)) {
                         Some(r) => self.service(out, owner, r, qtype, depth),
                         None => false,
@@ -438,7 +518,14 @@ impl Ctx<'_> {
         }
     }
 
-    fn service(&self, out: &mut Resolved, owner: &Name, r: &ServiceRec, qtype: RecordType, depth: usize) -> bool {
+    fn service(
+        &self,
+        out: &mut Resolved,
+        owner: &Name,
+        r: &ServiceRec,
+        qtype: RecordType,
+        depth: usize,
+    ) -> bool {
         let ttl = self.zone.ttl;
         match &r.spec.kind {
             Kind::ClusterIp { v4, v6 } => {
@@ -461,8 +548,14 @@ impl Ctx<'_> {
                 any
             }
             Kind::ExternalName(target) => {
-                let Ok(t) = Name::from_ascii(format!("{target}.")) else { return false };
-                out.answers.push(Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(t.clone()))));
+                let Ok(t) = Name::from_ascii(format!("{target}.")) else {
+                    return false;
+                };
+                out.answers.push(Record::from_rdata(
+                    owner.clone(),
+                    ttl,
+                    RData::CNAME(CNAME(t.clone())),
+                ));
                 if qtype == RecordType::CNAME || depth >= MAX_CHAIN {
                     return true;
                 }
@@ -475,7 +568,14 @@ impl Ctx<'_> {
         }
     }
 
-    fn endpoint(&self, out: &mut Resolved, owner: &Name, r: &ServiceRec, host: &[u8], qtype: RecordType) -> bool {
+    fn endpoint(
+        &self,
+        out: &mut Resolved,
+        owner: &Name,
+        r: &ServiceRec,
+        host: &[u8],
+        qtype: RecordType,
+    ) -> bool {
         if r.spec.kind != Kind::Headless {
             return false;
         }
@@ -509,19 +609,23 @@ impl Ctx<'_> {
             return false;
         };
         let matches = |p: &crate::index::Port| {
-            p.name().as_bytes().eq_ignore_ascii_case(port) && p.proto.label().as_bytes().eq_ignore_ascii_case(proto)
+            p.name().as_bytes().eq_ignore_ascii_case(port)
+                && p.proto.label().as_bytes().eq_ignore_ascii_case(proto)
         };
         let ttl = self.zone.ttl;
         let want = wants(qtype, RecordType::SRV);
         match &r.spec.kind {
             Kind::ClusterIp { v4, v6 } => {
-                let Some(p) = r.spec.ports.iter().find(|p| matches(p)) else { return false };
+                let Some(p) = r.spec.ports.iter().find(|p| matches(p)) else {
+                    return false;
+                };
                 if want && let Some(target) = service_name(self.zone, r) {
                     for ip in v4.map(IpAddr::V4).into_iter().chain(v6.map(IpAddr::V6)) {
                         out.additionals.push(ip_record(&target, ttl, ip));
                     }
                     let srv = SRV::new(0, 100, p.port, target);
-                    out.answers.push(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)));
+                    out.answers
+                        .push(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)));
                 }
                 true
             }
@@ -536,12 +640,14 @@ impl Ctx<'_> {
                 if want {
                     let weight = (100 / hits.len()).max(1) as u16;
                     for (p, e) in hits {
-                        let Some(target) = endpoint_name(self.zone, r, e.hostname.as_deref(), e.ip) else {
+                        let Some(target) = endpoint_name(self.zone, r, e.hostname.as_deref(), e.ip)
+                        else {
                             continue;
                         };
                         out.additionals.push(ip_record(&target, ttl, e.ip));
                         let srv = SRV::new(0, weight, p, target);
-                        out.answers.push(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)));
+                        out.answers
+                            .push(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)));
                     }
                 }
                 true

@@ -46,7 +46,11 @@ pub fn service(s: &Service) -> Result<ServiceSpec, ConvertError> {
     let key = key_of_service(s)?;
     let spec = s.spec.clone().unwrap_or_default();
     let kind = if spec.type_.as_deref() == Some("ExternalName") {
-        let t = spec.external_name.as_deref().map(|t| t.trim_end_matches('.')).unwrap_or("");
+        let t = spec
+            .external_name
+            .as_deref()
+            .map(|t| t.trim_end_matches('.'))
+            .unwrap_or("");
         if t.is_empty() {
             return Err(ConvertError::NoExternalName);
         }
@@ -80,7 +84,12 @@ pub fn service(s: &Service) -> Result<ServiceSpec, ConvertError> {
             Port::new(p.name.as_deref()?, proto, port)
         })
         .collect();
-    Ok(ServiceSpec { key, kind, ports, publish_not_ready: spec.publish_not_ready_addresses == Some(true) })
+    Ok(ServiceSpec {
+        key,
+        kind,
+        ports,
+        publish_not_ready: spec.publish_not_ready_addresses == Some(true),
+    })
 }
 
 /// The Service key and name of an EndpointSlice.
@@ -115,10 +124,17 @@ pub fn slice(s: &EndpointSlice) -> Slice {
         .flat_map(|e| {
             // A nil ready condition means ready (EndpointSlice API contract).
             let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            let hostname: Option<Box<str>> =
-                e.hostname.as_deref().filter(|h| !h.is_empty()).map(|h| h.to_ascii_lowercase().into());
+            let hostname: Option<Box<str>> = e
+                .hostname
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .map(|h| h.to_ascii_lowercase().into());
             e.addresses.iter().filter_map(move |a| {
-                Some(Endpoint { ip: a.parse().ok()?, hostname: hostname.clone(), ready })
+                Some(Endpoint {
+                    ip: a.parse().ok()?,
+                    hostname: hostname.clone(),
+                    ready,
+                })
             })
         })
         .collect();
@@ -140,7 +156,9 @@ mod tests {
                 serde_json::json!({"metadata":{"name":"Web","namespace":"default"},
                     "spec":{"clusterIP":"10.96.0.5","clusterIPs":["10.96.0.5","fd00::5"],
                     "ports":[{"name":"http","port":80},{"port":81},{"name":"dns","port":53,"protocol":"UDP"}]}}),
-                Ok("web.default ClusterIp { v4: Some(10.96.0.5), v6: Some(fd00::5) } [http/tcp:80, dns/udp:53] false"),
+                Ok(
+                    "web.default ClusterIp { v4: Some(10.96.0.5), v6: Some(fd00::5) } [http/tcp:80, dns/udp:53] false",
+                ),
             ),
             (
                 serde_json::json!({"metadata":{"name":"h","namespace":"n"},
@@ -156,12 +174,21 @@ mod tests {
                 serde_json::json!({"metadata":{"name":"e","namespace":"n"},"spec":{"type":"ExternalName"}}),
                 Err(ConvertError::NoExternalName),
             ),
-            (serde_json::json!({"metadata":{"name":"p","namespace":"n"},"spec":{}}), Err(ConvertError::NoClusterIp)),
-            (serde_json::json!({"metadata":{"name":"p"}}), Err(ConvertError::NoName)),
+            (
+                serde_json::json!({"metadata":{"name":"p","namespace":"n"},"spec":{}}),
+                Err(ConvertError::NoClusterIp),
+            ),
+            (
+                serde_json::json!({"metadata":{"name":"p"}}),
+                Err(ConvertError::NoName),
+            ),
         ];
         for (obj, want) in cases {
             let got = service(&svc(obj.clone())).map(|s| {
-                format!("{} {:?} {:?} {}", s.key, s.kind, s.ports, s.publish_not_ready)
+                format!(
+                    "{} {:?} {:?} {}",
+                    s.key, s.kind, s.ports, s.publish_not_ready
+                )
             });
             assert_eq!(got.as_deref().map_err(Clone::clone), want, "{obj}");
         }
@@ -181,7 +208,10 @@ mod tests {
             ]
         }))
         .unwrap();
-        assert_eq!(slice_ids(&s).unwrap(), ("web.default".into(), "web-x1".to_string()));
+        assert_eq!(
+            slice_ids(&s).unwrap(),
+            ("web.default".into(), "web-x1".to_string())
+        );
         assert_eq!(
             format!("{:?}", slice(&s)),
             "Slice { ports: [http/tcp:8080], endpoints: [\

@@ -67,8 +67,14 @@ impl Forwarder {
 
     /// The reply for `req` (ID and OPT as the client expects) and whether it came from the cache.
     pub async fn resolve(&self, req: &Message) -> (Message, bool) {
-        let Some(q) = req.queries.first() else { return (reply_to(req, ResponseCode::FormErr), false) };
-        let key: Key = (q.name().to_lowercase().to_ascii(), u16::from(q.query_type()), u16::from(q.query_class()));
+        let Some(q) = req.queries.first() else {
+            return (reply_to(req, ResponseCode::FormErr), false);
+        };
+        let key: Key = (
+            q.name().to_lowercase().to_ascii(),
+            u16::from(q.query_type()),
+            u16::from(q.query_class()),
+        );
         if let Some(m) = self.cached(&key) {
             return (self.for_client(req, m), true);
         }
@@ -106,7 +112,12 @@ impl Forwarder {
             return None;
         }
         let mut m = c.reply.clone();
-        for r in m.answers.iter_mut().chain(m.authorities.iter_mut()).chain(m.additionals.iter_mut()) {
+        for r in m
+            .answers
+            .iter_mut()
+            .chain(m.authorities.iter_mut())
+            .chain(m.additionals.iter_mut())
+        {
             r.decrement_ttl(age);
         }
         Some(m)
@@ -114,9 +125,13 @@ impl Forwarder {
 
     fn store(&self, key: Key, m: &Message) {
         let ttl = match m.response_code {
-            ResponseCode::NoError if !m.answers.is_empty() => {
-                m.answers.iter().map(|r| r.ttl).min().unwrap_or(0).min(self.max_ttl)
-            }
+            ResponseCode::NoError if !m.answers.is_empty() => m
+                .answers
+                .iter()
+                .map(|r| r.ttl)
+                .min()
+                .unwrap_or(0)
+                .min(self.max_ttl),
             ResponseCode::NoError | ResponseCode::NXDomain => m
                 .authorities
                 .iter()
@@ -138,10 +153,22 @@ impl Forwarder {
                 cache.clear();
             }
         }
-        cache.insert(key, Cached { reply: m.clone(), stored: Instant::now(), ttl });
+        cache.insert(
+            key,
+            Cached {
+                reply: m.clone(),
+                stored: Instant::now(),
+                ttl,
+            },
+        );
     }
 
-    async fn exchange(&self, req: &Message, up: SocketAddr, wait: Duration) -> Result<Message, ForwardError> {
+    async fn exchange(
+        &self,
+        req: &Message,
+        up: SocketAddr,
+        wait: Duration,
+    ) -> Result<Message, ForwardError> {
         let q = &req.queries[0];
         // A fresh random ID and source port per exchange, so spoofed replies are hard to match.
         let id: u16 = rand::random();
@@ -151,11 +178,18 @@ impl Forwarder {
         let bytes = out.to_vec().map_err(ForwardError::Encode)?;
         let fut = async {
             let m = udp_exchange(&bytes, up).await?;
-            if m.truncation { tcp_exchange(&bytes, up).await } else { Ok(m) }
+            if m.truncation {
+                tcp_exchange(&bytes, up).await
+            } else {
+                Ok(m)
+            }
         };
-        let m = tokio::time::timeout(wait, fut).await.map_err(|_| ForwardError::Timeout(up))??;
+        let m = tokio::time::timeout(wait, fut)
+            .await
+            .map_err(|_| ForwardError::Timeout(up))??;
         let same_q = m.queries.first().is_some_and(|r| {
-            r.query_type() == q.query_type() && r.name().eq_ignore_root_case(q.name()) || r.name() == q.name()
+            r.query_type() == q.query_type() && r.name().eq_ignore_root_case(q.name())
+                || r.name() == q.name()
         });
         if m.id != id || !same_q {
             return Err(ForwardError::BadReply(up));
@@ -166,7 +200,11 @@ impl Forwarder {
 
 async fn udp_exchange(bytes: &[u8], up: SocketAddr) -> Result<Message, ForwardError> {
     let io = |e| ForwardError::Io(up, e);
-    let bind: SocketAddr = if up.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let bind: SocketAddr = if up.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
     let sock = UdpSocket::bind(bind).await.map_err(io)?;
     // Connected, so an ICMP port-unreachable fails fast instead of waiting for the timeout.
     sock.connect(up).await.map_err(io)?;
@@ -184,7 +222,9 @@ async fn tcp_exchange(bytes: &[u8], up: SocketAddr) -> Result<Message, ForwardEr
     let io = |e| ForwardError::Io(up, e);
     let mut s = TcpStream::connect(up).await.map_err(io)?;
     let len = u16::try_from(bytes.len()).map_err(|_| ForwardError::BadReply(up))?;
-    s.write_all(&[&len.to_be_bytes()[..], bytes].concat()).await.map_err(io)?;
+    s.write_all(&[&len.to_be_bytes()[..], bytes].concat())
+        .await
+        .map_err(io)?;
     let n = s.read_u16().await.map_err(io)? as usize;
     let mut buf = vec![0u8; n];
     s.read_exact(&mut buf).await.map_err(io)?;

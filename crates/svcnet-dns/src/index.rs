@@ -69,7 +69,12 @@ impl Port {
         for c in &mut n {
             c.make_ascii_lowercase();
         }
-        Some(Port { name: n, name_len: b.len() as u8, proto, port })
+        Some(Port {
+            name: n,
+            name_len: b.len() as u8,
+            proto,
+            port,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -81,7 +86,10 @@ impl Port {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// A ClusterIP (at most one per family).
-    ClusterIp { v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr> },
+    ClusterIp {
+        v4: Option<Ipv4Addr>,
+        v6: Option<Ipv6Addr>,
+    },
     /// `clusterIP: None`: the ready endpoints.
     Headless,
     /// A CNAME to this (lowercase, no trailing dot) name.
@@ -131,7 +139,11 @@ impl ServiceRec {
     }
 
     pub fn name(&self) -> &str {
-        self.spec.key.split_once('.').map(|(n, _)| n).unwrap_or(&self.spec.key)
+        self.spec
+            .key
+            .split_once('.')
+            .map(|(n, _)| n)
+            .unwrap_or(&self.spec.key)
     }
 
     pub fn namespace(&self) -> &str {
@@ -244,9 +256,11 @@ impl Index {
 /// Addresses whose PTR names this Service: its ClusterIPs, or its headless endpoints.
 fn ptr_ips(r: &ServiceRec) -> Vec<IpAddr> {
     match &r.spec.kind {
-        Kind::ClusterIp { v4, v6 } => {
-            v4.map(IpAddr::V4).into_iter().chain(v6.map(IpAddr::V6)).collect()
-        }
+        Kind::ClusterIp { v4, v6 } => v4
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(v6.map(IpAddr::V6))
+            .collect(),
         Kind::Headless => r.dns_endpoints().map(|(_, e)| e.ip).collect(),
         Kind::ExternalName(_) => Vec::new(),
     }
@@ -282,12 +296,19 @@ impl Shared {
     }
 
     pub fn load(&self) -> Arc<Index> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A per-worker reader that touches the lock only when a new index was published.
     pub fn reader(self: &Arc<Self>) -> Reader {
-        Reader { shared: self.clone(), seen: self.generation.load(Ordering::Acquire), cached: self.load() }
+        Reader {
+            shared: self.clone(),
+            seen: self.generation.load(Ordering::Acquire),
+            cached: self.load(),
+        }
     }
 }
 
@@ -317,6 +338,11 @@ pub enum Resource {
     Slices,
 }
 
+/// A Service's slices by name.
+type SliceList = Vec<(Box<str>, Arc<Slice>)>;
+/// (Service key, slice name).
+type SliceKey = (Box<str>, Box<str>);
+
 /// Applies Service and EndpointSlice changes and publishes indexes.
 ///
 /// Slices are kept per Service key (the `kubernetes.io/service-name` label, which the
@@ -325,8 +351,8 @@ pub enum Resource {
 pub struct Tracker {
     index: Index,
     specs_seen: Option<HashSet<Box<str>, Hasher64>>,
-    slices: HashMap<Box<str>, Vec<(Box<str>, Arc<Slice>)>, Hasher64>,
-    slices_seen: Option<HashSet<(Box<str>, Box<str>), Hasher64>>,
+    slices: HashMap<Box<str>, SliceList, Hasher64>,
+    slices_seen: Option<HashSet<SliceKey, Hasher64>>,
     dirty: bool,
 }
 
@@ -345,7 +371,11 @@ impl Tracker {
         if let Some(seen) = &mut self.specs_seen {
             seen.insert(spec.key.clone());
         }
-        if self.index.service(&spec.key).is_some_and(|r| r.spec == spec) {
+        if self
+            .index
+            .service(&spec.key)
+            .is_some_and(|r| r.spec == spec)
+        {
             return;
         }
         let slices = self.slices_for(&spec.key);
@@ -375,7 +405,9 @@ impl Tracker {
     }
 
     pub fn delete_slice(&mut self, service_key: &str, name: &str) {
-        let Some(list) = self.slices.get_mut(service_key) else { return };
+        let Some(list) = self.slices.get_mut(service_key) else {
+            return;
+        };
         let before = list.len();
         list.retain(|(n, _)| &**n != name);
         if list.len() == before {
@@ -398,7 +430,9 @@ impl Tracker {
     pub fn relist_done(&mut self, what: Resource) {
         match what {
             Resource::Services => {
-                let Some(seen) = self.specs_seen.take() else { return };
+                let Some(seen) = self.specs_seen.take() else {
+                    return;
+                };
                 let gone: Vec<Box<str>> = self
                     .index
                     .services
@@ -411,8 +445,10 @@ impl Tracker {
                 }
             }
             Resource::Slices => {
-                let Some(seen) = self.slices_seen.take() else { return };
-                let gone: Vec<(Box<str>, Box<str>)> = self
+                let Some(seen) = self.slices_seen.take() else {
+                    return;
+                };
+                let gone: Vec<SliceKey> = self
                     .slices
                     .iter()
                     .flat_map(|(svc, l)| l.iter().map(move |(n, _)| (svc.clone(), n.clone())))
@@ -433,12 +469,17 @@ impl Tracker {
     }
 
     fn slices_for(&self, key: &str) -> Box<[Arc<Slice>]> {
-        self.slices.get(key).map(|l| l.iter().map(|(_, s)| s.clone()).collect()).unwrap_or_default()
+        self.slices
+            .get(key)
+            .map(|l| l.iter().map(|(_, s)| s.clone()).collect())
+            .unwrap_or_default()
     }
 
     fn refresh(&mut self, key: &str) {
         // Only headless Services answer from endpoints; others keep their record as is.
-        let Some(old) = self.index.service(key) else { return };
+        let Some(old) = self.index.service(key) else {
+            return;
+        };
         if old.spec.kind != Kind::Headless {
             return;
         }
@@ -463,11 +504,18 @@ mod tests {
     }
 
     fn ep(ip: &str, host: Option<&str>, ready: bool) -> Endpoint {
-        Endpoint { ip: ip.parse().unwrap(), hostname: host.map(Into::into), ready }
+        Endpoint {
+            ip: ip.parse().unwrap(),
+            hostname: host.map(Into::into),
+            ready,
+        }
     }
 
     fn slice(eps: Vec<Endpoint>) -> Slice {
-        Slice { ports: vec![Port::new("http", Proto::Tcp, 8080).unwrap()].into(), endpoints: eps.into() }
+        Slice {
+            ports: vec![Port::new("http", Proto::Tcp, 8080).unwrap()].into(),
+            endpoints: eps.into(),
+        }
     }
 
     fn ptr_of(ix: &Index, ip: &str) -> Option<String> {
@@ -487,16 +535,30 @@ mod tests {
             ("", None),
         ];
         for (name, want) in cases {
-            assert_eq!(Port::new(name, Proto::Tcp, 1).map(|p| p.name().to_string()).as_deref(), *want, "{name}");
+            assert_eq!(
+                Port::new(name, Proto::Tcp, 1)
+                    .map(|p| p.name().to_string())
+                    .as_deref(),
+                *want,
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn slices_before_and_after_the_service() {
         let mut t = Tracker::new();
-        t.apply_slice("web.default", "web-abc", slice(vec![ep("10.244.0.5", Some("w0"), true)]));
+        t.apply_slice(
+            "web.default",
+            "web-abc",
+            slice(vec![ep("10.244.0.5", Some("w0"), true)]),
+        );
         t.apply_service(spec("web.default", Kind::Headless));
-        t.apply_slice("web.default", "web-def", slice(vec![ep("10.244.0.6", None, false)]));
+        t.apply_slice(
+            "web.default",
+            "web-def",
+            slice(vec![ep("10.244.0.6", None, false)]),
+        );
         let ix = t.publish();
         let r = ix.service("web.default").unwrap();
         let ready: Vec<String> = r.dns_endpoints().map(|(_, e)| e.ip.to_string()).collect();
@@ -507,7 +569,10 @@ mod tests {
 
         t.delete_slice("web.default", "web-abc");
         let ix = t.publish();
-        assert_eq!(ix.service("web.default").unwrap().dns_endpoints().count(), 0);
+        assert_eq!(
+            ix.service("web.default").unwrap().dns_endpoints().count(),
+            0
+        );
         assert_eq!(ptr_of(&ix, "10.244.0.5"), None);
     }
 
@@ -516,7 +581,13 @@ mod tests {
         let mut t = Tracker::new();
         t.apply_service(spec("x.ns1", Kind::ExternalName("example.org".into())));
         assert_eq!(ptr_of(&t.publish(), "10.96.0.20"), None);
-        t.apply_service(spec("x.ns1", Kind::ClusterIp { v4: Some("10.96.0.20".parse().unwrap()), v6: None }));
+        t.apply_service(spec(
+            "x.ns1",
+            Kind::ClusterIp {
+                v4: Some("10.96.0.20".parse().unwrap()),
+                v6: None,
+            },
+        ));
         let ix = t.publish();
         assert_eq!(ptr_of(&ix, "10.96.0.20").as_deref(), Some("svc x.ns1"));
         t.delete_service("x.ns1");
@@ -556,8 +627,12 @@ mod tests {
         t.relist_done(Resource::Slices);
         let ix = t.publish();
         assert!(ix.service("b.n").is_none());
-        let ips: Vec<String> =
-            ix.service("a.n").unwrap().dns_endpoints().map(|(_, e)| e.ip.to_string()).collect();
+        let ips: Vec<String> = ix
+            .service("a.n")
+            .unwrap()
+            .dns_endpoints()
+            .map(|(_, e)| e.ip.to_string())
+            .collect();
         assert_eq!(ips, ["10.0.0.2"]);
     }
 

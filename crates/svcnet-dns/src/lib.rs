@@ -35,7 +35,10 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let shared = index::Shared::new();
     let server = Server::bind(&cfg, shared.clone()).await?;
-    on_bound(Bound { dns: server.dns_addr(), metrics: server.metrics_addr() });
+    on_bound(Bound {
+        dns: server.dns_addr(),
+        metrics: server.metrics_addr(),
+    });
     let watch = tokio::spawn(watch::run(client, shared));
     server.serve(shutdown).await;
     watch.abort();
@@ -61,9 +64,14 @@ pub enum ClientError {
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, ClientError> {
     let cfg = match kubeconfig {
         Some(p) => {
-            let err = |source| ClientError::Kubeconfig { path: p.display().to_string(), source };
+            let err = |source| ClientError::Kubeconfig {
+                path: p.display().to_string(),
+                source,
+            };
             let kc = kube::config::Kubeconfig::read_from(p).map_err(err)?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.map_err(err)?
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(err)?
         }
         None => kube::Config::infer().await.map_err(ClientError::Infer)?,
     };

@@ -9,11 +9,18 @@ use hickory_proto::rr::RecordType;
 
 use crate::answer::Transport;
 
-const TYPES: [&str; 10] = ["A", "AAAA", "SRV", "PTR", "CNAME", "TXT", "SOA", "NS", "ANY", "other"];
-const RCODES: [&str; 8] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other"];
+const TYPES: [&str; 10] = [
+    "A", "AAAA", "SRV", "PTR", "CNAME", "TXT", "SOA", "NS", "ANY", "other",
+];
+const RCODES: [&str; 8] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
+];
 const PROTOS: [&str; 2] = ["udp", "tcp"];
 /// Histogram bucket bounds in microseconds.
-const BUCKETS_US: [u64; 14] = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000];
+const BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000,
+];
 
 fn type_slot(t: Option<RecordType>) -> usize {
     match t {
@@ -71,7 +78,13 @@ impl Default for Metrics {
 
 impl Metrics {
     /// One answered query.
-    pub fn record(&self, qtype: Option<RecordType>, rcode: ResponseCode, transport: Transport, took: Duration) {
+    pub fn record(
+        &self,
+        qtype: Option<RecordType>,
+        rcode: ResponseCode,
+        transport: Transport,
+        took: Duration,
+    ) {
         let p = match transport {
             Transport::Udp => 0,
             Transport::Tcp => 1,
@@ -81,7 +94,8 @@ impl Metrics {
         if let Some(i) = BUCKETS_US.iter().position(|&b| us <= b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.latency_sum_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        self.latency_sum_ns
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
         self.latency_count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -107,7 +121,10 @@ impl Metrics {
                 for (pi, p) in PROTOS.iter().enumerate() {
                     let v = ld(&self.requests[ti][ri][pi]);
                     if v > 0 {
-                        let _ = writeln!(s, "svcnet_dns_requests_total{{type=\"{t}\",rcode=\"{r}\",proto=\"{p}\"}} {v}");
+                        let _ = writeln!(
+                            s,
+                            "svcnet_dns_requests_total{{type=\"{t}\",rcode=\"{r}\",proto=\"{p}\"}} {v}"
+                        );
                     }
                 }
             }
@@ -117,18 +134,45 @@ impl Metrics {
         let mut cum = 0;
         for (i, b) in BUCKETS_US.iter().enumerate() {
             cum += ld(&self.buckets[i]);
-            let _ = writeln!(s, "svcnet_dns_request_duration_seconds_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1e6);
+            let _ = writeln!(
+                s,
+                "svcnet_dns_request_duration_seconds_bucket{{le=\"{}\"}} {cum}",
+                *b as f64 / 1e6
+            );
         }
         let count = ld(&self.latency_count);
-        let _ = writeln!(s, "svcnet_dns_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(s, "svcnet_dns_request_duration_seconds_sum {}", ld(&self.latency_sum_ns) as f64 / 1e9);
+        let _ = writeln!(
+            s,
+            "svcnet_dns_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            s,
+            "svcnet_dns_request_duration_seconds_sum {}",
+            ld(&self.latency_sum_ns) as f64 / 1e9
+        );
         let _ = writeln!(s, "svcnet_dns_request_duration_seconds_count {count}");
         for (name, help, v) in [
-            ("svcnet_dns_forwarded_total", "Queries sent to the upstream resolvers or answered from their cache.", &self.forwarded),
-            ("svcnet_dns_forward_cache_hits_total", "Forwarded queries answered from the cache.", &self.cache_hits),
-            ("svcnet_dns_dropped_total", "Packets dropped without an answer.", &self.dropped),
+            (
+                "svcnet_dns_forwarded_total",
+                "Queries sent to the upstream resolvers or answered from their cache.",
+                &self.forwarded,
+            ),
+            (
+                "svcnet_dns_forward_cache_hits_total",
+                "Forwarded queries answered from the cache.",
+                &self.cache_hits,
+            ),
+            (
+                "svcnet_dns_dropped_total",
+                "Packets dropped without an answer.",
+                &self.dropped,
+            ),
         ] {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", ld(v));
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                ld(v)
+            );
         }
         s
     }
@@ -141,10 +185,30 @@ mod tests {
     #[test]
     fn renders_counts_and_buckets() {
         let m = Metrics::default();
-        m.record(Some(RecordType::A), ResponseCode::NoError, Transport::Udp, Duration::from_micros(30));
-        m.record(Some(RecordType::A), ResponseCode::NoError, Transport::Udp, Duration::from_micros(700));
-        m.record(Some(RecordType::SRV), ResponseCode::NXDomain, Transport::Tcp, Duration::from_millis(3));
-        m.record(Some(RecordType::MX), ResponseCode::ServFail, Transport::Udp, Duration::from_secs(2));
+        m.record(
+            Some(RecordType::A),
+            ResponseCode::NoError,
+            Transport::Udp,
+            Duration::from_micros(30),
+        );
+        m.record(
+            Some(RecordType::A),
+            ResponseCode::NoError,
+            Transport::Udp,
+            Duration::from_micros(700),
+        );
+        m.record(
+            Some(RecordType::SRV),
+            ResponseCode::NXDomain,
+            Transport::Tcp,
+            Duration::from_millis(3),
+        );
+        m.record(
+            Some(RecordType::MX),
+            ResponseCode::ServFail,
+            Transport::Udp,
+            Duration::from_secs(2),
+        );
         m.forwarded(true);
         let text = m.render();
         for line in [
@@ -160,7 +224,10 @@ mod tests {
             "svcnet_dns_forwarded_total 1",
             "svcnet_dns_forward_cache_hits_total 1",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
         assert!(!text.contains("type=\"AAAA\""));
     }

@@ -46,7 +46,14 @@ pub struct Config {
 
 impl Config {
     pub fn new(listen: SocketAddr, upstreams: Vec<SocketAddr>) -> Config {
-        Config { listen, cluster_domain: "cluster.local".into(), ttl: 5, upstreams, metrics_listen: None, udp_workers: 0 }
+        Config {
+            listen,
+            cluster_domain: "cluster.local".into(),
+            ttl: 5,
+            upstreams,
+            metrics_listen: None,
+            udp_workers: 0,
+        }
     }
 }
 
@@ -78,12 +85,20 @@ impl Server {
         let (udp, tcp) = bind_pair(cfg.listen).await?;
         let http = match cfg.metrics_listen {
             Some(a) => Some(
-                TcpListener::bind(a).await.map_err(|source| ServerError::Bind { proto: "http", addr: a, source })?,
+                TcpListener::bind(a)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        proto: "http",
+                        addr: a,
+                        source,
+                    })?,
             ),
             None => None,
         };
         let workers = match cfg.udp_workers {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             n => n,
         };
         let state = Arc::new(State {
@@ -94,7 +109,13 @@ impl Server {
             forwards: Arc::new(Semaphore::new(1024)),
             tcp_conns: Arc::new(Semaphore::new(512)),
         });
-        Ok(Server { udp: Arc::new(udp), tcp, http, state, workers })
+        Ok(Server {
+            udp: Arc::new(udp),
+            tcp,
+            http,
+            state,
+            workers,
+        })
     }
 
     pub fn dns_addr(&self) -> SocketAddr {
@@ -121,11 +142,17 @@ impl Server {
 }
 
 async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), ServerError> {
-    let err = |proto, addr, source| ServerError::Bind { proto, addr, source };
+    let err = |proto, addr, source| ServerError::Bind {
+        proto,
+        addr,
+        source,
+    };
     let mut last = None;
     // With port 0 the UDP port may be taken for TCP; try a few.
     for _ in 0..if addr.port() == 0 { 20 } else { 1 } {
-        let udp = UdpSocket::bind(addr).await.map_err(|e| err("udp", addr, e))?;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| err("udp", addr, e))?;
         let bound = udp.local_addr().map_err(|e| err("udp", addr, e))?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -149,7 +176,8 @@ async fn udp_loop(sock: Arc<UdpSocket>, st: Arc<State>) {
         match a.outcome {
             Outcome::Reply(bytes) => {
                 let _ = sock.send_to(&bytes, peer).await;
-                st.metrics.record(a.qtype, a.rcode, Transport::Udp, start.elapsed());
+                st.metrics
+                    .record(a.qtype, a.rcode, Transport::Udp, start.elapsed());
             }
             Outcome::Drop => st.metrics.dropped(),
             Outcome::Forward(req) => {
@@ -173,13 +201,20 @@ async fn forward(st: &State, req: &Message, transport: Transport, start: Instant
     let (reply, hit) = st.forwarder.resolve(req).await;
     st.metrics.forwarded(hit);
     let bytes = answer::encode(&reply, answer::reply_limit(req, transport));
-    st.metrics.record(req.queries.first().map(|q| q.query_type()), reply.response_code, transport, start.elapsed());
+    st.metrics.record(
+        req.queries.first().map(|q| q.query_type()),
+        reply.response_code,
+        transport,
+        start.elapsed(),
+    );
     bytes
 }
 
 async fn tcp_loop(l: TcpListener, st: Arc<State>) {
     loop {
-        let Ok((s, _)) = l.accept().await else { continue };
+        let Ok((s, _)) = l.accept().await else {
+            continue;
+        };
         let Ok(permit) = st.tcp_conns.clone().try_acquire_owned() else {
             drop(s);
             continue;
@@ -202,12 +237,15 @@ async fn tcp_conn(mut s: TcpStream, st: &State) -> std::io::Result<()> {
             Ok(Ok(n)) => n as usize,
             _ => return Ok(()),
         };
-        tokio::time::timeout(TCP_IDLE, s.read_exact(&mut buf[..len])).await.map_err(std::io::Error::other)??;
+        tokio::time::timeout(TCP_IDLE, s.read_exact(&mut buf[..len]))
+            .await
+            .map_err(std::io::Error::other)??;
         let start = Instant::now();
         let a = answer::answer(reader.get(), &st.zone, &buf[..len], Transport::Tcp);
         let bytes = match a.outcome {
             Outcome::Reply(b) => {
-                st.metrics.record(a.qtype, a.rcode, Transport::Tcp, start.elapsed());
+                st.metrics
+                    .record(a.qtype, a.rcode, Transport::Tcp, start.elapsed());
                 b
             }
             Outcome::Forward(req) => forward(st, &req, Transport::Tcp, start).await,
@@ -217,13 +255,16 @@ async fn tcp_conn(mut s: TcpStream, st: &State) -> std::io::Result<()> {
             }
         };
         let n = u16::try_from(bytes.len()).unwrap_or(0);
-        s.write_all(&[&n.to_be_bytes()[..], &bytes[..n as usize]].concat()).await?;
+        s.write_all(&[&n.to_be_bytes()[..], &bytes[..n as usize]].concat())
+            .await?;
     }
 }
 
 async fn http_loop(l: TcpListener, st: Arc<State>) {
     loop {
-        let Ok((s, _)) = l.accept().await else { continue };
+        let Ok((s, _)) = l.accept().await else {
+            continue;
+        };
         let st = st.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), http_conn(s, &st)).await;
@@ -242,12 +283,17 @@ async fn http_conn(mut s: TcpStream, st: &State) -> std::io::Result<()> {
         }
         head.extend_from_slice(&b[..n]);
     }
-    let line = String::from_utf8_lossy(head.split(|&c| c == b'\n').next().unwrap_or(&[])).to_string();
+    let line =
+        String::from_utf8_lossy(head.split(|&c| c == b'\n').next().unwrap_or(&[])).to_string();
     let path = line.split_whitespace().nth(1).unwrap_or("");
     let (status, ctype, body) = match path.split('?').next().unwrap_or("") {
         "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
         "/readyz" if st.shared.synced() => ("200 OK", "text/plain", "ok\n".to_string()),
-        "/readyz" => ("503 Service Unavailable", "text/plain", "not synced with the API server yet\n".to_string()),
+        "/readyz" => (
+            "503 Service Unavailable",
+            "text/plain",
+            "not synced with the API server yet\n".to_string(),
+        ),
         "/metrics" => ("200 OK", "text/plain; version=0.0.4", st.metrics.render()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };

@@ -11,7 +11,9 @@ pub enum UpstreamError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid upstream {0:?}: want an IP address or IP:port, e.g. 10.0.0.2 or 127.0.0.1:5353")]
+    #[error(
+        "invalid upstream {0:?}: want an IP address or IP:port, e.g. 10.0.0.2 or 127.0.0.1:5353"
+    )]
     Invalid(String),
 }
 
@@ -29,8 +31,10 @@ pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
 
 /// The nameservers of a resolv.conf file.
 pub fn from_resolv_conf(path: &str) -> Result<Vec<SocketAddr>, UpstreamError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| UpstreamError::Read { path: path.to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| UpstreamError::Read {
+        path: path.to_string(),
+        source,
+    })?;
     Ok(parse_resolv_conf(&text))
 }
 
@@ -40,7 +44,9 @@ pub fn parse_upstream(s: &str) -> Result<SocketAddr, UpstreamError> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
-    s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)).map_err(|_| UpstreamError::Invalid(s.to_string()))
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| UpstreamError::Invalid(s.to_string()))
 }
 
 #[cfg(test)]
@@ -51,7 +57,10 @@ mod tests {
     fn resolv_conf() {
         let text = "# generated\nsearch example.com\nnameserver 10.0.0.2\nnameserver  fe80::1%eth0 \n\
                     nameserver bogus\noptions ndots:5\n  nameserver 1.1.1.1\n";
-        let got: Vec<String> = parse_resolv_conf(text).iter().map(|a| a.to_string()).collect();
+        let got: Vec<String> = parse_resolv_conf(text)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         assert_eq!(got, ["10.0.0.2:53", "[fe80::1]:53", "1.1.1.1:53"]);
     }
 
@@ -64,11 +73,15 @@ mod tests {
             ("::1", Ok("[::1]:53")),
             (
                 "dns.example",
-                Err("invalid upstream \"dns.example\": want an IP address or IP:port, e.g. 10.0.0.2 or 127.0.0.1:5353"),
+                Err(
+                    "invalid upstream \"dns.example\": want an IP address or IP:port, e.g. 10.0.0.2 or 127.0.0.1:5353",
+                ),
             ),
         ];
         for (s, want) in cases {
-            let got = parse_upstream(s).map(|a| a.to_string()).map_err(|e| e.to_string());
+            let got = parse_upstream(s)
+                .map(|a| a.to_string())
+                .map_err(|e| e.to_string());
             assert_eq!(got.as_deref().map_err(|e| e.as_str()), want, "{s}");
         }
     }

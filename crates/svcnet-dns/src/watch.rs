@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use tokio::time::Instant;
 
 use crate::convert;
@@ -20,8 +20,8 @@ use crate::index::{Resource, Shared, Tracker};
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
 enum Change {
-    Service(Event<Service>),
-    Slice(Event<EndpointSlice>),
+    Service(Box<Event<Service>>),
+    Slice(Box<Event<EndpointSlice>>),
 }
 
 /// Applies one Service watch event.
@@ -69,11 +69,11 @@ pub async fn run(client: kube::Client, shared: Arc<Shared>) {
     let cfg = watcher::Config::default();
     let services = watcher::watcher(kube::Api::<Service>::all(client.clone()), cfg.clone())
         .default_backoff()
-        .map(|e| e.map(Change::Service))
+        .map(|e| e.map(|e| Change::Service(Box::new(e))))
         .boxed();
     let slices = watcher::watcher(kube::Api::<EndpointSlice>::all(client), cfg)
         .default_backoff()
-        .map(|e| e.map(Change::Slice))
+        .map(|e| e.map(|e| Change::Slice(Box::new(e))))
         .boxed();
     let mut events = futures::stream::select(services, slices);
     let mut tracker = Tracker::new();
@@ -89,12 +89,12 @@ pub async fn run(client: kube::Client, shared: Arc<Shared>) {
                 while let Some(e) = ev.take() {
                     match e {
                         Ok(Change::Service(e)) => {
-                            services_synced |= matches!(e, Event::InitDone);
-                            apply_service_event(&mut tracker, e);
+                            services_synced |= matches!(*e, Event::InitDone);
+                            apply_service_event(&mut tracker, *e);
                         }
                         Ok(Change::Slice(e)) => {
-                            slices_synced |= matches!(e, Event::InitDone);
-                            apply_slice_event(&mut tracker, e);
+                            slices_synced |= matches!(*e, Event::InitDone);
+                            apply_slice_event(&mut tracker, *e);
                         }
                         Err(e) => tracing::warn!(error = %e, "watch failed; retrying"),
                     }

@@ -14,15 +14,32 @@ fn fixture() -> &'static (Index, Zone) {
         let ports: Box<[Port]> = Port::new("http", Proto::Tcp, 80).into_iter().collect();
         t.apply_service(ServiceSpec {
             key: "web.default".into(),
-            kind: Kind::ClusterIp { v4: Some([10, 96, 0, 5].into()), v6: None },
+            kind: Kind::ClusterIp {
+                v4: Some([10, 96, 0, 5].into()),
+                v6: None,
+            },
             ports: ports.clone(),
             publish_not_ready: false,
         });
-        t.apply_service(ServiceSpec { key: "db.default".into(), kind: Kind::Headless, ports: ports.clone(), publish_not_ready: false });
-        t.apply_slice("db.default", "db-1", Slice {
-            ports,
-            endpoints: vec![Endpoint { ip: [10, 244, 0, 5].into(), hostname: Some("db-0".into()), ready: true }].into(),
+        t.apply_service(ServiceSpec {
+            key: "db.default".into(),
+            kind: Kind::Headless,
+            ports: ports.clone(),
+            publish_not_ready: false,
         });
+        t.apply_slice(
+            "db.default",
+            "db-1",
+            Slice {
+                ports,
+                endpoints: vec![Endpoint {
+                    ip: [10, 244, 0, 5].into(),
+                    hostname: Some("db-0".into()),
+                    ready: true,
+                }]
+                .into(),
+            },
+        );
         t.apply_service(ServiceSpec {
             key: "ext.default".into(),
             kind: Kind::ExternalName("web.default.svc.cluster.local".into()),
@@ -38,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
     let (ix, zone) = fixture();
     for tr in [Transport::Udp, Transport::Tcp] {
         if let Outcome::Reply(b) = answer(ix, zone, data, tr).outcome {
-            assert!(hickory_proto::op::Message::from_vec(&b).is_ok(), "our reply parses");
+            assert!(
+                hickory_proto::op::Message::from_vec(&b).is_ok(),
+                "our reply parses"
+            );
         }
     }
 });

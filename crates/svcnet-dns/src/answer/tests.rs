@@ -14,26 +14,56 @@ fn fixture() -> Index {
     };
     t.apply_service(spec(
         "redis-master.my-ns",
-        Kind::ClusterIp { v4: Some("10.96.0.50".parse().unwrap()), v6: Some("fd00::50".parse().unwrap()) },
+        Kind::ClusterIp {
+            v4: Some("10.96.0.50".parse().unwrap()),
+            v6: Some("fd00::50".parse().unwrap()),
+        },
         vec![port("redis", Proto::Tcp, 6379)],
     ));
     t.apply_service(spec(
         "frontend.default",
-        Kind::ClusterIp { v4: Some("10.96.0.60".parse().unwrap()), v6: None },
+        Kind::ClusterIp {
+            v4: Some("10.96.0.60".parse().unwrap()),
+            v6: None,
+        },
         vec![port("http", Proto::Tcp, 80), port("dns", Proto::Udp, 53)],
     ));
-    t.apply_service(spec("ext.default", Kind::ExternalName("example.org".into()), vec![]));
-    t.apply_service(spec("alias.default", Kind::ExternalName("frontend.default.svc.cluster.local".into()), vec![]));
-    t.apply_service(spec("db.default", Kind::Headless, vec![port("pg", Proto::Tcp, 5432)]));
+    t.apply_service(spec(
+        "ext.default",
+        Kind::ExternalName("example.org".into()),
+        vec![],
+    ));
+    t.apply_service(spec(
+        "alias.default",
+        Kind::ExternalName("frontend.default.svc.cluster.local".into()),
+        vec![],
+    ));
+    t.apply_service(spec(
+        "db.default",
+        Kind::Headless,
+        vec![port("pg", Proto::Tcp, 5432)],
+    ));
     t.apply_slice(
         "db.default",
         "db-1",
         Slice {
             ports: vec![port("pg", Proto::Tcp, 15432)].into(),
             endpoints: vec![
-                Endpoint { ip: "10.244.1.5".parse().unwrap(), hostname: Some("db-0".into()), ready: true },
-                Endpoint { ip: "10.244.1.6".parse().unwrap(), hostname: None, ready: true },
-                Endpoint { ip: "10.244.1.7".parse().unwrap(), hostname: Some("db-2".into()), ready: false },
+                Endpoint {
+                    ip: "10.244.1.5".parse().unwrap(),
+                    hostname: Some("db-0".into()),
+                    ready: true,
+                },
+                Endpoint {
+                    ip: "10.244.1.6".parse().unwrap(),
+                    hostname: None,
+                    ready: true,
+                },
+                Endpoint {
+                    ip: "10.244.1.7".parse().unwrap(),
+                    hostname: Some("db-2".into()),
+                    ready: false,
+                },
             ]
             .into(),
         },
@@ -44,13 +74,21 @@ fn fixture() -> Index {
         "empty-1",
         Slice {
             ports: vec![].into(),
-            endpoints: vec![Endpoint { ip: "10.244.2.1".parse().unwrap(), hostname: None, ready: false }].into(),
+            endpoints: vec![Endpoint {
+                ip: "10.244.2.1".parse().unwrap(),
+                hostname: None,
+                ready: false,
+            }]
+            .into(),
         },
     );
     let label63 = "a".repeat(63);
     t.apply_service(spec(
         &format!("{label63}.{label63}"),
-        Kind::ClusterIp { v4: Some("10.96.0.63".parse().unwrap()), v6: None },
+        Kind::ClusterIp {
+            v4: Some("10.96.0.63".parse().unwrap()),
+            v6: None,
+        },
         vec![],
     ));
     let mut ix = (*t.publish()).clone();
@@ -65,7 +103,12 @@ fn zone() -> Zone {
 /// dig-like rendering: `RCODE flags | answers | authority | additional`.
 fn render(bytes: &[u8]) -> String {
     let m = Message::from_vec(bytes).expect("reply parses");
-    let sec = |rs: &[Record]| rs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ");
+    let sec = |rs: &[Record]| {
+        rs.iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     let mut flags = String::new();
     if m.authoritative {
         flags.push_str("aa ");
@@ -83,7 +126,13 @@ fn render(bytes: &[u8]) -> String {
     )
 }
 
-fn ask(ix: &Index, name: &str, qtype: RecordType, transport: Transport, edns: Option<u16>) -> String {
+fn ask(
+    ix: &Index,
+    name: &str,
+    qtype: RecordType,
+    transport: Transport,
+    edns: Option<u16>,
+) -> String {
     let q = query(&Name::from_ascii(name).unwrap(), qtype, 0x1234, edns);
     let a = answer(ix, &zone(), &q.to_vec().unwrap(), transport);
     match a.outcome {
@@ -93,7 +142,8 @@ fn ask(ix: &Index, name: &str, qtype: RecordType, transport: Transport, edns: Op
     }
 }
 
-const SOA_REC: &str = "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 7 7200 1800 86400 5";
+const SOA_REC: &str =
+    "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 7 7200 1800 86400 5";
 
 #[test]
 fn records() {
@@ -175,7 +225,11 @@ fn records() {
         ("cluster.localx.", A, "forward cluster.localx.".into()),
     ];
     for (name, qtype, want) in cases {
-        assert_eq!(ask(&ix, name, qtype, Transport::Udp, None), want, "{name} {qtype}");
+        assert_eq!(
+            ask(&ix, name, qtype, Transport::Udp, None),
+            want,
+            "{name} {qtype}"
+        );
     }
 }
 
@@ -194,11 +248,27 @@ fn names_made_of_63_character_labels() {
 fn truncation_and_edns() {
     // 40 ready endpoints: 40 A records of 16+ bytes do not fit in 512 bytes.
     let mut t = Tracker::new();
-    t.apply_service(ServiceSpec { key: "big.default".into(), kind: Kind::Headless, ports: [].into(), publish_not_ready: false });
+    t.apply_service(ServiceSpec {
+        key: "big.default".into(),
+        kind: Kind::Headless,
+        ports: [].into(),
+        publish_not_ready: false,
+    });
     let eps: Vec<Endpoint> = (0..40)
-        .map(|i| Endpoint { ip: IpAddr::V4(Ipv4Addr::new(10, 244, 3, i)), hostname: None, ready: true })
+        .map(|i| Endpoint {
+            ip: IpAddr::V4(Ipv4Addr::new(10, 244, 3, i)),
+            hostname: None,
+            ready: true,
+        })
         .collect();
-    t.apply_slice("big.default", "big-1", Slice { ports: [].into(), endpoints: eps.into() });
+    t.apply_slice(
+        "big.default",
+        "big-1",
+        Slice {
+            ports: [].into(),
+            endpoints: eps.into(),
+        },
+    );
     let ix = t.publish();
     let name = "big.default.svc.cluster.local.";
     let count = |s: &str| s.matches(" IN A ").count();
@@ -214,40 +284,96 @@ fn truncation_and_edns() {
         assert_eq!(count(&got), *n, "{tr:?} {edns:?}");
     }
     // The reply carries OPT exactly when the query did.
-    let q = query(&Name::from_ascii(name).unwrap(), RecordType::A, 1, Some(4096));
-    let Outcome::Reply(b) = answer(&ix, &zone(), &q.to_vec().unwrap(), Transport::Udp).outcome else { panic!() };
-    assert_eq!(Message::from_vec(&b).unwrap().edns.map(|e| e.max_payload()), Some(MAX_UDP_PAYLOAD));
+    let q = query(
+        &Name::from_ascii(name).unwrap(),
+        RecordType::A,
+        1,
+        Some(4096),
+    );
+    let Outcome::Reply(b) = answer(&ix, &zone(), &q.to_vec().unwrap(), Transport::Udp).outcome
+    else {
+        panic!()
+    };
+    assert_eq!(
+        Message::from_vec(&b).unwrap().edns.map(|e| e.max_payload()),
+        Some(MAX_UDP_PAYLOAD)
+    );
 }
 
 #[test]
 fn malformed_packets() {
     let ix = fixture();
-    let good = query(&Name::from_ascii("frontend.default.svc.cluster.local.").unwrap(), RecordType::A, 0xabcd, None)
-        .to_vec()
-        .unwrap();
-    let mut two_questions = query(&Name::from_ascii("a.").unwrap(), RecordType::A, 0xabcd, None);
+    let good = query(
+        &Name::from_ascii("frontend.default.svc.cluster.local.").unwrap(),
+        RecordType::A,
+        0xabcd,
+        None,
+    )
+    .to_vec()
+    .unwrap();
+    let mut two_questions = query(
+        &Name::from_ascii("a.").unwrap(),
+        RecordType::A,
+        0xabcd,
+        None,
+    );
     two_questions.add_query(Query::query(Name::from_ascii("b.").unwrap(), RecordType::A));
-    let mut notify = query(&Name::from_ascii("a.").unwrap(), RecordType::A, 0xabcd, None);
+    let mut notify = query(
+        &Name::from_ascii("a.").unwrap(),
+        RecordType::A,
+        0xabcd,
+        None,
+    );
     notify.metadata.op_code = OpCode::Notify;
-    let mut edns1 = query(&Name::from_ascii("a.cluster.local.").unwrap(), RecordType::A, 0xabcd, Some(1232));
+    let mut edns1 = query(
+        &Name::from_ascii("a.cluster.local.").unwrap(),
+        RecordType::A,
+        0xabcd,
+        Some(1232),
+    );
     if let Some(e) = edns1.edns.as_mut() {
         e.set_version(1);
     }
     let mut response = good.clone();
     response[2] |= 0x80;
-    let mut chaos = query(&Name::from_ascii("a.cluster.local.").unwrap(), RecordType::A, 0xabcd, None);
+    let mut chaos = query(
+        &Name::from_ascii("a.cluster.local.").unwrap(),
+        RecordType::A,
+        0xabcd,
+        None,
+    );
     chaos.queries[0].set_query_class(DNSClass::CH);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", vec![], "drop"),
         ("short header", good[..11].to_vec(), "drop"),
-        ("header only, count says one question", good[..12].to_vec(), "FormErr id=43981"),
+        (
+            "header only, count says one question",
+            good[..12].to_vec(),
+            "FormErr id=43981",
+        ),
         ("cut in the name", good[..20].to_vec(), "FormErr id=43981"),
-        ("label past the end", [&good[..12], &[63, b'a']].concat(), "FormErr id=43981"),
-        ("pointer loop", [&good[..12], &[0xc0, 12, 0, 1, 0, 1]].concat(), "FormErr id=43981"),
+        (
+            "label past the end",
+            [&good[..12], &[63, b'a']].concat(),
+            "FormErr id=43981",
+        ),
+        (
+            "pointer loop",
+            [&good[..12], &[0xc0, 12, 0, 1, 0, 1]].concat(),
+            "FormErr id=43981",
+        ),
         ("a response", response, "drop"),
-        ("two questions", two_questions.to_vec().unwrap(), "FormErr id=43981"),
+        (
+            "two questions",
+            two_questions.to_vec().unwrap(),
+            "FormErr id=43981",
+        ),
         ("notify", notify.to_vec().unwrap(), "NotImp id=43981"),
-        ("edns version 1", edns1.to_vec().unwrap(), "BADVERS id=43981"),
+        (
+            "edns version 1",
+            edns1.to_vec().unwrap(),
+            "BADVERS id=43981",
+        ),
         ("chaos class", chaos.to_vec().unwrap(), "Refused id=43981"),
         ("good", good.clone(), "NoError id=43981"),
     ];
@@ -275,9 +401,14 @@ fn random_packets_never_panic() {
     let ix = fixture();
     let z = zone();
     let mut rng = rand::rngs::StdRng::seed_from_u64(8);
-    let seed = query(&Name::from_ascii("_pg._tcp.db.default.svc.cluster.local.").unwrap(), RecordType::SRV, 7, Some(1232))
-        .to_vec()
-        .unwrap();
+    let seed = query(
+        &Name::from_ascii("_pg._tcp.db.default.svc.cluster.local.").unwrap(),
+        RecordType::SRV,
+        7,
+        Some(1232),
+    )
+    .to_vec()
+    .unwrap();
     let mut replies = 0;
     for i in 0..20_000 {
         let pkt: Vec<u8> = if i % 2 == 0 {
@@ -298,12 +429,20 @@ fn random_packets_never_panic() {
             replies += 1;
         }
     }
-    assert!(replies > 1000, "most mutated queries still get an answer: {replies}");
+    assert!(
+        replies > 1000,
+        "most mutated queries still get an answer: {replies}"
+    );
 }
 
 #[test]
 fn dashed_names() {
-    let cases = [("10.1.2.3", "10-1-2-3"), ("fd00::1", "fd00--1"), ("fd00::", "fd00--0"), ("2001:db8:1::ab", "2001-db8-1--ab")];
+    let cases = [
+        ("10.1.2.3", "10-1-2-3"),
+        ("fd00::1", "fd00--1"),
+        ("fd00::", "fd00--0"),
+        ("2001:db8:1::ab", "2001-db8-1--ab"),
+    ];
     for (ip, want) in cases {
         let ip: IpAddr = ip.parse().unwrap();
         assert_eq!(dashed(ip), want);
