@@ -42,11 +42,18 @@ impl Cidr {
         if len > 32 {
             return Err(err());
         }
-        Ok(Cidr { addr: Ipv4Addr::from(u32::from(addr) & Self::mask(len)), len })
+        Ok(Cidr {
+            addr: Ipv4Addr::from(u32::from(addr) & Self::mask(len)),
+            len,
+        })
     }
 
     fn mask(len: u8) -> u32 {
-        if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) }
+        if len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(len))
+        }
     }
 
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
@@ -102,7 +109,10 @@ pub struct SystemExec;
 
 impl Exec for SystemExec {
     fn run(&mut self, program: &str, args: &[&str], stdin: &str) -> Result<String> {
-        let spawn = |source| BackendError::Spawn { program: program.to_string(), source };
+        let spawn = |source| BackendError::Spawn {
+            program: program.to_string(),
+            source,
+        };
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::piped())
@@ -141,11 +151,20 @@ impl FakeExec {
 
 impl Exec for FakeExec {
     fn run(&mut self, program: &str, args: &[&str], stdin: &str) -> Result<String> {
-        let line = std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).push((line.clone(), stdin.to_string()));
+        let line = std::iter::once(program)
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((line.clone(), stdin.to_string()));
         let fail = self.fail.lock().unwrap_or_else(|e| e.into_inner());
         if fail.iter().any(|f| line.starts_with(f.as_str())) {
-            return Err(BackendError::Failed { program: line, stderr: "injected failure".into() });
+            return Err(BackendError::Failed {
+                program: line,
+                stderr: "injected failure".into(),
+            });
         }
         Ok(String::new())
     }
@@ -167,10 +186,19 @@ impl Backend for FakeBackend {
         let mut f = self.fail_next.lock().unwrap_or_else(|e| e.into_inner());
         if *f > 0 {
             *f -= 1;
-            return Err(BackendError::Failed { program: "fake".into(), stderr: "injected".into() });
+            return Err(BackendError::Failed {
+                program: "fake".into(),
+                stderr: "injected".into(),
+            });
         }
-        self.synced.lock().unwrap_or_else(|e| e.into_inner()).push((full, state.ports.len()));
-        Ok(SyncReport { full, changed_ports: state.ports.len() })
+        self.synced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((full, state.ports.len()));
+        Ok(SyncReport {
+            full,
+            changed_ports: state.ports.len(),
+        })
     }
 
     fn cleanup(&mut self) -> Result<()> {

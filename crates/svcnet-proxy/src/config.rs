@@ -19,7 +19,11 @@ pub enum ConfigError {
     #[error("parsing {path}: {message}")]
     Parse { path: String, message: String },
     #[error("invalid {field}: {value:?}: {why}")]
-    Invalid { field: &'static str, value: String, why: &'static str },
+    Invalid {
+        field: &'static str,
+        value: String,
+        why: &'static str,
+    },
 }
 
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -107,7 +111,11 @@ struct File {
 
 /// Parses a Go duration (`30s`, `1m0s`, `500ms`, `1h`).
 pub fn parse_duration(field: &'static str, s: &str) -> Result<Duration> {
-    let bad = |why| ConfigError::Invalid { field, value: s.to_string(), why };
+    let bad = |why| ConfigError::Invalid {
+        field,
+        value: s.to_string(),
+        why,
+    };
     let mut rest = s.trim();
     if rest == "0" {
         return Ok(Duration::ZERO);
@@ -117,9 +125,14 @@ pub fn parse_duration(field: &'static str, s: &str) -> Result<Duration> {
     }
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
-        let n = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(|| bad("missing unit (h, m, s, ms)"))?;
+        let n = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(|| bad("missing unit (h, m, s, ms)"))?;
         let value: f64 = rest[..n].parse().map_err(|_| bad("not a number"))?;
-        let unit_end = rest[n..].find(|c: char| c.is_ascii_digit()).map(|i| n + i).unwrap_or(rest.len());
+        let unit_end = rest[n..]
+            .find(|c: char| c.is_ascii_digit())
+            .map(|i| n + i)
+            .unwrap_or(rest.len());
         let scale = match &rest[n..unit_end] {
             "h" => 3600.0,
             "m" => 60.0,
@@ -143,7 +156,11 @@ fn parse_addr(field: &'static str, s: &str) -> Result<Option<SocketAddr>> {
     if s == "0" {
         return Ok(None);
     }
-    s.parse().map(Some).map_err(|_| ConfigError::Invalid { field, value: s.to_string(), why: "expected ip:port" })
+    s.parse().map(Some).map_err(|_| ConfigError::Invalid {
+        field,
+        value: s.to_string(),
+        why: "expected ip:port",
+    })
 }
 
 /// Flag values; `None` keeps the file's (or the default) value.
@@ -163,41 +180,69 @@ pub struct Overrides {
 /// Builds the configuration from an optional file text and flags.
 pub fn resolve(file: Option<(&str, &str)>, o: &Overrides) -> Result<ProxyConfig> {
     let f: File = match file {
-        Some((path, text)) => serde_saphyr::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_string(), message: e.to_string() })?,
+        Some((path, text)) => serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?,
         None => File::default(),
     };
-    if let Some(k) = &f.kind {
-        if k != "KubeProxyConfiguration" {
-            return Err(ConfigError::Invalid { field: "kind", value: k.clone(), why: "expected KubeProxyConfiguration" });
-        }
+    if let Some(k) = &f.kind
+        && k != "KubeProxyConfiguration"
+    {
+        return Err(ConfigError::Invalid {
+            field: "kind",
+            value: k.clone(),
+            why: "expected KubeProxyConfiguration",
+        });
     }
-    let mut c = ProxyConfig::default();
-    c.mode = Mode::parse(o.mode.as_deref().or(f.mode.as_deref()).unwrap_or("auto"))?;
+    let mut c = ProxyConfig {
+        mode: Mode::parse(o.mode.as_deref().or(f.mode.as_deref()).unwrap_or("auto"))?,
+        ..ProxyConfig::default()
+    };
     let section = match c.mode {
         Mode::Iptables => f.iptables.as_ref(),
         _ => f.nftables.as_ref().or(f.iptables.as_ref()),
     };
-    c.node_name = o.node_name.clone().or(f.hostname_override.clone()).unwrap_or_default();
-    if let Some(cidr) = o.cluster_cidr.as_deref().or(f.cluster_cidr.as_deref()).filter(|s| !s.is_empty()) {
+    c.node_name = o
+        .node_name
+        .clone()
+        .or(f.hostname_override.clone())
+        .unwrap_or_default();
+    if let Some(cidr) = o
+        .cluster_cidr
+        .as_deref()
+        .or(f.cluster_cidr.as_deref())
+        .filter(|s| !s.is_empty())
+    {
         c.settings.cluster_cidr = Some(Cidr::parse(cidr).map_err(|_| ConfigError::Invalid {
             field: "clusterCIDR",
             value: cidr.to_string(),
             why: "expected an IPv4 CIDR such as 10.244.0.0/16",
         })?);
     }
-    for a in o.node_port_addresses.as_ref().or(f.node_port_addresses.as_ref()).into_iter().flatten() {
+    for a in o
+        .node_port_addresses
+        .as_ref()
+        .or(f.node_port_addresses.as_ref())
+        .into_iter()
+        .flatten()
+    {
         // "primary" (upstream's keyword) means the node's own addresses: our default.
         if a == "primary" || a.is_empty() {
             continue;
         }
-        c.settings.node_port_addresses.push(Cidr::parse(a).map_err(|_| ConfigError::Invalid {
-            field: "nodePortAddresses",
-            value: a.clone(),
-            why: "expected IPv4 CIDRs",
-        })?);
+        c.settings
+            .node_port_addresses
+            .push(Cidr::parse(a).map_err(|_| ConfigError::Invalid {
+                field: "nodePortAddresses",
+                value: a.clone(),
+                why: "expected IPv4 CIDRs",
+            })?);
     }
-    c.settings.masquerade_all = o.masquerade_all.or(section.and_then(|s| s.masquerade_all)).unwrap_or(false);
+    c.settings.masquerade_all = o
+        .masquerade_all
+        .or(section.and_then(|s| s.masquerade_all))
+        .unwrap_or(false);
     let min = o
         .min_sync_period
         .clone()
@@ -206,12 +251,20 @@ pub fn resolve(file: Option<(&str, &str)>, o: &Overrides) -> Result<ProxyConfig>
     if let Some(m) = min {
         c.min_sync_period = parse_duration("minSyncPeriod", &m)?;
     }
-    let max = o.sync_period.clone().or(f.sync_period.clone()).or(section.and_then(|s| s.sync_period.clone()));
+    let max = o
+        .sync_period
+        .clone()
+        .or(f.sync_period.clone())
+        .or(section.and_then(|s| s.sync_period.clone()));
     if let Some(m) = max {
         c.sync_period = parse_duration("syncPeriod", &m)?;
     }
     if c.sync_period.is_zero() {
-        return Err(ConfigError::Invalid { field: "syncPeriod", value: "0".into(), why: "must be greater than 0" });
+        return Err(ConfigError::Invalid {
+            field: "syncPeriod",
+            value: "0".into(),
+            why: "must be greater than 0",
+        });
     }
     if c.min_sync_period > c.sync_period {
         return Err(ConfigError::Invalid {
@@ -220,10 +273,18 @@ pub fn resolve(file: Option<(&str, &str)>, o: &Overrides) -> Result<ProxyConfig>
             why: "must be less than or equal to syncPeriod",
         });
     }
-    if let Some(m) = o.metrics_bind.as_deref().or(f.metrics_bind_address.as_deref()) {
+    if let Some(m) = o
+        .metrics_bind
+        .as_deref()
+        .or(f.metrics_bind_address.as_deref())
+    {
         c.metrics_bind = parse_addr("metricsBindAddress", m)?;
     }
-    if let Some(h) = o.healthz_bind.as_deref().or(f.healthz_bind_address.as_deref()) {
+    if let Some(h) = o
+        .healthz_bind
+        .as_deref()
+        .or(f.healthz_bind_address.as_deref())
+    {
         c.healthz_bind = parse_addr("healthzBindAddress", h)?;
     }
     Ok(c)
@@ -242,8 +303,14 @@ mod tests {
             ("500ms", Ok(Duration::from_millis(500))),
             ("1.5s", Ok(Duration::from_millis(1500))),
             ("0", Ok(Duration::ZERO)),
-            ("10", Err("invalid syncPeriod: \"10\": missing unit (h, m, s, ms)")),
-            ("5d", Err("invalid syncPeriod: \"5d\": unknown unit (h, m, s, ms)")),
+            (
+                "10",
+                Err("invalid syncPeriod: \"10\": missing unit (h, m, s, ms)"),
+            ),
+            (
+                "5d",
+                Err("invalid syncPeriod: \"5d\": unknown unit (h, m, s, ms)"),
+            ),
             ("", Err("invalid syncPeriod: \"\": empty duration")),
         ];
         for (s, want) in rows {
@@ -258,29 +325,64 @@ mod tests {
         let c = resolve(Some(("p.yaml", file)), &Overrides::default()).expect("valid");
         assert_eq!(c.mode, Mode::Iptables);
         assert_eq!(c.node_name, "n1");
-        assert_eq!(c.settings.cluster_cidr.map(|c| c.to_string()).as_deref(), Some("10.244.0.0/16"));
+        assert_eq!(
+            c.settings.cluster_cidr.map(|c| c.to_string()).as_deref(),
+            Some("10.244.0.0/16")
+        );
         assert_eq!(c.settings.node_port_addresses.len(), 1);
         assert!(c.settings.masquerade_all);
-        assert_eq!((c.min_sync_period, c.sync_period), (Duration::from_secs(2), Duration::from_secs(60)));
-        let o = Overrides { mode: Some("userspace".into()), node_name: Some("n2".into()), sync_period: Some("10s".into()), ..Default::default() };
+        assert_eq!(
+            (c.min_sync_period, c.sync_period),
+            (Duration::from_secs(2), Duration::from_secs(60))
+        );
+        let o = Overrides {
+            mode: Some("userspace".into()),
+            node_name: Some("n2".into()),
+            sync_period: Some("10s".into()),
+            ..Default::default()
+        };
         let c = resolve(Some(("p.yaml", file)), &o).expect("valid");
-        assert_eq!((c.mode, c.node_name.as_str(), c.sync_period), (Mode::Userspace, "n2", Duration::from_secs(10)));
+        assert_eq!(
+            (c.mode, c.node_name.as_str(), c.sync_period),
+            (Mode::Userspace, "n2", Duration::from_secs(10))
+        );
     }
 
     #[test]
     fn errors() {
         let rows = [
-            ("mode: ipvs\n", "invalid mode: \"ipvs\": must be one of auto, nftables, iptables, userspace"),
-            ("clusterCIDR: 10.244.0.0\n", "invalid clusterCIDR: \"10.244.0.0\": expected an IPv4 CIDR such as 10.244.0.0/16"),
-            ("kind: Pod\n", "invalid kind: \"Pod\": expected KubeProxyConfiguration"),
-            ("syncPeriod: 1s\nminSyncPeriod: 5s\n", "invalid minSyncPeriod: \"5s\": must be less than or equal to syncPeriod"),
-            ("metricsBindAddress: nope\n", "invalid metricsBindAddress: \"nope\": expected ip:port"),
+            (
+                "mode: ipvs\n",
+                "invalid mode: \"ipvs\": must be one of auto, nftables, iptables, userspace",
+            ),
+            (
+                "clusterCIDR: 10.244.0.0\n",
+                "invalid clusterCIDR: \"10.244.0.0\": expected an IPv4 CIDR such as 10.244.0.0/16",
+            ),
+            (
+                "kind: Pod\n",
+                "invalid kind: \"Pod\": expected KubeProxyConfiguration",
+            ),
+            (
+                "syncPeriod: 1s\nminSyncPeriod: 5s\n",
+                "invalid minSyncPeriod: \"5s\": must be less than or equal to syncPeriod",
+            ),
+            (
+                "metricsBindAddress: nope\n",
+                "invalid metricsBindAddress: \"nope\": expected ip:port",
+            ),
         ];
         for (text, want) in rows {
-            let got = resolve(Some(("p.yaml", text)), &Overrides::default()).map(|_| ()).map_err(|e| e.to_string());
+            let got = resolve(Some(("p.yaml", text)), &Overrides::default())
+                .map(|_| ())
+                .map_err(|e| e.to_string());
             assert_eq!(got, Err(want.to_string()), "{text}");
         }
-        let got = resolve(Some(("p.yaml", "mode: [")), &Overrides::default()).map_err(|e| e.to_string());
-        assert!(matches!(&got, Err(e) if e.starts_with("parsing p.yaml: ")), "{got:?}");
+        let got =
+            resolve(Some(("p.yaml", "mode: [")), &Overrides::default()).map_err(|e| e.to_string());
+        assert!(
+            matches!(&got, Err(e) if e.starts_with("parsing p.yaml: ")),
+            "{got:?}"
+        );
     }
 }

@@ -15,22 +15,55 @@ pub fn stale_commands(old: &PortPlan, new: Option<&PortPlan>) -> Vec<Vec<String>
         return Vec::new();
     }
     let mut cmds = Vec::new();
-    let vips: Vec<Ipv4Addr> = old.cluster_ips.iter().chain(&old.external_ips).chain(&old.lb_ips).copied().collect();
+    let vips: Vec<Ipv4Addr> = old
+        .cluster_ips
+        .iter()
+        .chain(&old.external_ips)
+        .chain(&old.lb_ips)
+        .copied()
+        .collect();
     let new_eps = new.map(|n| n.all_endpoints()).unwrap_or_default();
     for ep in old.all_endpoints().difference(&new_eps) {
         for vip in &vips {
-            cmds.push(args(&["-D", "-p", "udp", "--orig-dst", &vip.to_string(), "--orig-port-dst", &old.port.to_string(), "--dst-nat", &ep.ip().to_string()]));
+            cmds.push(args(&[
+                "-D",
+                "-p",
+                "udp",
+                "--orig-dst",
+                &vip.to_string(),
+                "--orig-port-dst",
+                &old.port.to_string(),
+                "--dst-nat",
+                &ep.ip().to_string(),
+            ]));
         }
         if let Some(np) = old.node_port {
-            cmds.push(args(&["-D", "-p", "udp", "--orig-port-dst", &np.to_string(), "--dst-nat", &ep.ip().to_string()]));
+            cmds.push(args(&[
+                "-D",
+                "-p",
+                "udp",
+                "--orig-port-dst",
+                &np.to_string(),
+                "--dst-nat",
+                &ep.ip().to_string(),
+            ]));
         }
     }
     // A port that had no endpoints may have cached "rejected" entries.
-    if let Some(n) = new {
-        if old.internal == Targets::Reject && n.internal != Targets::Reject {
-            for vip in &n.cluster_ips {
-                cmds.push(args(&["-D", "-p", "udp", "--orig-dst", &vip.to_string(), "--orig-port-dst", &n.port.to_string()]));
-            }
+    if let Some(n) = new
+        && old.internal == Targets::Reject
+        && n.internal != Targets::Reject
+    {
+        for vip in &n.cluster_ips {
+            cmds.push(args(&[
+                "-D",
+                "-p",
+                "udp",
+                "--orig-dst",
+                &vip.to_string(),
+                "--orig-port-dst",
+                &n.port.to_string(),
+            ]));
         }
     }
     cmds
@@ -62,10 +95,19 @@ mod tests {
         let t = if eps.is_empty() {
             Targets::Reject
         } else {
-            Targets::Endpoints(eps.iter().map(|e| SocketAddrV4::new(e.parse().unwrap(), 53)).collect())
+            Targets::Endpoints(
+                eps.iter()
+                    .map(|e| SocketAddrV4::new(e.parse().unwrap(), 53))
+                    .collect(),
+            )
         };
         PortPlan {
-            key: PortKey { namespace: "default".into(), name: "dns".into(), port_name: String::new(), proto },
+            key: PortKey {
+                namespace: "default".into(),
+                name: "dns".into(),
+                port_name: String::new(),
+                proto,
+            },
             port: 53,
             cluster_ips: vec!["10.96.0.10".parse().unwrap()],
             node_port: Some(30053),
@@ -83,7 +125,12 @@ mod tests {
     #[test]
     fn commands() {
         let rows: Vec<(&str, PortPlan, Option<PortPlan>, Vec<&str>)> = vec![
-            ("tcp needs nothing", plan(Proto::Tcp, &["10.244.1.2"]), None, vec![]),
+            (
+                "tcp needs nothing",
+                plan(Proto::Tcp, &["10.244.1.2"]),
+                None,
+                vec![],
+            ),
             (
                 "udp endpoint removed",
                 plan(Proto::Udp, &["10.244.1.2", "10.244.1.3"]),
@@ -108,10 +155,18 @@ mod tests {
                 Some(plan(Proto::Udp, &["10.244.1.3"])),
                 vec!["-D -p udp --orig-dst 10.96.0.10 --orig-port-dst 53"],
             ),
-            ("unchanged", plan(Proto::Udp, &["10.244.1.3"]), Some(plan(Proto::Udp, &["10.244.1.3"])), vec![]),
+            (
+                "unchanged",
+                plan(Proto::Udp, &["10.244.1.3"]),
+                Some(plan(Proto::Udp, &["10.244.1.3"])),
+                vec![],
+            ),
         ];
         for (case, old, new, want) in rows {
-            let got: Vec<String> = stale_commands(&old, new.as_ref()).iter().map(|c| c.join(" ")).collect();
+            let got: Vec<String> = stale_commands(&old, new.as_ref())
+                .iter()
+                .map(|c| c.join(" "))
+                .collect();
             assert_eq!(got, want, "{case}");
         }
     }

@@ -70,7 +70,12 @@ fn state(svcs: &[Svc]) -> DesiredState {
             ports: s
                 .ports
                 .iter()
-                .map(|(n, p, np)| ServicePortInfo { port_name: n.to_string(), proto: s.proto, port: *p, node_port: *np })
+                .map(|(n, p, np)| ServicePortInfo {
+                    port_name: n.to_string(),
+                    proto: s.proto,
+                    port: *p,
+                    node_port: *np,
+                })
                 .collect(),
             internal_local: s.itp_local,
             external_local: s.etp_local,
@@ -95,24 +100,75 @@ fn fixture() -> Vec<Svc> {
     let mut udp = b(53);
     udp.proto = Proto::Udp;
     vec![
-        Svc { ports: vec![("", 80, Some(30080))], ext: vec!["192.0.2.10"], lb: vec!["192.0.2.50"], eps: vec![a(8080), b(8080), c(8080)], ..svc("web", "10.96.0.20") },
-        Svc { ports: vec![("", 80, Some(30081))], lb: vec!["192.0.2.51"], etp_local: true, eps: vec![a(8080), c(8080)], ..svc("local", "10.96.0.30") },
-        Svc { ports: vec![("", 80, Some(30082))], etp_local: true, eps: vec![c(8080)], ..svc("remote-only", "10.96.0.31") },
-        Svc { ports: vec![("", 80, Some(30083))], ..svc("empty", "10.96.0.40") },
-        Svc { eps: vec![term], ..svc("term", "10.96.0.41") },
-        Svc { itp_local: true, eps: vec![c(8080)], ..svc("itp", "10.96.0.42") },
-        Svc { affinity: Some(10800), eps: vec![a(8080), b(8080)], ..svc("aff", "10.96.0.50") },
-        Svc { ports: vec![("http", 80, None), ("https", 443, None)], eps: vec![named(a(8080), "http"), named(a(8443), "https")], ..svc("multi", "10.96.0.60") },
-        Svc { proto: Proto::Udp, ports: vec![("", 53, None)], eps: vec![udp], ..svc("dns", "10.96.0.10") },
+        Svc {
+            ports: vec![("", 80, Some(30080))],
+            ext: vec!["192.0.2.10"],
+            lb: vec!["192.0.2.50"],
+            eps: vec![a(8080), b(8080), c(8080)],
+            ..svc("web", "10.96.0.20")
+        },
+        Svc {
+            ports: vec![("", 80, Some(30081))],
+            lb: vec!["192.0.2.51"],
+            etp_local: true,
+            eps: vec![a(8080), c(8080)],
+            ..svc("local", "10.96.0.30")
+        },
+        Svc {
+            ports: vec![("", 80, Some(30082))],
+            etp_local: true,
+            eps: vec![c(8080)],
+            ..svc("remote-only", "10.96.0.31")
+        },
+        Svc {
+            ports: vec![("", 80, Some(30083))],
+            ..svc("empty", "10.96.0.40")
+        },
+        Svc {
+            eps: vec![term],
+            ..svc("term", "10.96.0.41")
+        },
+        Svc {
+            itp_local: true,
+            eps: vec![c(8080)],
+            ..svc("itp", "10.96.0.42")
+        },
+        Svc {
+            affinity: Some(10800),
+            eps: vec![a(8080), b(8080)],
+            ..svc("aff", "10.96.0.50")
+        },
+        Svc {
+            ports: vec![("http", 80, None), ("https", 443, None)],
+            eps: vec![named(a(8080), "http"), named(a(8443), "https")],
+            ..svc("multi", "10.96.0.60")
+        },
+        Svc {
+            proto: Proto::Udp,
+            ports: vec![("", 53, None)],
+            eps: vec![udp],
+            ..svc("dns", "10.96.0.10")
+        },
     ]
 }
 
 fn settings() -> NodeSettings {
-    NodeSettings { cluster_cidr: Some(Cidr::parse("10.244.0.0/16").expect("cidr")), ..Default::default() }
+    NodeSettings {
+        cluster_cidr: Some(Cidr::parse("10.244.0.0/16").expect("cidr")),
+        ..Default::default()
+    }
 }
 
 /// (flow, from, src, proto, dst, port, expected)
-type Row = (&'static str, &'static str, &'static str, Proto, &'static str, u16, &'static str);
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Proto,
+    &'static str,
+    u16,
+    &'static str,
+);
 
 const ALL3: &str = "10.244.1.2:8080, 10.244.1.3:8080, 10.244.2.2:8080";
 const ALL3_MASQ: &str = "10.244.1.2:8080 masq, 10.244.1.3:8080 masq, 10.244.2.2:8080 masq";
@@ -120,37 +176,285 @@ const ALL3_MASQ: &str = "10.244.1.2:8080 masq, 10.244.1.3:8080 masq, 10.244.2.2:
 fn rows() -> Vec<Row> {
     use Proto::*;
     vec![
-        ("ClusterIP from a pod", "pod", "10.244.1.5", Tcp, "10.96.0.20", 80, ALL3),
-        ("ClusterIP from a remote pod", "pod", "10.244.2.9", Tcp, "10.96.0.20", 80, ALL3),
-        ("ClusterIP from outside is masqueraded", "outside", "172.18.0.99", Tcp, "10.96.0.20", 80, ALL3_MASQ),
-        ("ClusterIP from the node itself", "local", NODE_IP, Tcp, "10.96.0.20", 80, ALL3_MASQ),
-        ("ClusterIP hairpin", "pod", "10.244.1.2", Tcp, "10.96.0.20", 80, "10.244.1.2:8080 masq, 10.244.1.3:8080, 10.244.2.2:8080"),
-        ("ClusterIP unknown port", "pod", "10.244.1.5", Tcp, "10.96.0.20", 81, "REJECT"),
-        ("ClusterIP wrong protocol", "pod", "10.244.1.5", Udp, "10.96.0.20", 80, "REJECT"),
-        ("NodePort from outside", "outside", "172.18.0.99", Tcp, NODE_IP, 30080, ALL3_MASQ),
-        ("NodePort from the node", "local", NODE_IP, Tcp, NODE_IP, 30080, ALL3_MASQ),
-        ("NodePort on localhost is not served", "local", "127.0.0.1", Tcp, "127.0.0.1", 30080, "ACCEPT"),
-        ("externalIP from outside", "outside", "172.18.0.99", Tcp, "192.0.2.10", 80, ALL3_MASQ),
-        ("LoadBalancer IP from outside", "outside", "172.18.0.99", Tcp, "192.0.2.50", 80, ALL3_MASQ),
-        ("LoadBalancer IP wrong port", "outside", "172.18.0.99", Tcp, "192.0.2.50", 81, "ACCEPT"),
-        ("Local policy LB from outside: own pods, source kept", "outside", "172.18.0.99", Tcp, "192.0.2.51", 80, "10.244.1.2:8080"),
-        ("Local policy NodePort from outside", "outside", "172.18.0.99", Tcp, NODE_IP, 30081, "10.244.1.2:8080"),
-        ("Local policy LB from a pod: every endpoint", "pod", "10.244.1.5", Tcp, "192.0.2.51", 80, "10.244.1.2:8080, 10.244.2.2:8080"),
-        ("Local policy NodePort from the node: every endpoint", "local", NODE_IP, Tcp, NODE_IP, 30081, "10.244.1.2:8080 masq, 10.244.2.2:8080 masq"),
-        ("Local policy ClusterIP ignores externalTrafficPolicy", "pod", "10.244.2.9", Tcp, "10.96.0.30", 80, "10.244.1.2:8080, 10.244.2.2:8080"),
-        ("Local policy, none here: outside is dropped", "outside", "172.18.0.99", Tcp, NODE_IP, 30082, "DROP"),
-        ("Local policy, none here: a pod still gets one", "pod", "10.244.1.5", Tcp, NODE_IP, 30082, "10.244.2.2:8080"),
-        ("no endpoints: ClusterIP rejects", "pod", "10.244.1.5", Tcp, "10.96.0.40", 80, "REJECT"),
-        ("no endpoints: NodePort rejects", "outside", "172.18.0.99", Tcp, NODE_IP, 30083, "REJECT"),
-        ("terminating-only endpoints still serve", "pod", "10.244.1.5", Tcp, "10.96.0.41", 80, "10.244.1.2:8080"),
-        ("internalTrafficPolicy Local, none here", "pod", "10.244.1.5", Tcp, "10.96.0.42", 80, "DROP"),
-        ("session affinity, new client", "pod", "10.244.1.5", Tcp, "10.96.0.50", 80, "10.244.1.2:8080, 10.244.1.3:8080"),
-        ("session affinity, remembered client", "pod", "10.244.1.77", Tcp, "10.96.0.50", 80, "10.244.1.3:8080"),
-        ("multi-port http", "pod", "10.244.1.5", Tcp, "10.96.0.60", 80, "10.244.1.2:8080"),
-        ("multi-port https", "pod", "10.244.1.5", Tcp, "10.96.0.60", 443, "10.244.1.2:8443"),
-        ("UDP", "pod", "10.244.1.5", Udp, "10.96.0.10", 53, "10.244.1.3:53"),
-        ("UDP port as TCP", "pod", "10.244.1.5", Tcp, "10.96.0.10", 53, "REJECT"),
-        ("not a service", "pod", "10.244.1.5", Tcp, "10.244.2.2", 8080, "ACCEPT"),
+        (
+            "ClusterIP from a pod",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            "10.96.0.20",
+            80,
+            ALL3,
+        ),
+        (
+            "ClusterIP from a remote pod",
+            "pod",
+            "10.244.2.9",
+            Tcp,
+            "10.96.0.20",
+            80,
+            ALL3,
+        ),
+        (
+            "ClusterIP from outside is masqueraded",
+            "outside",
+            "172.18.0.99",
+            Tcp,
+            "10.96.0.20",
+            80,
+            ALL3_MASQ,
+        ),
+        (
+            "ClusterIP from the node itself",
+            "local",
+            NODE_IP,
+            Tcp,
+            "10.96.0.20",
+            80,
+            ALL3_MASQ,
+        ),
+        (
+            "ClusterIP hairpin",
+            "pod",
+            "10.244.1.2",
+            Tcp,
+            "10.96.0.20",
+            80,
+            "10.244.1.2:8080 masq, 10.244.1.3:8080, 10.244.2.2:8080",
+        ),
+        (
+            "ClusterIP unknown port",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            "10.96.0.20",
+            81,
+            "REJECT",
+        ),
+        (
+            "ClusterIP wrong protocol",
+            "pod",
+            "10.244.1.5",
+            Udp,
+            "10.96.0.20",
+            80,
+            "REJECT",
+        ),
+        (
+            "NodePort from outside",
+            "outside",
+            "172.18.0.99",
+            Tcp,
+            NODE_IP,
+            30080,
+            ALL3_MASQ,
+        ),
+        (
+            "NodePort from the node",
+            "local",
+            NODE_IP,
+            Tcp,
+            NODE_IP,
+            30080,
+            ALL3_MASQ,
+        ),
+        (
+            "NodePort on localhost is not served",
+            "local",
+            "127.0.0.1",
+            Tcp,
+            "127.0.0.1",
+            30080,
+            "ACCEPT",
+        ),
+        (
+            "externalIP from outside",
+            "outside",
+            "172.18.0.99",
+            Tcp,
+            "192.0.2.10",
+            80,
+            ALL3_MASQ,
+        ),
+        (
+            "LoadBalancer IP from outside",
+            "outside",
+            "172.18.0.99",
+            Tcp,
+            "192.0.2.50",
+            80,
+            ALL3_MASQ,
+        ),
+        (
+            "LoadBalancer IP wrong port",
+            "outside",
+            "172.18.0.99",
+            Tcp,
+            "192.0.2.50",
+            81,
+            "ACCEPT",
+        ),
+        (
+            "Local policy LB from outside: own pods, source kept",
+            "outside",
+            "172.18.0.99",
+            Tcp,
+            "192.0.2.51",
+            80,
+            "10.244.1.2:8080",
+        ),
+        (
+            "Local policy NodePort from outside",
+            "outside",
+            "172.18.0.99",
+            Tcp,
+            NODE_IP,
+            30081,
+            "10.244.1.2:8080",
+        ),
+        (
+            "Local policy LB from a pod: every endpoint",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            "192.0.2.51",
+            80,
+            "10.244.1.2:8080, 10.244.2.2:8080",
+        ),
+        (
+            "Local policy NodePort from the node: every endpoint",
+            "local",
+            NODE_IP,
+            Tcp,
+            NODE_IP,
+            30081,
+            "10.244.1.2:8080 masq, 10.244.2.2:8080 masq",
+        ),
+        (
+            "Local policy ClusterIP ignores externalTrafficPolicy",
+            "pod",
+            "10.244.2.9",
+            Tcp,
+            "10.96.0.30",
+            80,
+            "10.244.1.2:8080, 10.244.2.2:8080",
+        ),
+        (
+            "Local policy, none here: outside is dropped",
+            "outside",
+            "172.18.0.99",
+            Tcp,
+            NODE_IP,
+            30082,
+            "DROP",
+        ),
+        (
+            "Local policy, none here: a pod still gets one",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            NODE_IP,
+            30082,
+            "10.244.2.2:8080",
+        ),
+        (
+            "no endpoints: ClusterIP rejects",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            "10.96.0.40",
+            80,
+            "REJECT",
+        ),
+        (
+            "no endpoints: NodePort rejects",
+            "outside",
+            "172.18.0.99",
+            Tcp,
+            NODE_IP,
+            30083,
+            "REJECT",
+        ),
+        (
+            "terminating-only endpoints still serve",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            "10.96.0.41",
+            80,
+            "10.244.1.2:8080",
+        ),
+        (
+            "internalTrafficPolicy Local, none here",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            "10.96.0.42",
+            80,
+            "DROP",
+        ),
+        (
+            "session affinity, new client",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            "10.96.0.50",
+            80,
+            "10.244.1.2:8080, 10.244.1.3:8080",
+        ),
+        (
+            "session affinity, remembered client",
+            "pod",
+            "10.244.1.77",
+            Tcp,
+            "10.96.0.50",
+            80,
+            "10.244.1.3:8080",
+        ),
+        (
+            "multi-port http",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            "10.96.0.60",
+            80,
+            "10.244.1.2:8080",
+        ),
+        (
+            "multi-port https",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            "10.96.0.60",
+            443,
+            "10.244.1.2:8443",
+        ),
+        (
+            "UDP",
+            "pod",
+            "10.244.1.5",
+            Udp,
+            "10.96.0.10",
+            53,
+            "10.244.1.3:53",
+        ),
+        (
+            "UDP port as TCP",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            "10.96.0.10",
+            53,
+            "REJECT",
+        ),
+        (
+            "not a service",
+            "pod",
+            "10.244.1.5",
+            Tcp,
+            "10.244.2.2",
+            8080,
+            "ACCEPT",
+        ),
     ]
 }
 
@@ -171,19 +475,32 @@ fn remember_nft(t: &mut NftTable) {
     let chain = t
         .chains
         .iter()
-        .find(|(n, r)| n.starts_with("affep-") && n.contains("-int-") && r.iter().any(|r| r == "meta l4proto tcp dnat ip to 10.244.1.3:8080"))
+        .find(|(n, r)| {
+            n.starts_with("affep-")
+                && n.contains("-int-")
+                && r.iter()
+                    .any(|r| r == "meta l4proto tcp dnat ip to 10.244.1.3:8080")
+        })
         .map(|(n, _)| n.replacen("affep-", "aff-", 1))
         .expect("affinity endpoint chain");
-    t.remembered.insert(chain, BTreeSet::from([ip("10.244.1.77")]));
+    t.remembered
+        .insert(chain, BTreeSet::from([ip("10.244.1.77")]));
 }
 
 fn remember_ipt(t: &mut IptTables) {
     let sep = t.tables["nat"]
         .iter()
-        .find(|(n, r)| n.starts_with("SVCNET-SEP-") && r.iter().any(|r| r.iter().any(|w| w == "--set") && r.last().is_some_and(|w| w == "10.244.1.3:8080")))
+        .find(|(n, r)| {
+            n.starts_with("SVCNET-SEP-")
+                && r.iter().any(|r| {
+                    r.iter().any(|w| w == "--set")
+                        && r.last().is_some_and(|w| w == "10.244.1.3:8080")
+                })
+        })
         .map(|(n, _)| n.clone())
         .expect("affinity endpoint chain");
-    t.remembered.insert(sep, BTreeSet::from([ip("10.244.1.77")]));
+    t.remembered
+        .insert(sep, BTreeSet::from([ip("10.244.1.77")]));
 }
 
 fn check_flows(trace: &dyn Fn(&Packet) -> Outcome, which: &str) {
@@ -221,7 +538,14 @@ fn masquerade_all_and_no_cluster_cidr() {
     let st = state(&fixture());
     // (settings, flow source, expected for ClusterIP web from a pod)
     let rows = [
-        (NodeSettings { masquerade_all: true, ..settings() }, "10.244.1.5", ALL3_MASQ),
+        (
+            NodeSettings {
+                masquerade_all: true,
+                ..settings()
+            },
+            "10.244.1.5",
+            ALL3_MASQ,
+        ),
         (NodeSettings::default(), "172.18.0.99", ALL3),
     ];
     for (s, src, want) in rows {
@@ -238,7 +562,10 @@ fn masquerade_all_and_no_cluster_cidr() {
 #[test]
 fn node_port_addresses_restrict_nodeports() {
     let st = state(&fixture());
-    let s = NodeSettings { node_port_addresses: vec![Cidr::parse("172.18.0.0/24").expect("cidr")], ..settings() };
+    let s = NodeSettings {
+        node_port_addresses: vec![Cidr::parse("172.18.0.0/24").expect("cidr")],
+        ..settings()
+    };
     let mut t = NftTable::default();
     t.apply(&nftables::render_full(&st, &s));
     let mut i = IptTables::default();
@@ -261,7 +588,10 @@ fn evolutions() -> Vec<Vec<Svc>> {
     let mut s = fixture();
     s[0].eps.truncate(1);
     s.retain(|x| x.name != "dns");
-    s.push(Svc { eps: vec![ep("10.244.1.9", 9000, "n1")], ..svc("new", "10.96.0.70") });
+    s.push(Svc {
+        eps: vec![ep("10.244.1.9", 9000, "n1")],
+        ..svc("new", "10.96.0.70")
+    });
     steps.push(s);
     // Affinity endpoints change, empty service gets endpoints, local one loses its local endpoint.
     let mut s = fixture();
@@ -313,7 +643,13 @@ fn nftables_failed_sync_forces_full_resync() {
     let r = b.sync(&state(&[]), false).expect("retry");
     assert!(r.full, "after a failure the next sync is full");
     let log = exec.take();
-    assert!(log[0].1.starts_with("table ip svcnet {\n}\ndelete table ip svcnet\n"), "{}", log[0].1);
+    assert!(
+        log[0]
+            .1
+            .starts_with("table ip svcnet {\n}\ndelete table ip svcnet\n"),
+        "{}",
+        log[0].1
+    );
 }
 
 #[test]
@@ -323,7 +659,10 @@ fn adding_one_service_touches_only_its_elements() {
     let mut s = fixture();
     b.sync(&state(&s), false).expect("sync");
     exec.take();
-    s.push(Svc { eps: vec![ep("10.244.1.9", 9000, "n1")], ..svc("new", "10.96.0.70") });
+    s.push(Svc {
+        eps: vec![ep("10.244.1.9", 9000, "n1")],
+        ..svc("new", "10.96.0.70")
+    });
     b.sync(&state(&s), false).expect("sync");
     let log = exec.take();
     assert_eq!(
@@ -353,7 +692,13 @@ fn iptables_incremental_equals_full() {
         // Built-in hooks are not part of the restore; compare our chains.
         for table in ["nat", "filter"] {
             let ours = |t: &IptTables| -> Vec<(String, Vec<Vec<String>>)> {
-                t.tables.get(table).into_iter().flatten().filter(|(n, _)| n.starts_with("SVCNET-")).map(|(n, r)| (n.clone(), r.clone())).collect()
+                t.tables
+                    .get(table)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(n, _)| n.starts_with("SVCNET-"))
+                    .map(|(n, r)| (n.clone(), r.clone()))
+                    .collect()
             };
             assert_eq!(ours(&live), ours(&want), "step {i}: {table}");
         }
@@ -366,7 +711,10 @@ struct Netns(String);
 impl Netns {
     fn new(tag: &str) -> Netns {
         let name = format!("svct-{}-{tag}", std::process::id());
-        let ok = std::process::Command::new("ip").args(["netns", "add", &name]).status().expect("ip runs");
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip runs");
         assert!(ok.success(), "ip netns add {name}");
         Netns(name)
     }
@@ -374,7 +722,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
     }
 }
 
@@ -394,7 +744,10 @@ impl crate::backend::Exec for InNetns {
 #[test]
 fn kernel_accepts_every_transaction() {
     let ns = Netns::new("nftload");
-    for (mode, restore) in [("nft", "nft -f -"), ("ipt", "iptables-restore -w --noflush")] {
+    for (mode, restore) in [
+        ("nft", "nft -f -"),
+        ("ipt", "iptables-restore -w --noflush"),
+    ] {
         let log = FakeExec::default();
         let exec = Box::new(InNetns(ns.0.clone(), log.clone()));
         let mut b: Box<dyn Backend> = if mode == "nft" {
@@ -405,7 +758,12 @@ fn kernel_accepts_every_transaction() {
         for (i, step) in evolutions().iter().enumerate() {
             let st = state(step);
             if let Err(e) = b.sync(&st, false) {
-                let last = log.take().into_iter().rev().find(|(c, _)| c == restore).map(|x| x.1);
+                let last = log
+                    .take()
+                    .into_iter()
+                    .rev()
+                    .find(|(c, _)| c == restore)
+                    .map(|x| x.1);
                 panic!("{mode} step {i}: {e}\n{}", last.unwrap_or_default());
             }
         }

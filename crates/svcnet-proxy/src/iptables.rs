@@ -53,7 +53,9 @@ fn pick_rules(key: &PortKey, eps: &[SocketAddrV4], affinity: Option<u32>) -> Vec
     if let Some(t) = affinity {
         for e in eps {
             let sep = sep_name(key, e);
-            r.push(format!("-m recent --name {sep} --rcheck --seconds {t} --reap -j {sep}"));
+            r.push(format!(
+                "-m recent --name {sep} --rcheck --seconds {t} --reap -j {sep}"
+            ));
         }
     }
     let n = eps.len();
@@ -63,7 +65,9 @@ fn pick_rules(key: &PortKey, eps: &[SocketAddrV4], affinity: Option<u32>) -> Vec
             r.push(format!("-j {sep}"));
         } else {
             let prob = 1.0 / (n - i) as f64;
-            r.push(format!("-m statistic --mode random --probability {prob:.10} -j {sep}"));
+            r.push(format!(
+                "-m statistic --mode random --probability {prob:.10} -j {sep}"
+            ));
         }
     }
     r
@@ -77,7 +81,9 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
     let svc = format!("SVCNET-SVC-{id}");
     let svl = format!("SVCNET-SVL-{id}");
     let ext = format!("SVCNET-EXT-{id}");
-    let m = |ip: &dyn std::fmt::Display, port: u16| format!("-d {ip}/32 -p {proto} -m {proto} --dport {port}");
+    let m = |ip: &dyn std::fmt::Display, port: u16| {
+        format!("-d {ip}/32 -p {proto} -m {proto} --dport {port}")
+    };
     let mut seps: BTreeSet<SocketAddrV4> = BTreeSet::new();
     // Cluster-policy chain.
     if let Targets::Endpoints(list) = &p.cluster {
@@ -116,7 +122,9 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
                 f.filter.push(format!("{} -j REJECT", m(ip, p.port)));
             }
             if let Some(np) = p.node_port {
-                f.filter.push(format!("-m addrtype --dst-type LOCAL -p {proto} -m {proto} --dport {np} -j REJECT"));
+                f.filter.push(format!(
+                    "-m addrtype --dst-type LOCAL -p {proto} -m {proto} --dport {np} -j REJECT"
+                ));
             }
         } else {
             let mut rules = Vec::new();
@@ -146,21 +154,31 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
                 f.services.push(format!("{} -j {ext}", m(ip, p.port)));
             }
             if let Some(np) = p.node_port {
-                f.nodeports.push(format!("-p {proto} -m {proto} --dport {np} -j {ext}"));
+                f.nodeports
+                    .push(format!("-p {proto} -m {proto} --dport {np} -j {ext}"));
             }
         }
     }
     for e in seps {
         let sep = sep_name(key, &e);
         let mut rules = vec![format!("-s {}/32 -j {MARK_MASQ}", e.ip())];
-        let recent = if p.affinity.is_some() { format!("-m recent --name {sep} --set ") } else { String::new() };
-        rules.push(format!("-p {proto} -m {proto} {recent}-j DNAT --to-destination {e}"));
+        let recent = if p.affinity.is_some() {
+            format!("-m recent --name {sep} --set ")
+        } else {
+            String::new()
+        };
+        rules.push(format!(
+            "-p {proto} -m {proto} {recent}-j DNAT --to-destination {e}"
+        ));
         f.chains.insert(sep, rules);
     }
     f
 }
 
-fn lists(frags: &BTreeMap<PortKey, (Arc<PortPlan>, Fragment)>, s: &NodeSettings) -> (Vec<String>, Vec<String>, Vec<String>) {
+fn lists(
+    frags: &BTreeMap<PortKey, (Arc<PortPlan>, Fragment)>,
+    s: &NodeSettings,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
     let mut services = Vec::new();
     let mut nodeports = Vec::new();
     let mut filter = Vec::new();
@@ -198,8 +216,11 @@ fn chain_block(out: &mut String, name: &str, rules: &[String]) {
 
 /// Renders the whole ruleset as one `iptables-restore --noflush` input.
 pub fn render_full(state: &DesiredState, s: &NodeSettings) -> String {
-    let frags: BTreeMap<PortKey, (Arc<PortPlan>, Fragment)> =
-        state.ports.iter().map(|(k, p)| (k.clone(), (p.clone(), fragment(p, s)))).collect();
+    let frags: BTreeMap<PortKey, (Arc<PortPlan>, Fragment)> = state
+        .ports
+        .iter()
+        .map(|(k, p)| (k.clone(), (p.clone(), fragment(p, s))))
+        .collect();
     render(&frags, s, None, &BTreeSet::new())
 }
 
@@ -225,7 +246,11 @@ fn render(
         chain_block(
             &mut body,
             POSTROUTING,
-            &["-m mark ! --mark 0x4000/0x4000 -j RETURN".into(), "-j MARK --xor-mark 0x4000".into(), "-j MASQUERADE".into()],
+            &[
+                "-m mark ! --mark 0x4000/0x4000 -j RETURN".into(),
+                "-j MARK --xor-mark 0x4000".into(),
+                "-j MASQUERADE".into(),
+            ],
         );
     }
     for (_, f) in frags.values() {
@@ -256,12 +281,36 @@ fn render(
 
 /// Jump rules from the built-in chains: (table, chain, rule args).
 const HOOKS: &[(&str, &str, &str)] = &[
-    ("nat", "PREROUTING", "-m comment --comment svcnet -j SVCNET-SERVICES"),
-    ("nat", "OUTPUT", "-m comment --comment svcnet -j SVCNET-SERVICES"),
-    ("nat", "POSTROUTING", "-m comment --comment svcnet -j SVCNET-POSTROUTING"),
-    ("filter", "INPUT", "-m conntrack --ctstate NEW -m comment --comment svcnet -j SVCNET-FILTER"),
-    ("filter", "FORWARD", "-m conntrack --ctstate NEW -m comment --comment svcnet -j SVCNET-FILTER"),
-    ("filter", "OUTPUT", "-m conntrack --ctstate NEW -m comment --comment svcnet -j SVCNET-FILTER"),
+    (
+        "nat",
+        "PREROUTING",
+        "-m comment --comment svcnet -j SVCNET-SERVICES",
+    ),
+    (
+        "nat",
+        "OUTPUT",
+        "-m comment --comment svcnet -j SVCNET-SERVICES",
+    ),
+    (
+        "nat",
+        "POSTROUTING",
+        "-m comment --comment svcnet -j SVCNET-POSTROUTING",
+    ),
+    (
+        "filter",
+        "INPUT",
+        "-m conntrack --ctstate NEW -m comment --comment svcnet -j SVCNET-FILTER",
+    ),
+    (
+        "filter",
+        "FORWARD",
+        "-m conntrack --ctstate NEW -m comment --comment svcnet -j SVCNET-FILTER",
+    ),
+    (
+        "filter",
+        "OUTPUT",
+        "-m conntrack --ctstate NEW -m comment --comment svcnet -j SVCNET-FILTER",
+    ),
 ];
 
 /// The iptables backend.
@@ -277,18 +326,26 @@ pub struct IptBackend {
 
 impl IptBackend {
     pub fn new(exec: Box<dyn Exec>, settings: NodeSettings, binary: &str) -> IptBackend {
-        IptBackend { exec, settings, binary: binary.to_string(), applied: None, last_script: String::new() }
+        IptBackend {
+            exec,
+            settings,
+            binary: binary.to_string(),
+            applied: None,
+            last_script: String::new(),
+        }
     }
 
     /// Does this iptables variant work here (for mode auto)?
     pub fn usable(exec: &mut dyn Exec, binary: &str) -> bool {
-        exec.run(binary, &["-w", "-t", "nat", "-S", "POSTROUTING"], "").is_ok()
+        exec.run(binary, &["-w", "-t", "nat", "-S", "POSTROUTING"], "")
+            .is_ok()
     }
 
     fn restore(&mut self, script: String) -> Result<()> {
         self.last_script = script;
         let bin = format!("{}-restore", self.binary);
-        self.exec.run(&bin, &["-w", "--noflush"], &self.last_script)?;
+        self.exec
+            .run(&bin, &["-w", "--noflush"], &self.last_script)?;
         Ok(())
     }
 
@@ -326,7 +383,11 @@ impl Backend for IptBackend {
                     (k.clone(), (p.clone(), f))
                 })
                 .collect(),
-            _ => state.ports.iter().map(|(k, p)| (k.clone(), (p.clone(), fragment(p, &s)))).collect(),
+            _ => state
+                .ports
+                .iter()
+                .map(|(k, p)| (k.clone(), (p.clone(), fragment(p, &s))))
+                .collect(),
         };
         let old = self.applied.take();
         let stale: Vec<(Arc<PortPlan>, Option<Arc<PortPlan>>)> = old
@@ -349,7 +410,8 @@ impl Backend for IptBackend {
                         }
                     }
                 }
-                let live: BTreeSet<&String> = new.values().flat_map(|(_, f)| f.chains.keys()).collect();
+                let live: BTreeSet<&String> =
+                    new.values().flat_map(|(_, f)| f.chains.keys()).collect();
                 let delete: BTreeSet<String> = old
                     .values()
                     .flat_map(|(_, f)| f.chains.keys())
@@ -359,10 +421,16 @@ impl Backend for IptBackend {
                 changed += old.keys().filter(|k| !new.contains_key(*k)).count();
                 if changed == 0 {
                     self.applied = Some(new);
-                    return Ok(SyncReport { full: false, changed_ports: 0 });
+                    return Ok(SyncReport {
+                        full: false,
+                        changed_ports: 0,
+                    });
                 }
                 self.restore(render(&new, &s, Some(&only), &delete))?;
-                SyncReport { full: false, changed_ports: changed }
+                SyncReport {
+                    full: false,
+                    changed_ports: changed,
+                }
             }
             _ => {
                 let delete: BTreeSet<String> = old
@@ -374,7 +442,10 @@ impl Backend for IptBackend {
                     .collect();
                 self.restore(render(&new, &s, None, &delete))?;
                 self.ensure_hooks()?;
-                SyncReport { full: true, changed_ports: new.len() }
+                SyncReport {
+                    full: true,
+                    changed_ports: new.len(),
+                }
             }
         };
         self.applied = Some(new);
@@ -408,7 +479,8 @@ impl Backend for IptBackend {
                 let _ = writeln!(script, "-X {c}");
             }
             script.push_str("COMMIT\n");
-            self.exec.run(&format!("{bin}-restore"), &["-w", "--noflush"], &script)?;
+            self.exec
+                .run(&format!("{bin}-restore"), &["-w", "--noflush"], &script)?;
         }
         Ok(())
     }

@@ -20,7 +20,12 @@ pub struct Histogram {
 impl Histogram {
     pub fn new(bounds: Vec<f64>) -> Histogram {
         let n = bounds.len();
-        Histogram { bounds, counts: vec![0; n], sum: 0.0, count: 0 }
+        Histogram {
+            bounds,
+            counts: vec![0; n],
+            sum: 0.0,
+            count: 0,
+        }
     }
 
     /// Upstream's `ExponentialBuckets(0.001, 2, 15)`.
@@ -52,7 +57,11 @@ impl Histogram {
         for (b, c) in self.bounds.iter().zip(&self.counts) {
             let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
         }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", self.count, self.sum, self.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            self.count, self.sum, self.count
+        );
     }
 }
 
@@ -94,36 +103,80 @@ impl Metrics {
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        self.sync.render(&mut out, "kubeproxy_sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds");
-        self.sync_full.render(&mut out, "kubeproxy_sync_full_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for full resyncs");
-        self.sync_partial.render(&mut out, "kubeproxy_sync_partial_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for partial resyncs");
-        self.programming.render(&mut out, "kubeproxy_network_programming_duration_seconds", "In Cluster Network Programming Latency in seconds");
-        let secs = |t: Option<SystemTime>| t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        self.sync.render(
+            &mut out,
+            "kubeproxy_sync_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds",
+        );
+        self.sync_full.render(
+            &mut out,
+            "kubeproxy_sync_full_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds for full resyncs",
+        );
+        self.sync_partial.render(
+            &mut out,
+            "kubeproxy_sync_partial_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds for partial resyncs",
+        );
+        self.programming.render(
+            &mut out,
+            "kubeproxy_network_programming_duration_seconds",
+            "In Cluster Network Programming Latency in seconds",
+        );
+        let secs = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        };
         let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
-        gauge(&mut out, "kubeproxy_sync_proxy_rules_last_timestamp_seconds", "The last time proxy rules were successfully synced", secs(self.last_sync));
-        gauge(&mut out, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds", "The last time a sync of proxy rules was queued", secs(self.last_queued));
+        gauge(
+            &mut out,
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+            "The last time proxy rules were successfully synced",
+            secs(self.last_sync),
+        );
+        gauge(
+            &mut out,
+            "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+            "The last time a sync of proxy rules was queued",
+            secs(self.last_queued),
+        );
         let failures = if self.mode == "iptables" {
             "kubeproxy_sync_proxy_rules_iptables_restore_failures_total"
         } else {
             "kubeproxy_sync_proxy_rules_nftables_sync_failures_total"
         };
-        let _ = writeln!(out, "# HELP {failures} Cumulative proxy rules sync failures\n# TYPE {failures} counter\n{failures} {}", self.sync_failures);
+        let _ = writeln!(
+            out,
+            "# HELP {failures} Cumulative proxy rules sync failures\n# TYPE {failures} counter\n{failures} {}",
+            self.sync_failures
+        );
         let n = "kubeproxy_sync_proxy_rules_service_changes_total";
-        let _ = writeln!(out, "# HELP {n} Cumulative proxy rules Service changes\n# TYPE {n} counter\n{n} {}", self.service_changes);
+        let _ = writeln!(
+            out,
+            "# HELP {n} Cumulative proxy rules Service changes\n# TYPE {n} counter\n{n} {}",
+            self.service_changes
+        );
         out
     }
 
     /// Healthy unless changes have waited longer than the window without a successful sync.
     pub fn healthy(&self, now: Instant) -> bool {
-        self.pending_since.is_none_or(|p| now.duration_since(p) <= self.healthy_window)
+        self.pending_since
+            .is_none_or(|p| now.duration_since(p) <= self.healthy_window)
     }
 }
 
 fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    k8s_openapi::jiff::Timestamp::from_second(secs).map(|t| t.to_string()).unwrap_or_default()
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    k8s_openapi::jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 /// The response for one request path: (status line, content type, body).
@@ -149,7 +202,9 @@ pub fn respond(path: &str, m: &Metrics, now: Instant) -> (&'static str, &'static
 /// Serves `/metrics` and `/healthz` (HTTP/1.0-style, one request per connection).
 pub async fn serve(listener: TcpListener, metrics: Arc<Mutex<Metrics>>) {
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else { continue };
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
@@ -170,7 +225,10 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Mutex<Metrics>>) {
                 let m = metrics.lock().unwrap_or_else(|e| e.into_inner());
                 respond(&path, &m, Instant::now())
             };
-            let resp = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = conn.write_all(resp.as_bytes()).await;
             let _ = conn.shutdown().await;
         });
@@ -206,9 +264,21 @@ mod tests {
         let mut m = Metrics::new("nftables", Duration::from_secs(30));
         m.sync.observe(0.004);
         let rows = [
-            ("/metrics", "200 OK", "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 1"),
-            ("/metrics", "200 OK", "kubeproxy_sync_proxy_rules_nftables_sync_failures_total 0"),
-            ("/metrics", "200 OK", "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.25\"} 0"),
+            (
+                "/metrics",
+                "200 OK",
+                "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 1",
+            ),
+            (
+                "/metrics",
+                "200 OK",
+                "kubeproxy_sync_proxy_rules_nftables_sync_failures_total 0",
+            ),
+            (
+                "/metrics",
+                "200 OK",
+                "kubeproxy_network_programming_duration_seconds_bucket{le=\"0.25\"} 0",
+            ),
             ("/healthz", "200 OK", "\"lastUpdated\": \"\""),
             ("/nope", "404 Not Found", "404 page not found"),
         ];
@@ -218,7 +288,13 @@ mod tests {
             assert!(body.contains(needle), "{path}: {needle} not in\n{body}");
         }
         m.pending_since = Some(now);
-        assert_eq!(respond("/healthz", &m, now + Duration::from_secs(61)).0, "503 Service Unavailable");
-        assert_eq!(respond("/healthz", &m, now + Duration::from_secs(59)).0, "200 OK");
+        assert_eq!(
+            respond("/healthz", &m, now + Duration::from_secs(61)).0,
+            "503 Service Unavailable"
+        );
+        assert_eq!(
+            respond("/healthz", &m, now + Duration::from_secs(59)).0,
+            "200 OK"
+        );
     }
 }

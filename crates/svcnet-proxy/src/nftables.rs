@@ -28,14 +28,38 @@ const MASQ: &str = "meta mark set meta mark | 0x00004000";
 
 /// Element maps and sets of the table, in declaration order.
 const MAPS: &[(&str, &str)] = &[
-    ("service-ips", "type ipv4_addr . inet_proto . inet_service : verdict"),
-    ("service-nodeports", "type inet_proto . inet_service : verdict"),
-    ("eps-all", "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport"),
-    ("eps-local", "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport"),
-    ("np-eps-all", "typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport"),
-    ("np-eps-local", "typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport"),
-    ("no-endpoint-services", "type ipv4_addr . inet_proto . inet_service : verdict"),
-    ("no-endpoint-nodeports", "type inet_proto . inet_service : verdict"),
+    (
+        "service-ips",
+        "type ipv4_addr . inet_proto . inet_service : verdict",
+    ),
+    (
+        "service-nodeports",
+        "type inet_proto . inet_service : verdict",
+    ),
+    (
+        "eps-all",
+        "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport",
+    ),
+    (
+        "eps-local",
+        "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport",
+    ),
+    (
+        "np-eps-all",
+        "typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport",
+    ),
+    (
+        "np-eps-local",
+        "typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport",
+    ),
+    (
+        "no-endpoint-services",
+        "type ipv4_addr . inet_proto . inet_service : verdict",
+    ),
+    (
+        "no-endpoint-nodeports",
+        "type inet_proto . inet_service : verdict",
+    ),
     ("cluster-ips", "type ipv4_addr"),
     ("hairpin", "type ipv4_addr . ipv4_addr"),
 ];
@@ -73,12 +97,26 @@ fn shared_rules(name: &str, s: &NodeSettings) -> Vec<String> {
     let n = |i: usize| parts.get(i).copied().unwrap_or("1");
     match parts.first().copied() {
         Some("pick") => {
-            let map = if n(1) == "all" { "eps-all" } else { "eps-local" };
-            vec![format!("dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {} map @{map}", n(2))]
+            let map = if n(1) == "all" {
+                "eps-all"
+            } else {
+                "eps-local"
+            };
+            vec![format!(
+                "dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {} map @{map}",
+                n(2)
+            )]
         }
         Some("nppick") => {
-            let map = if n(1) == "all" { "np-eps-all" } else { "np-eps-local" };
-            vec![format!("dnat ip to meta l4proto . th dport . numgen random mod {} map @{map}", n(2))]
+            let map = if n(1) == "all" {
+                "np-eps-all"
+            } else {
+                "np-eps-local"
+            };
+            vec![format!(
+                "dnat ip to meta l4proto . th dport . numgen random mod {} map @{map}",
+                n(2)
+            )]
         }
         Some("int") => {
             let mut r = Vec::new();
@@ -101,7 +139,10 @@ fn shared_rules(name: &str, s: &NodeSettings) -> Vec<String> {
             if let Some(c) = s.cluster_cidr {
                 r.push(format!("ip saddr {c} goto {pick}-all-{}", n(1)));
             }
-            r.push(format!("fib saddr type local {MASQ} goto {pick}-all-{}", n(1)));
+            r.push(format!(
+                "fib saddr type local {MASQ} goto {pick}-all-{}",
+                n(1)
+            ));
             if n(2) == "0" {
                 r.push("drop".to_string());
             } else {
@@ -159,8 +200,14 @@ fn ep(e: &SocketAddrV4) -> String {
 
 /// Renders one service port.
 fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
-    let mut f = Fragment::default();
-    f.max_n = [&p.internal, &p.external, &p.cluster].iter().map(|t| t.endpoints().len()).max().unwrap_or(0);
+    let mut f = Fragment {
+        max_n: [&p.internal, &p.external, &p.cluster]
+            .iter()
+            .map(|t| t.endpoints().len())
+            .max()
+            .unwrap_or(0),
+        ..Fragment::default()
+    };
     let proto = p.key.proto;
     let int_local = p.internal_local;
     let add_eps = |f: &mut Fragment, map: &'static str, prefix: &str, list: &[SocketAddrV4]| {
@@ -174,7 +221,8 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
     let mut all_eps: BTreeSet<SocketAddrV4> = BTreeSet::new();
     all_eps.extend(p.all_endpoints());
     for e in &all_eps {
-        f.elems.push(("hairpin", format!("{} . {}", e.ip(), e.ip()), None));
+        f.elems
+            .push(("hairpin", format!("{} . {}", e.ip(), e.ip()), None));
     }
     if let Some(timeout) = p.affinity {
         affinity(&mut f, p, s, timeout);
@@ -193,26 +241,42 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
                     ("eps-all", format!("pick-all-{}", list.len()))
                 };
                 add_eps(&mut f, map, &k, list);
-                f.elems.push(("service-ips", k, Some(format!("goto {chain}"))));
+                f.elems
+                    .push(("service-ips", k, Some(format!("goto {chain}"))));
                 f.shared.insert(chain);
             }
             Targets::Drop => f.elems.push(("service-ips", k, Some("drop".into()))),
-            Targets::Reject => f.elems.push(("no-endpoint-services", k, Some("goto reject-chain".into()))),
+            Targets::Reject => {
+                f.elems
+                    .push(("no-endpoint-services", k, Some("goto reject-chain".into())))
+            }
         }
     }
     // External traffic: externalIPs, LoadBalancer IPs, NodePort.
     let cluster = p.cluster.endpoints();
-    let ext_ips: Vec<String> = p.external_ips.iter().chain(&p.lb_ips).map(|ip| vip(ip, proto, p.port)).collect();
+    let ext_ips: Vec<String> = p
+        .external_ips
+        .iter()
+        .chain(&p.lb_ips)
+        .map(|ip| vip(ip, proto, p.port))
+        .collect();
     let np_key = p.node_port.map(|n| format!("{} . {n}", proto.lower()));
-    let targets: Vec<(String, bool)> =
-        ext_ips.into_iter().map(|k| (k, false)).chain(np_key.map(|k| (k, true))).collect();
+    let targets: Vec<(String, bool)> = ext_ips
+        .into_iter()
+        .map(|k| (k, false))
+        .chain(np_key.map(|k| (k, true)))
+        .collect();
     for (k, is_np) in targets {
         let (vmap, noep, pfx) = if is_np {
             ("service-nodeports", "no-endpoint-nodeports", "np")
         } else {
             ("service-ips", "no-endpoint-services", "")
         };
-        let (all_map, loc_map) = if is_np { ("np-eps-all", "np-eps-local") } else { ("eps-all", "eps-local") };
+        let (all_map, loc_map) = if is_np {
+            ("np-eps-all", "np-eps-local")
+        } else {
+            ("eps-all", "eps-local")
+        };
         if cluster.is_empty() {
             f.elems.push((noep, k, Some("goto reject-chain".into())));
             continue;
@@ -239,10 +303,18 @@ fn affinity(f: &mut Fragment, p: &PortPlan, s: &NodeSettings, timeout: u32) {
         "int",
         &p.internal,
         s.masquerade_all || s.cluster_cidr.is_some(),
-        p.cluster_ips.iter().map(|ip| vip(ip, proto, p.port)).collect(),
+        p.cluster_ips
+            .iter()
+            .map(|ip| vip(ip, proto, p.port))
+            .collect(),
         false,
     )];
-    let mut ext: Vec<String> = p.external_ips.iter().chain(&p.lb_ips).map(|ip| vip(ip, proto, p.port)).collect();
+    let mut ext: Vec<String> = p
+        .external_ips
+        .iter()
+        .chain(&p.lb_ips)
+        .map(|ip| vip(ip, proto, p.port))
+        .collect();
     let mut np: Vec<String> = Vec::new();
     if let Some(n) = p.node_port {
         np.push(format!("{} . {n}", proto.lower()));
@@ -281,7 +353,9 @@ fn affinity(f: &mut Fragment, p: &PortPlan, s: &NodeSettings, timeout: u32) {
         let mut rules = Vec::new();
         if masq {
             match (kind, s.cluster_cidr) {
-                ("int", Some(c)) if !s.masquerade_all => rules.push(format!("ip saddr != {c} {MASQ}")),
+                ("int", Some(c)) if !s.masquerade_all => {
+                    rules.push(format!("ip saddr != {c} {MASQ}"))
+                }
                 _ => rules.push(MASQ.to_string()),
             }
         }
@@ -292,9 +366,19 @@ fn affinity(f: &mut Fragment, p: &PortPlan, s: &NodeSettings, timeout: u32) {
             rules.push(format!("ip saddr @{set} goto {epc}"));
             vm.push(format!("{i} : goto {epc}"));
             f.own_sets.push((set.clone(), timeout));
-            f.own_chains.push((epc, vec![format!("update @{set} {{ ip saddr }}"), format!("meta l4proto {} dnat ip to {e}", proto.lower())]));
+            f.own_chains.push((
+                epc,
+                vec![
+                    format!("update @{set} {{ ip saddr }}"),
+                    format!("meta l4proto {} dnat ip to {e}", proto.lower()),
+                ],
+            ));
         }
-        rules.push(format!("numgen random mod {} vmap {{ {} }}", list.len(), vm.join(", ")));
+        rules.push(format!(
+            "numgen random mod {} vmap {{ {} }}",
+            list.len(),
+            vm.join(", ")
+        ));
         f.own_chains.push((chain.clone(), rules));
         for k in keys {
             f.elems.push((vmap, k, Some(format!("goto {chain}"))));
@@ -311,8 +395,20 @@ fn base_chains(s: &NodeSettings) -> Vec<(String, Vec<String>)> {
         "ip daddr @nodeport-ips".to_string()
     };
     vec![
-        ("nat-prerouting".into(), vec!["type nat hook prerouting priority dstnat; policy accept;".into(), "jump services".into()]),
-        ("nat-output".into(), vec!["type nat hook output priority -100; policy accept;".into(), "jump services".into()]),
+        (
+            "nat-prerouting".into(),
+            vec![
+                "type nat hook prerouting priority dstnat; policy accept;".into(),
+                "jump services".into(),
+            ],
+        ),
+        (
+            "nat-output".into(),
+            vec![
+                "type nat hook output priority -100; policy accept;".into(),
+                "jump services".into(),
+            ],
+        ),
         (
             "nat-postrouting".into(),
             vec![
@@ -328,9 +424,27 @@ fn base_chains(s: &NodeSettings) -> Vec<(String, Vec<String>)> {
                 format!("{np_match} {l4} meta l4proto . th dport vmap @service-nodeports"),
             ],
         ),
-        ("filter-input".into(), vec!["type filter hook input priority -10; policy accept;".into(), "ct state new jump reject-check".into()]),
-        ("filter-forward".into(), vec!["type filter hook forward priority -10; policy accept;".into(), "ct state new jump reject-check".into()]),
-        ("filter-output".into(), vec!["type filter hook output priority -10; policy accept;".into(), "ct state new jump reject-check".into()]),
+        (
+            "filter-input".into(),
+            vec![
+                "type filter hook input priority -10; policy accept;".into(),
+                "ct state new jump reject-check".into(),
+            ],
+        ),
+        (
+            "filter-forward".into(),
+            vec![
+                "type filter hook forward priority -10; policy accept;".into(),
+                "ct state new jump reject-check".into(),
+            ],
+        ),
+        (
+            "filter-output".into(),
+            vec![
+                "type filter hook output priority -10; policy accept;".into(),
+                "ct state new jump reject-check".into(),
+            ],
+        ),
         (
             "reject-check".into(),
             vec![
@@ -350,6 +464,9 @@ fn chain_text(out: &mut String, name: &str, rules: &[String]) {
     }
     out.push_str("  }\n");
 }
+
+/// A port's previous plan and its new one (`None`: removed), for conntrack cleanup.
+type Stale = (Arc<PortPlan>, Option<Arc<PortPlan>>);
 
 /// Applied state: fragments per port and shared chain reference counts.
 #[derive(Debug, Default)]
@@ -414,8 +531,11 @@ fn render_full_into(state: &DesiredState, s: &NodeSettings, applied: &mut Applie
     let mut elems: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     let mut own = String::new();
     let mut own_sets = String::new();
-    let frags: Vec<(&PortKey, &Arc<PortPlan>, Fragment)> =
-        state.ports.iter().map(|(k, p)| (k, p, fragment(p, s))).collect();
+    let frags: Vec<(&PortKey, &Arc<PortPlan>, Fragment)> = state
+        .ports
+        .iter()
+        .map(|(k, p)| (k, p, fragment(p, s)))
+        .collect();
     applied.pick_max = pick_capacity(frags.iter().map(|f| f.2.max_n).max().unwrap_or(0));
     for (k, p, f) in frags {
         for (map, key, val) in &f.elems {
@@ -433,7 +553,10 @@ fn render_full_into(state: &DesiredState, s: &NodeSettings, applied: &mut Applie
             elems.entry(map).or_default().push(e);
         }
         for (name, t) in &f.own_sets {
-            let _ = writeln!(own_sets, "  set {name} {{\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout {t}s\n  }}");
+            let _ = writeln!(
+                own_sets,
+                "  set {name} {{\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout {t}s\n  }}"
+            );
         }
         for (name, rules) in &f.own_chains {
             chain_text(&mut own, name, rules);
@@ -441,7 +564,8 @@ fn render_full_into(state: &DesiredState, s: &NodeSettings, applied: &mut Applie
         applied.add_refs(&f);
         applied.frags.insert(k.clone(), (p.clone(), f));
     }
-    let mut out = format!("table ip {TABLE} {{\n}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
+    let mut out =
+        format!("table ip {TABLE} {{\n}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
     for (name, ty) in MAPS {
         let kind = if ty.contains(':') { "map" } else { "set" };
         let _ = write!(out, "  {kind} {name} {{\n    {ty}\n");
@@ -452,8 +576,16 @@ fn render_full_into(state: &DesiredState, s: &NodeSettings, applied: &mut Applie
         out.push_str("  }\n");
     }
     if !s.node_port_addresses.is_empty() {
-        let list: Vec<String> = s.node_port_addresses.iter().map(|c| c.to_string()).collect();
-        let _ = writeln!(out, "  set nodeport-ips {{\n    type ipv4_addr\n    flags interval\n    elements = {{ {} }}\n  }}", list.join(", "));
+        let list: Vec<String> = s
+            .node_port_addresses
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let _ = writeln!(
+            out,
+            "  set nodeport-ips {{\n    type ipv4_addr\n    flags interval\n    elements = {{ {} }}\n  }}",
+            list.join(", ")
+        );
     }
     out.push_str(&own_sets);
     for (name, rules) in base_chains(s) {
@@ -492,7 +624,12 @@ pub struct NftBackend {
 
 impl NftBackend {
     pub fn new(exec: Box<dyn Exec>, settings: NodeSettings) -> NftBackend {
-        NftBackend { exec, settings, applied: None, last_script: String::new() }
+        NftBackend {
+            exec,
+            settings,
+            applied: None,
+            last_script: String::new(),
+        }
     }
 
     /// Does `nft` work here (for mode auto)?
@@ -502,7 +639,11 @@ impl NftBackend {
     }
 
     /// The incremental transaction from `old` to `state`, updating `old`.
-    fn render_changes(&self, old: &mut Applied, state: &DesiredState) -> (String, usize, Vec<(Arc<PortPlan>, Option<Arc<PortPlan>>)>) {
+    fn render_changes(
+        &self,
+        old: &mut Applied,
+        state: &DesiredState,
+    ) -> (String, usize, Vec<Stale>) {
         let s = &self.settings;
         let mut head = String::new(); // new chains and sets
         let mut dels = String::new();
@@ -510,8 +651,14 @@ impl NftBackend {
         let mut tail = String::new(); // chains and sets to delete
         let mut changed = 0;
         let mut stale = Vec::new();
-        let removed: Vec<PortKey> = old.frags.keys().filter(|k| !state.ports.contains_key(*k)).cloned().collect();
-        let mut work: Vec<(PortKey, Option<Arc<PortPlan>>)> = removed.into_iter().map(|k| (k, None)).collect();
+        let removed: Vec<PortKey> = old
+            .frags
+            .keys()
+            .filter(|k| !state.ports.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut work: Vec<(PortKey, Option<Arc<PortPlan>>)> =
+            removed.into_iter().map(|k| (k, None)).collect();
         for (k, p) in &state.ports {
             match old.frags.get(k) {
                 Some((q, _)) if Arc::ptr_eq(q, p) || **q == **p => {}
@@ -533,7 +680,10 @@ impl NftBackend {
             }
             for (name, t) in &new_frag.own_sets {
                 if !old_frag.own_sets.iter().any(|(n, _)| n == name) {
-                    let _ = writeln!(head, "add set ip {TABLE} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {t}s; }}");
+                    let _ = writeln!(
+                        head,
+                        "add set ip {TABLE} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {t}s; }}"
+                    );
                 }
             }
             // Endpoint chains first: the service chain's vmap refers to them.
@@ -564,10 +714,18 @@ impl NftBackend {
                     }
                 }
             }
-            for e in old_frag.elems.iter().filter(|e| !is_counted(e.0) && !new_set.contains(e)) {
+            for e in old_frag
+                .elems
+                .iter()
+                .filter(|e| !is_counted(e.0) && !new_set.contains(e))
+            {
                 elem_cmd(&mut dels, "delete", e.0, &e.1, &e.2);
             }
-            for e in new_frag.elems.iter().filter(|e| !is_counted(e.0) && !old_set.contains(e)) {
+            for e in new_frag
+                .elems
+                .iter()
+                .filter(|e| !is_counted(e.0) && !old_set.contains(e))
+            {
                 elem_cmd(&mut adds, "add", e.0, &e.1, &e.2);
             }
             for (name, _) in old_frag.own_chains.iter().rev() {
@@ -592,7 +750,6 @@ impl NftBackend {
         }
         (format!("{head}{dels}{adds}{tail}"), changed, stale)
     }
-
 }
 
 impl Backend for NftBackend {
@@ -605,20 +762,28 @@ impl Backend for NftBackend {
             Some(mut old)
                 if !full
                     && state.ports.values().all(|p| {
-                        [&p.internal, &p.external, &p.cluster].iter().all(|t| t.endpoints().len() <= old.pick_max)
+                        [&p.internal, &p.external, &p.cluster]
+                            .iter()
+                            .all(|t| t.endpoints().len() <= old.pick_max)
                     }) =>
             {
                 let (script, changed, stale) = self.render_changes(&mut old, state);
                 if script.is_empty() {
                     self.applied = Some(old);
-                    return Ok(SyncReport { full: false, changed_ports: 0 });
+                    return Ok(SyncReport {
+                        full: false,
+                        changed_ports: 0,
+                    });
                 }
                 self.last_script = script;
                 // On failure `applied` stays None, so the next sync is a full one.
                 self.exec.run("nft", &["-f", "-"], &self.last_script)?;
                 self.applied = Some(old);
                 conntrack::clear_stale(self.exec.as_mut(), &stale);
-                Ok(SyncReport { full: false, changed_ports: changed })
+                Ok(SyncReport {
+                    full: false,
+                    changed_ports: changed,
+                })
             }
             prev => {
                 let mut applied = Applied::default();
@@ -635,14 +800,21 @@ impl Backend for NftBackend {
                 }
                 let n = state.ports.len();
                 self.applied = Some(applied);
-                Ok(SyncReport { full: true, changed_ports: n })
+                Ok(SyncReport {
+                    full: true,
+                    changed_ports: n,
+                })
             }
         }
     }
 
     fn cleanup(&mut self) -> Result<()> {
         self.applied = None;
-        self.exec.run("nft", &["-f", "-"], &format!("table ip {TABLE} {{\n}}\ndelete table ip {TABLE}\n"))?;
+        self.exec.run(
+            "nft",
+            &["-f", "-"],
+            &format!("table ip {TABLE} {{\n}}\ndelete table ip {TABLE}\n"),
+        )?;
         Ok(())
     }
 }

@@ -165,7 +165,10 @@ impl PortPlan {
 fn usable<'a>(eps: impl Iterator<Item = &'a EndpointInfo> + Clone) -> Vec<SocketAddrV4> {
     let mut ready: Vec<SocketAddrV4> = eps.clone().filter(|e| e.ready).map(|e| e.addr).collect();
     if ready.is_empty() {
-        ready = eps.filter(|e| e.serving && e.terminating).map(|e| e.addr).collect();
+        ready = eps
+            .filter(|e| e.serving && e.terminating)
+            .map(|e| e.addr)
+            .collect();
     }
     ready.sort();
     ready.dedup();
@@ -182,7 +185,11 @@ pub fn plan_service(svc: &ServiceInfo, endpoints: &[EndpointInfo], node: &str) -
             .filter(|e| e.port_name == p.port_name && e.proto == p.proto)
             .collect();
         let cluster = usable(eps.iter().copied());
-        let local = usable(eps.iter().copied().filter(|e| e.node.as_deref() == Some(node)));
+        let local = usable(
+            eps.iter()
+                .copied()
+                .filter(|e| e.node.as_deref() == Some(node)),
+        );
         let any = !cluster.is_empty();
         let internal = if svc.internal_local {
             Targets::from_list(local.clone(), true, any)
@@ -254,7 +261,11 @@ mod tests {
 
     fn show(t: &Targets) -> String {
         match t {
-            Targets::Endpoints(e) => e.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(","),
+            Targets::Endpoints(e) => e
+                .iter()
+                .map(|a| a.ip().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             Targets::Reject => "REJECT".into(),
             Targets::Drop => "DROP".into(),
         }
@@ -270,19 +281,124 @@ mod tests {
         let a1_gone = ep("10.244.1.2", "n1", false, false, true);
         let a1_unready = ep("10.244.1.2", "n1", false, false, false);
         // (case, itp local, etp local, endpoints, internal, external, cluster)
-        let rows: Vec<(&str, bool, bool, Vec<EndpointInfo>, &str, &str, &str)> = vec![
-            ("cluster all ready", false, false, vec![a1.clone(), a2.clone(), b1.clone()], "10.244.1.2,10.244.1.3,10.244.2.2", "10.244.1.2,10.244.1.3,10.244.2.2", "10.244.1.2,10.244.1.3,10.244.2.2"),
-            ("no endpoints", false, false, vec![], "REJECT", "REJECT", "REJECT"),
-            ("no endpoints, local", true, true, vec![], "REJECT", "REJECT", "REJECT"),
-            ("etp local, own pods", false, true, vec![a1.clone(), b1.clone()], "10.244.1.2,10.244.2.2", "10.244.1.2", "10.244.1.2,10.244.2.2"),
-            ("etp local, none here", false, true, vec![b1.clone()], "10.244.2.2", "DROP", "10.244.2.2"),
-            ("itp local, none here", true, false, vec![b1.clone()], "DROP", "10.244.2.2", "10.244.2.2"),
-            ("terminating fallback", false, false, vec![a1_term.clone(), b1_term.clone()], "10.244.1.2,10.244.2.2", "10.244.1.2,10.244.2.2", "10.244.1.2,10.244.2.2"),
-            ("ready wins over terminating", false, false, vec![a1_term.clone(), b1.clone()], "10.244.2.2", "10.244.2.2", "10.244.2.2"),
-            ("local terminating fallback while remote ready", false, true, vec![a1_term.clone(), b1.clone()], "10.244.2.2", "10.244.1.2", "10.244.2.2"),
-            ("terminating not serving is unusable", false, false, vec![a1_gone], "REJECT", "REJECT", "REJECT"),
-            ("unready is unusable", false, false, vec![a1_unready], "REJECT", "REJECT", "REJECT"),
-            ("duplicate across slices", false, false, vec![a1.clone(), a1.clone()], "10.244.1.2", "10.244.1.2", "10.244.1.2"),
+        type Row = (
+            &'static str,
+            bool,
+            bool,
+            Vec<EndpointInfo>,
+            &'static str,
+            &'static str,
+            &'static str,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "cluster all ready",
+                false,
+                false,
+                vec![a1.clone(), a2.clone(), b1.clone()],
+                "10.244.1.2,10.244.1.3,10.244.2.2",
+                "10.244.1.2,10.244.1.3,10.244.2.2",
+                "10.244.1.2,10.244.1.3,10.244.2.2",
+            ),
+            (
+                "no endpoints",
+                false,
+                false,
+                vec![],
+                "REJECT",
+                "REJECT",
+                "REJECT",
+            ),
+            (
+                "no endpoints, local",
+                true,
+                true,
+                vec![],
+                "REJECT",
+                "REJECT",
+                "REJECT",
+            ),
+            (
+                "etp local, own pods",
+                false,
+                true,
+                vec![a1.clone(), b1.clone()],
+                "10.244.1.2,10.244.2.2",
+                "10.244.1.2",
+                "10.244.1.2,10.244.2.2",
+            ),
+            (
+                "etp local, none here",
+                false,
+                true,
+                vec![b1.clone()],
+                "10.244.2.2",
+                "DROP",
+                "10.244.2.2",
+            ),
+            (
+                "itp local, none here",
+                true,
+                false,
+                vec![b1.clone()],
+                "DROP",
+                "10.244.2.2",
+                "10.244.2.2",
+            ),
+            (
+                "terminating fallback",
+                false,
+                false,
+                vec![a1_term.clone(), b1_term.clone()],
+                "10.244.1.2,10.244.2.2",
+                "10.244.1.2,10.244.2.2",
+                "10.244.1.2,10.244.2.2",
+            ),
+            (
+                "ready wins over terminating",
+                false,
+                false,
+                vec![a1_term.clone(), b1.clone()],
+                "10.244.2.2",
+                "10.244.2.2",
+                "10.244.2.2",
+            ),
+            (
+                "local terminating fallback while remote ready",
+                false,
+                true,
+                vec![a1_term.clone(), b1.clone()],
+                "10.244.2.2",
+                "10.244.1.2",
+                "10.244.2.2",
+            ),
+            (
+                "terminating not serving is unusable",
+                false,
+                false,
+                vec![a1_gone],
+                "REJECT",
+                "REJECT",
+                "REJECT",
+            ),
+            (
+                "unready is unusable",
+                false,
+                false,
+                vec![a1_unready],
+                "REJECT",
+                "REJECT",
+                "REJECT",
+            ),
+            (
+                "duplicate across slices",
+                false,
+                false,
+                vec![a1.clone(), a1.clone()],
+                "10.244.1.2",
+                "10.244.1.2",
+                "10.244.1.2",
+            ),
         ];
         for (case, itp, etp, eps, want_int, want_ext, want_cluster) in rows {
             let plans = plan_service(&svc(itp, etp), &eps, "n1");
@@ -297,14 +413,32 @@ mod tests {
     #[test]
     fn ports_match_by_name_and_protocol() {
         let mut s = svc(false, false);
-        s.ports.push(ServicePortInfo { port_name: "dns".into(), proto: Proto::Udp, port: 53, node_port: None });
+        s.ports.push(ServicePortInfo {
+            port_name: "dns".into(),
+            proto: Proto::Udp,
+            port: 53,
+            node_port: None,
+        });
         let mut udp = ep("10.244.1.9", "n1", true, true, false);
         udp.port_name = "dns".into();
         udp.proto = Proto::Udp;
         let mut wrong_proto = ep("10.244.1.8", "n1", true, true, false);
         wrong_proto.port_name = "dns".into();
-        let plans = plan_service(&s, &[ep("10.244.1.2", "n1", true, true, false), udp, wrong_proto], "n1");
-        let got: Vec<String> = plans.iter().map(|p| format!("{} {}", p.key, show(&p.internal))).collect();
-        assert_eq!(got, vec!["default/web:http/TCP 10.244.1.2", "default/web:dns/UDP 10.244.1.9"]);
+        let plans = plan_service(
+            &s,
+            &[ep("10.244.1.2", "n1", true, true, false), udp, wrong_proto],
+            "n1",
+        );
+        let got: Vec<String> = plans
+            .iter()
+            .map(|p| format!("{} {}", p.key, show(&p.internal)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "default/web:http/TCP 10.244.1.2",
+                "default/web:dns/UDP 10.244.1.9"
+            ]
+        );
     }
 }

@@ -11,8 +11,8 @@ use std::time::{Instant, SystemTime};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use tokio::sync::oneshot;
 
 use crate::backend::{Backend, BackendError, Exec, SyncReport, SystemExec};
@@ -50,7 +50,11 @@ pub enum ProxyError {
 
 pub type Result<T, E = ProxyError> = std::result::Result<T, E>;
 
-type Job = (DesiredState, bool, oneshot::Sender<Result<SyncReport, BackendError>>);
+type Job = (
+    DesiredState,
+    bool,
+    oneshot::Sender<Result<SyncReport, BackendError>>,
+);
 
 /// The backend on its own thread.
 #[derive(Debug)]
@@ -60,7 +64,10 @@ pub struct Worker {
 }
 
 fn enter_netns(path: &PathBuf) -> Result<()> {
-    let err = |m: String| ProxyError::Netns { path: path.display().to_string(), message: m };
+    let err = |m: String| ProxyError::Netns {
+        path: path.display().to_string(),
+        message: m,
+    };
     let f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
     nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| err(e.to_string()))?;
     Ok(())
@@ -77,14 +84,18 @@ impl Worker {
         std::thread::Builder::new()
             .name("svcnet-proxy-backend".into())
             .spawn(move || {
-                if let Some(p) = &netns {
-                    if let Err(e) = enter_netns(p) {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
+                if let Some(p) = &netns
+                    && let Err(e) = enter_netns(p)
+                {
+                    let _ = ready_tx.send(Err(e));
+                    return;
                 }
                 // Runtime threads are created from here, so they share the namespace.
-                let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(ProxyError::Thread(e)));
@@ -115,7 +126,9 @@ impl Worker {
 
     pub async fn sync(&self, state: DesiredState, full: bool) -> Result<SyncReport> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send((state, full, tx)).map_err(|_| ProxyError::WorkerGone)?;
+        self.tx
+            .send((state, full, tx))
+            .map_err(|_| ProxyError::WorkerGone)?;
         Ok(rx.await.map_err(|_| ProxyError::WorkerGone)??)
     }
 }
@@ -144,14 +157,22 @@ pub fn make_backend(cfg: &ProxyConfig, handle: tokio::runtime::Handle) -> Result
         Mode::Iptables => Box::new(IptBackend::new(Box::new(SystemExec), s, "iptables")),
         _ => {
             let node_ips = local_ipv4(&mut probe);
-            Box::new(UserspaceBackend::new(handle, Box::new(SystemExec), s, &cfg.userspace_iface, node_ips))
+            Box::new(UserspaceBackend::new(
+                handle,
+                Box::new(SystemExec),
+                s,
+                &cfg.userspace_iface,
+                node_ips,
+            ))
         }
     })
 }
 
 /// This namespace's IPv4 addresses (for NodePorts restricted by nodePortAddresses).
 fn local_ipv4(exec: &mut dyn Exec) -> Vec<std::net::Ipv4Addr> {
-    let out = exec.run("ip", &["-4", "-o", "addr", "show"], "").unwrap_or_default();
+    let out = exec
+        .run("ip", &["-4", "-o", "addr", "show"], "")
+        .unwrap_or_default();
     out.lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
@@ -179,22 +200,40 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client
 /// One watch event of any kind.
 #[derive(Debug)]
 enum Update {
-    Service(Event<Service>),
-    Slice(Event<EndpointSlice>),
-    Node(Event<Node>),
+    Service(Box<Event<Service>>),
+    Slice(Box<Event<EndpointSlice>>),
+    Node(Box<Event<Node>>),
     Error(String),
 }
 
 fn events(client: kube::Client, node: &str) -> impl Stream<Item = Update> + Send + use<> {
-    let svc = watcher::watcher(kube::Api::<Service>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .map(|e| e.map(Update::Service).unwrap_or_else(|e| Update::Error(e.to_string())));
-    let slices = watcher::watcher(kube::Api::<EndpointSlice>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .map(|e| e.map(Update::Slice).unwrap_or_else(|e| Update::Error(e.to_string())));
-    let nodes = watcher::watcher(kube::Api::<Node>::all(client), watcher::Config::default().fields(&format!("metadata.name={node}")))
-        .default_backoff()
-        .map(|e| e.map(Update::Node).unwrap_or_else(|e| Update::Error(e.to_string())));
+    let svc = watcher::watcher(
+        kube::Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map(|e| {
+        e.map(|e| Update::Service(Box::new(e)))
+            .unwrap_or_else(|e| Update::Error(e.to_string()))
+    });
+    let slices = watcher::watcher(
+        kube::Api::<EndpointSlice>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map(|e| {
+        e.map(|e| Update::Slice(Box::new(e)))
+            .unwrap_or_else(|e| Update::Error(e.to_string()))
+    });
+    let nodes = watcher::watcher(
+        kube::Api::<Node>::all(client),
+        watcher::Config::default().fields(&format!("metadata.name={node}")),
+    )
+    .default_backoff()
+    .map(|e| {
+        e.map(|e| Update::Node(Box::new(e)))
+            .unwrap_or_else(|e| Update::Error(e.to_string()))
+    });
     futures::stream::select(futures::stream::select(svc, slices), nodes)
 }
 
@@ -211,7 +250,7 @@ impl Lists {
     /// Applies one event to the tracker; returns whether a sync is needed.
     fn apply(&mut self, t: &mut Tracker, u: Update, now: Instant) -> bool {
         match u {
-            Update::Service(e) => match e {
+            Update::Service(e) => match *e {
                 Event::Apply(s) => t.service_updated(&s, now),
                 Event::Delete(s) => t.service_deleted(
                     s.metadata.namespace.as_deref().unwrap_or("default"),
@@ -232,7 +271,7 @@ impl Lists {
                     true
                 }
             },
-            Update::Slice(e) => match e {
+            Update::Slice(e) => match *e {
                 Event::Apply(s) => t.slice_updated(&s, now),
                 Event::Delete(s) => t.slice_deleted(
                     s.metadata.namespace.as_deref().unwrap_or("default"),
@@ -253,11 +292,12 @@ impl Lists {
                     true
                 }
             },
-            Update::Node(Event::Apply(n)) | Update::Node(Event::InitApply(n)) => {
-                tracing::debug!(node = ?n.metadata.name, "node seen");
+            Update::Node(e) => {
+                if let Event::Apply(n) | Event::InitApply(n) = *e {
+                    tracing::debug!(node = ?n.metadata.name, "node seen");
+                }
                 false
             }
-            Update::Node(_) => false,
             Update::Error(e) => {
                 // The watcher retries with backoff; the rules stay as they are.
                 tracing::warn!(error = %e, "watch failed; keeping the current rules");
@@ -280,7 +320,9 @@ pub async fn run(
     let metrics = Arc::new(Mutex::new(Metrics::new(worker.mode(), cfg.sync_period)));
     for (what, addr) in [("metrics", cfg.metrics_bind), ("healthz", cfg.healthz_bind)] {
         if let Some(addr) = addr {
-            let l = metrics::bind(addr).await.map_err(|source| ProxyError::Bind { what, addr, source })?;
+            let l = metrics::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind { what, addr, source })?;
             tokio::spawn(metrics::serve(l, metrics.clone()));
         }
     }

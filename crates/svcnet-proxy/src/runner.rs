@@ -17,7 +17,13 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(min: Duration, max: Duration) -> Schedule {
-        Schedule { min, max, last: None, requested: false, force_full: true }
+        Schedule {
+            min,
+            max,
+            last: None,
+            requested: false,
+            force_full: true,
+        }
     }
 
     /// Something changed: sync soon (but not before `min` after the last one).
@@ -61,14 +67,22 @@ mod tests {
         let s = |ms: u64| t0 + Duration::from_millis(ms);
         let mut sch = Schedule::new(Duration::from_secs(1), Duration::from_secs(30));
         // (step, at ms, action, expected due)
-        assert_eq!(sch.due(s(0)), Some(true), "first sync is full and immediate");
+        assert_eq!(
+            sch.due(s(0)),
+            Some(true),
+            "first sync is full and immediate"
+        );
         sch.ran(s(0), true);
         assert_eq!(sch.due(s(10)), None, "nothing requested");
         sch.request();
         sch.request();
         assert_eq!(sch.due(s(500)), None, "min interval holds a burst back");
         assert_eq!(sch.next(s(500)), s(1000));
-        assert_eq!(sch.due(s(1000)), Some(false), "burst coalesced into one partial sync");
+        assert_eq!(
+            sch.due(s(1000)),
+            Some(false),
+            "burst coalesced into one partial sync"
+        );
         sch.ran(s(1000), true);
         assert_eq!(sch.due(s(2000)), None);
         assert_eq!(sch.next(s(2000)), s(31000), "periodic resync");
@@ -78,6 +92,10 @@ mod tests {
         assert_eq!(sch.due(s(32000)), Some(true), "retry after failure is full");
         sch.ran(s(32000), true);
         sch.request();
-        assert_eq!(sch.due(s(40000)), Some(false), "a request long after the last sync runs at once");
+        assert_eq!(
+            sch.due(s(40000)),
+            Some(false),
+            "a request long after the last sync runs at once"
+        );
     }
 }

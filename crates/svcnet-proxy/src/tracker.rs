@@ -13,7 +13,9 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::plan::{EndpointInfo, PortKey, PortPlan, Proto, ServiceInfo, ServicePortInfo, plan_service};
+use crate::plan::{
+    EndpointInfo, PortKey, PortPlan, Proto, ServiceInfo, ServicePortInfo, plan_service,
+};
 
 /// Label naming the Service a slice belongs to.
 const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -32,14 +34,23 @@ pub struct DesiredState {
 impl DesiredState {
     /// Builds a state from plans (tests and benchmarks).
     pub fn from_plans(plans: impl IntoIterator<Item = PortPlan>) -> DesiredState {
-        DesiredState { ports: plans.into_iter().map(|p| (p.key.clone(), Arc::new(p))).collect() }
+        DesiredState {
+            ports: plans
+                .into_iter()
+                .map(|p| (p.key.clone(), Arc::new(p)))
+                .collect(),
+        }
     }
 }
 
 /// Extracts what the proxy needs from a Service; `None` for Services the
 /// proxy skips (ExternalName, headless, no IPv4 ClusterIP).
 pub fn service_info(svc: &Service) -> Option<ServiceInfo> {
-    let namespace = svc.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let namespace = svc
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = svc.metadata.name.clone()?;
     let spec = svc.spec.as_ref()?;
     if spec.type_.as_deref() == Some("ExternalName") {
@@ -68,7 +79,10 @@ pub fn service_info(svc: &Service) -> Option<ServiceInfo> {
         .flatten()
         .filter_map(|i| i.ip.as_deref()?.parse().ok())
         .collect();
-    let node_ports_allowed = matches!(spec.type_.as_deref(), Some("NodePort") | Some("LoadBalancer"));
+    let node_ports_allowed = matches!(
+        spec.type_.as_deref(),
+        Some("NodePort") | Some("LoadBalancer")
+    );
     let ports = spec
         .ports
         .iter()
@@ -110,18 +124,37 @@ pub fn service_info(svc: &Service) -> Option<ServiceInfo> {
 
 /// The Service a slice belongs to and its IPv4 endpoints, one per (endpoint, port).
 pub fn slice_endpoints(slice: &EndpointSlice) -> Option<(ServiceKey, Vec<EndpointInfo>)> {
-    let namespace = slice.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let svc = slice.metadata.labels.as_ref()?.get(LABEL_SERVICE_NAME)?.clone();
+    let namespace = slice
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let svc = slice
+        .metadata
+        .labels
+        .as_ref()?
+        .get(LABEL_SERVICE_NAME)?
+        .clone();
     let mut out = Vec::new();
     if slice.address_type == "IPv4" {
         for port in slice.ports.iter().flatten() {
-            let Some(proto) = Proto::parse(port.protocol.as_deref()) else { continue };
-            let Some(num) = port.port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0) else {
+            let Some(proto) = Proto::parse(port.protocol.as_deref()) else {
+                continue;
+            };
+            let Some(num) = port
+                .port
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0)
+            else {
                 continue;
             };
             for ep in &slice.endpoints {
                 // Upstream uses the first address only.
-                let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<Ipv4Addr>().ok()) else {
+                let Some(ip) = ep
+                    .addresses
+                    .first()
+                    .and_then(|a| a.parse::<Ipv4Addr>().ok())
+                else {
                     continue;
                 };
                 let c = ep.conditions.as_ref();
@@ -177,7 +210,10 @@ impl Tracker {
     /// A Service was added or updated. Returns whether anything the proxy uses changed.
     pub fn service_updated(&mut self, svc: &Service, now: Instant) -> bool {
         let key = (
-            svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            svc.metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
             svc.metadata.name.clone().unwrap_or_default(),
         );
         match service_info(svc) {
@@ -208,7 +244,11 @@ impl Tracker {
 
     pub fn slice_updated(&mut self, slice: &EndpointSlice, now: Instant) -> bool {
         let skey = (
-            slice.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            slice
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
             slice.metadata.name.clone().unwrap_or_default(),
         );
         let Some((svc, mut eps)) = slice_endpoints(slice) else {
@@ -218,10 +258,10 @@ impl Tracker {
         if self.slices.get(&skey) == Some(&(svc.clone(), eps.clone())) {
             return false;
         }
-        if let Some((old, _)) = self.slices.insert(skey.clone(), (svc.clone(), eps)) {
-            if old != svc {
-                self.unlink(&old, &skey, now);
-            }
+        if let Some((old, _)) = self.slices.insert(skey.clone(), (svc.clone(), eps))
+            && old != svc
+        {
+            self.unlink(&old, &skey, now);
         }
         self.by_service.entry(svc.clone()).or_default().insert(skey);
         self.mark(svc, now);
@@ -240,7 +280,9 @@ impl Tracker {
 
     pub fn slice_deleted(&mut self, namespace: &str, name: &str, now: Instant) -> bool {
         let skey = (namespace.to_string(), name.to_string());
-        let Some((svc, _)) = self.slices.remove(&skey) else { return false };
+        let Some((svc, _)) = self.slices.remove(&skey) else {
+            return false;
+        };
         self.unlink(&svc, &skey, now);
         true
     }
@@ -251,12 +293,20 @@ impl Tracker {
             .iter()
             .map(|s| {
                 (
-                    s.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                    s.metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
                     s.metadata.name.clone().unwrap_or_default(),
                 )
             })
             .collect();
-        let gone: Vec<ServiceKey> = self.services.keys().filter(|k| !keep.contains(*k)).cloned().collect();
+        let gone: Vec<ServiceKey> = self
+            .services
+            .keys()
+            .filter(|k| !keep.contains(*k))
+            .cloned()
+            .collect();
         for (ns, n) in gone {
             self.service_deleted(&ns, &n, now);
         }
@@ -271,12 +321,20 @@ impl Tracker {
             .iter()
             .map(|s| {
                 (
-                    s.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                    s.metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
                     s.metadata.name.clone().unwrap_or_default(),
                 )
             })
             .collect();
-        let gone: Vec<ServiceKey> = self.slices.keys().filter(|k| !keep.contains(*k)).cloned().collect();
+        let gone: Vec<ServiceKey> = self
+            .slices
+            .keys()
+            .filter(|k| !keep.contains(*k))
+            .cloned()
+            .collect();
         for (ns, n) in gone {
             self.slice_deleted(&ns, &n, now);
         }
@@ -298,7 +356,9 @@ impl Tracker {
             for pk in self.planned.remove(&key).unwrap_or_default() {
                 self.state.ports.remove(&pk);
             }
-            let Some(info) = self.services.get(&key) else { continue };
+            let Some(info) = self.services.get(&key) else {
+                continue;
+            };
             let eps: Vec<EndpointInfo> = self
                 .by_service
                 .get(&key)
@@ -308,7 +368,8 @@ impl Tracker {
                 .flat_map(|(_, e)| e.iter().cloned())
                 .collect();
             let plans = plan_service(info, &eps, &self.node);
-            self.planned.insert(key, plans.iter().map(|p| p.key.clone()).collect());
+            self.planned
+                .insert(key, plans.iter().map(|p| p.key.clone()).collect());
             for p in plans {
                 self.state.ports.insert(p.key.clone(), Arc::new(p));
             }
@@ -364,9 +425,18 @@ mod tests {
     #[test]
     fn skipped_services() {
         let rows = [
-            ("headless", serde_json::json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "ports": [{"port": 80}]}})),
-            ("external name", serde_json::json!({"metadata": {"name": "e"}, "spec": {"type": "ExternalName", "externalName": "example.com"}})),
-            ("no ipv4", serde_json::json!({"metadata": {"name": "v6"}, "spec": {"clusterIP": "fd00::1", "ports": [{"port": 80}]}})),
+            (
+                "headless",
+                serde_json::json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "ports": [{"port": 80}]}}),
+            ),
+            (
+                "external name",
+                serde_json::json!({"metadata": {"name": "e"}, "spec": {"type": "ExternalName", "externalName": "example.com"}}),
+            ),
+            (
+                "no ipv4",
+                serde_json::json!({"metadata": {"name": "v6"}, "spec": {"clusterIP": "fd00::1", "ports": [{"port": 80}]}}),
+            ),
             ("no spec", serde_json::json!({"metadata": {"name": "x"}})),
         ];
         for (case, j) in rows {
@@ -384,8 +454,14 @@ mod tests {
         let (state, since) = t.take_state();
         assert_eq!(since, Some(now));
         let plan = state.ports.values().next().expect("one port");
-        assert_eq!(format!("{:?}", plan.external), "Endpoints([10.244.1.2:8080])");
-        assert_eq!(format!("{:?}", plan.internal), "Endpoints([10.244.1.2:8080, 10.244.2.2:8080])");
+        assert_eq!(
+            format!("{:?}", plan.external),
+            "Endpoints([10.244.1.2:8080])"
+        );
+        assert_eq!(
+            format!("{:?}", plan.internal),
+            "Endpoints([10.244.1.2:8080, 10.244.2.2:8080])"
+        );
         assert!(!t.is_dirty());
         assert!(!t.slice_updated(&web_slice(true), now));
         assert!(t.slice_updated(&web_slice(false), now));
@@ -394,7 +470,10 @@ mod tests {
         assert_eq!(format!("{:?}", plan.external), "Drop");
         assert!(t.slice_deleted("default", "web-abc", now));
         let (state, _) = t.take_state();
-        assert_eq!(format!("{:?}", state.ports.values().next().map(|p| &p.internal)), "Some(Reject)");
+        assert_eq!(
+            format!("{:?}", state.ports.values().next().map(|p| &p.internal)),
+            "Some(Reject)"
+        );
         t.replace_services(&[], now);
         let (state, _) = t.take_state();
         assert!(state.ports.is_empty());

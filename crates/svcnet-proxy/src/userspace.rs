@@ -32,8 +32,13 @@ const COPY_BUF: usize = 256 * 1024;
 pub struct Balancer {
     endpoints: Mutex<Vec<SocketAddrV4>>,
     next: AtomicUsize,
-    affinity: Mutex<Option<(Duration, HashMap<IpAddr, (SocketAddrV4, Instant)>)>>,
+    affinity: Mutex<Option<Affinity>>,
 }
+
+/// Affinity timeout and each client's endpoint with when it was last used.
+type Affinity = (Duration, HashMap<IpAddr, (SocketAddrV4, Instant)>);
+/// Listen address → (endpoints, affinity timeout).
+type Wanted = BTreeMap<(SocketAddrV4, Proto), (Vec<SocketAddrV4>, Option<u32>)>;
 
 impl Balancer {
     fn set(&self, eps: &[SocketAddrV4], affinity: Option<u32>) {
@@ -57,15 +62,16 @@ impl Balancer {
             return eps;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % eps.len();
-        let mut order: Vec<SocketAddrV4> = eps[start..].iter().chain(&eps[..start]).copied().collect();
-        if let Some((timeout, map)) = lock(&self.affinity).as_mut() {
-            if let Some((e, at)) = map.get(&client).copied() {
-                if now.duration_since(at) < *timeout && eps.contains(&e) {
-                    order.retain(|x| *x != e);
-                    order.insert(0, e);
-                } else {
-                    map.remove(&client);
-                }
+        let mut order: Vec<SocketAddrV4> =
+            eps[start..].iter().chain(&eps[..start]).copied().collect();
+        if let Some((timeout, map)) = lock(&self.affinity).as_mut()
+            && let Some((e, at)) = map.get(&client).copied()
+        {
+            if now.duration_since(at) < *timeout && eps.contains(&e) {
+                order.retain(|x| *x != e);
+                order.insert(0, e);
+            } else {
+                map.remove(&client);
             }
         }
         order
@@ -114,7 +120,13 @@ pub struct UserspaceBackend {
 }
 
 impl UserspaceBackend {
-    pub fn new(handle: Handle, exec: Box<dyn Exec>, settings: NodeSettings, iface: &str, node_ips: Vec<Ipv4Addr>) -> Self {
+    pub fn new(
+        handle: Handle,
+        exec: Box<dyn Exec>,
+        settings: NodeSettings,
+        iface: &str,
+        node_ips: Vec<Ipv4Addr>,
+    ) -> Self {
         UserspaceBackend {
             handle,
             exec,
@@ -127,7 +139,7 @@ impl UserspaceBackend {
     }
 
     /// Every (listen address, protocol) with its endpoints and affinity.
-    fn wanted(&self, state: &DesiredState) -> (BTreeMap<(SocketAddrV4, Proto), (Vec<SocketAddrV4>, Option<u32>)>, BTreeSet<Ipv4Addr>) {
+    fn wanted(&self, state: &DesiredState) -> (Wanted, BTreeSet<Ipv4Addr>) {
         let mut want = BTreeMap::new();
         let mut addrs = BTreeSet::new();
         let np_ips: Vec<Ipv4Addr> = if self.settings.node_port_addresses.is_empty() {
@@ -135,7 +147,12 @@ impl UserspaceBackend {
         } else {
             self.node_ips
                 .iter()
-                .filter(|ip| self.settings.node_port_addresses.iter().any(|c| c.contains(**ip)))
+                .filter(|ip| {
+                    self.settings
+                        .node_port_addresses
+                        .iter()
+                        .any(|c| c.contains(**ip))
+                })
                 .copied()
                 .collect()
         };
@@ -149,7 +166,10 @@ impl UserspaceBackend {
                     addrs.insert(ip);
                 }
                 if let Targets::Endpoints(e) = t {
-                    want.insert((SocketAddrV4::new(ip, port), proto), (e.clone(), p.affinity));
+                    want.insert(
+                        (SocketAddrV4::new(ip, port), proto),
+                        (e.clone(), p.affinity),
+                    );
                 }
             };
             for ip in &p.cluster_ips {
@@ -167,8 +187,15 @@ impl UserspaceBackend {
         (want, addrs)
     }
 
-    fn listen(&self, addr: SocketAddrV4, proto: Proto, balancer: Arc<Balancer>) -> Result<JoinHandle<()>> {
-        let err = |e: std::io::Error| BackendError::Userspace(format!("listening on {addr}/{}: {e}", proto.lower()));
+    fn listen(
+        &self,
+        addr: SocketAddrV4,
+        proto: Proto,
+        balancer: Arc<Balancer>,
+    ) -> Result<JoinHandle<()>> {
+        let err = |e: std::io::Error| {
+            BackendError::Userspace(format!("listening on {addr}/{}: {e}", proto.lower()))
+        };
         let _g = self.handle.enter();
         match proto {
             Proto::Tcp => {
@@ -196,7 +223,10 @@ impl Backend for UserspaceBackend {
         let (want, addrs) = self.wanted(state);
         for ip in addrs.difference(&self.addrs.clone()) {
             let a = format!("{ip}/32");
-            match self.exec.run("ip", &["addr", "add", &a, "dev", &self.iface], "") {
+            match self
+                .exec
+                .run("ip", &["addr", "add", &a, "dev", &self.iface], "")
+            {
                 Ok(_) => {}
                 Err(BackendError::Failed { stderr, .. }) if stderr.contains("File exists") => {}
                 Err(e) => return Err(e),
@@ -218,18 +248,25 @@ impl Backend for UserspaceBackend {
         }
         for ip in self.addrs.clone().difference(&addrs) {
             let a = format!("{ip}/32");
-            let _ = self.exec.run("ip", &["addr", "del", &a, "dev", &self.iface], "");
+            let _ = self
+                .exec
+                .run("ip", &["addr", "del", &a, "dev", &self.iface], "");
             self.addrs.remove(ip);
             changed += 1;
         }
-        Ok(SyncReport { full: false, changed_ports: changed })
+        Ok(SyncReport {
+            full: false,
+            changed_ports: changed,
+        })
     }
 
     fn cleanup(&mut self) -> Result<()> {
         self.listeners.clear();
         for ip in std::mem::take(&mut self.addrs) {
             let a = format!("{ip}/32");
-            let _ = self.exec.run("ip", &["addr", "del", &a, "dev", &self.iface], "");
+            let _ = self
+                .exec
+                .run("ip", &["addr", "del", &a, "dev", &self.iface], "");
         }
         Ok(())
     }
@@ -284,7 +321,9 @@ async fn serve_udp(front: Arc<UdpSocket>, b: Arc<Balancer>) {
     let mut buf = vec![0u8; 65536];
     let mut last_sweep = Instant::now();
     loop {
-        let Ok((n, client)) = front.recv_from(&mut buf).await else { continue };
+        let Ok((n, client)) = front.recv_from(&mut buf).await else {
+            continue;
+        };
         let now = Instant::now();
         if now.duration_since(last_sweep) > UDP_IDLE {
             sessions.retain(|_, s| {
@@ -297,14 +336,18 @@ async fn serve_udp(front: Arc<UdpSocket>, b: Arc<Balancer>) {
             last_sweep = now;
         }
         // A session whose endpoint was removed starts over (the userspace twin of conntrack cleanup).
-        if sessions.get(&client).is_some_and(|s| !b.contains(&s.ep)) {
-            if let Some(s) = sessions.remove(&client) {
-                s.task.abort();
-            }
+        if sessions.get(&client).is_some_and(|s| !b.contains(&s.ep))
+            && let Some(s) = sessions.remove(&client)
+        {
+            s.task.abort();
         }
-        if !sessions.contains_key(&client) {
-            let Some(ep) = b.order(client.ip(), now).first().copied() else { continue };
-            let Ok(sock) = UdpSocket::bind("0.0.0.0:0").await else { continue };
+        if let std::collections::hash_map::Entry::Vacant(slot) = sessions.entry(client) {
+            let Some(ep) = b.order(client.ip(), now).first().copied() else {
+                continue;
+            };
+            let Ok(sock) = UdpSocket::bind("0.0.0.0:0").await else {
+                continue;
+            };
             if sock.connect(ep).await.is_err() {
                 continue;
             }
@@ -317,7 +360,12 @@ async fn serve_udp(front: Arc<UdpSocket>, b: Arc<Balancer>) {
                     let _ = f.send_to(&buf[..n], client).await;
                 }
             });
-            sessions.insert(client, UdpSession { ep, sock, last: now, task });
+            slot.insert(UdpSession {
+                ep,
+                sock,
+                last: now,
+                task,
+            });
         }
         if let Some(s) = sessions.get_mut(&client) {
             s.last = now;
@@ -342,7 +390,10 @@ mod tests {
         let c: IpAddr = "10.1.0.1".parse().expect("ip");
         let now = Instant::now();
         let firsts: Vec<String> = (0..4).map(|_| b.order(c, now)[0].to_string()).collect();
-        assert_eq!(firsts, ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.1:80"]);
+        assert_eq!(
+            firsts,
+            ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.1:80"]
+        );
         assert_eq!(b.order(c, now).len(), 3, "every endpoint is tried once");
 
         b.set(&eps, Some(10));
@@ -350,10 +401,16 @@ mod tests {
         // (seconds later, expected first endpoint)
         let rows = [(0, "10.0.0.3:80"), (9, "10.0.0.3:80")];
         for (later, want) in rows {
-            assert_eq!(b.order(c, now + Duration::from_secs(later))[0].to_string(), want, "+{later}s");
+            assert_eq!(
+                b.order(c, now + Duration::from_secs(later))[0].to_string(),
+                want,
+                "+{later}s"
+            );
         }
         // Expired: round-robin again, and the stale entry is forgotten.
-        let expired: BTreeSet<String> = (0..3).map(|_| b.order(c, now + Duration::from_secs(10))[0].to_string()).collect();
+        let expired: BTreeSet<String> = (0..3)
+            .map(|_| b.order(c, now + Duration::from_secs(10))[0].to_string())
+            .collect();
         assert_eq!(expired.len(), 3, "{expired:?}");
         // Removing the sticky endpoint forgets it.
         b.chosen(c, eps[2], now);

@@ -23,8 +23,15 @@ use svcnet_proxy::proxy::{self, Worker};
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("command runs");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("command runs");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every namespace of one test; deleted (with their links and rules) on drop, also on failure.
@@ -45,7 +52,12 @@ impl Drop for Lab {
     }
 }
 
-const PODS: &[(&str, &str, &str)] = &[("pa", "n1", "10.244.1.2"), ("pb", "n1", "10.244.1.3"), ("pc", "n2", "10.244.2.2"), ("pz", "n1", "10.244.1.9")];
+const PODS: &[(&str, &str, &str)] = &[
+    ("pa", "n1", "10.244.1.2"),
+    ("pb", "n1", "10.244.1.3"),
+    ("pc", "n2", "10.244.2.2"),
+    ("pz", "n1", "10.244.1.9"),
+];
 
 impl Lab {
     fn ns(&self, short: &str) -> String {
@@ -53,8 +65,18 @@ impl Lab {
     }
 
     fn build(tag: &str) -> Lab {
-        let prefix = format!("svct-{}-{}{}", std::process::id(), tag, COUNTER.fetch_add(1, Ordering::SeqCst));
-        let mut lab = Lab { prefix, namespaces: Vec::new(), stop: Arc::new(AtomicBool::new(false)), pod_stop: BTreeMap::new() };
+        let prefix = format!(
+            "svct-{}-{}{}",
+            std::process::id(),
+            tag,
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut lab = Lab {
+            prefix,
+            namespaces: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            pod_stop: BTreeMap::new(),
+        };
         for short in ["n1", "n2", "pa", "pb", "pc", "pz"] {
             let ns = lab.ns(short);
             sh(&["ip", "netns", "add", &ns]);
@@ -65,11 +87,37 @@ impl Lab {
         for ns in [&n1, &n2] {
             // Pods and service routes share br0: redirects would eat the ICMP rate limit that rejects need.
             for k in ["all", "default"] {
-                sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &format!("net.ipv4.conf.{k}.send_redirects=0")]);
+                sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv4.conf.{k}.send_redirects=0"),
+                ]);
             }
         }
-        sh(&["ip", "-n", &n1, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &n2]);
-        for (ns, ip, bridge, other_pods, other) in [(&n1, "172.18.0.2/24", "10.244.1.1/24", "10.244.2.0/24", "172.18.0.3"), (&n2, "172.18.0.3/24", "10.244.2.1/24", "10.244.1.0/24", "172.18.0.2")] {
+        sh(&[
+            "ip", "-n", &n1, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+            "netns", &n2,
+        ]);
+        for (ns, ip, bridge, other_pods, other) in [
+            (
+                &n1,
+                "172.18.0.2/24",
+                "10.244.1.1/24",
+                "10.244.2.0/24",
+                "172.18.0.3",
+            ),
+            (
+                &n2,
+                "172.18.0.3/24",
+                "10.244.2.1/24",
+                "10.244.1.0/24",
+                "172.18.0.2",
+            ),
+        ] {
             sh(&["ip", "-n", ns, "addr", "add", ip, "dev", "eth0"]);
             sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
             sh(&["ip", "-n", ns, "link", "add", "br0", "type", "bridge"]);
@@ -78,15 +126,41 @@ impl Lab {
             sh(&["ip", "-n", ns, "route", "add", other_pods, "via", other]);
             // Local processes need a route for service addresses before DNAT.
             sh(&["ip", "-n", ns, "route", "add", "10.96.0.0/16", "dev", "br0"]);
-            sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ]);
         }
         for (name, node, ip) in PODS {
             let (pns, nns) = (lab.ns(name), lab.ns(node));
-            let gw = if *node == "n1" { "10.244.1.1" } else { "10.244.2.1" };
+            let gw = if *node == "n1" {
+                "10.244.1.1"
+            } else {
+                "10.244.2.1"
+            };
             let host_if = format!("v{name}");
-            sh(&["ip", "-n", &pns, "link", "add", "eth0", "type", "veth", "peer", "name", &host_if, "netns", &nns]);
-            sh(&["ip", "-n", &nns, "link", "set", &host_if, "master", "br0", "up"]);
-            sh(&["ip", "-n", &pns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+            sh(&[
+                "ip", "-n", &pns, "link", "add", "eth0", "type", "veth", "peer", "name", &host_if,
+                "netns", &nns,
+            ]);
+            sh(&[
+                "ip", "-n", &nns, "link", "set", &host_if, "master", "br0", "up",
+            ]);
+            sh(&[
+                "ip",
+                "-n",
+                &pns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]);
             sh(&["ip", "-n", &pns, "link", "set", "eth0", "up"]);
             // Only the lab's own prefixes, never a default route.
             for pfx in ["10.244.0.0/16", "10.96.0.0/16", "172.18.0.0/24"] {
@@ -134,7 +208,8 @@ fn serve(ns: &str, name: &str, all: Arc<AtomicBool>, this: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         enter(&ns3);
         let s = UdpSocket::bind("0.0.0.0:5353").expect("bind udp");
-        s.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
         let _ = ready_tx2.send(());
         let mut buf = [0u8; 512];
         while !all.load(Ordering::SeqCst) {
@@ -144,7 +219,9 @@ fn serve(ns: &str, name: &str, all: Arc<AtomicBool>, this: Arc<AtomicBool>) {
         }
     });
     for _ in 0..2 {
-        ready_rx.recv_timeout(Duration::from_secs(5)).expect("server started");
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("server started");
     }
 }
 
@@ -175,7 +252,12 @@ fn ask(addr: &str) -> String {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "refused".into(),
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock => "timeout".into(),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::TimedOut
+                || e.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            "timeout".into()
+        }
         Err(e) => format!("error: {e}"),
     }
 }
@@ -211,11 +293,19 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 
 async fn create_service(api: &Api<Service>, json: serde_json::Value) {
     let svc: Service = serde_json::from_value(json).expect("service json");
-    api.create(&PostParams::default(), &svc).await.expect("create service");
+    api.create(&PostParams::default(), &svc)
+        .await
+        .expect("create service");
 }
 
 /// Writes the slice of `svc` with these (pod, ready, serving, terminating) endpoints.
-async fn put_slice(api: &Api<EndpointSlice>, svc: &str, proto: &str, port: u16, eps: &[(&str, bool, bool, bool)]) {
+async fn put_slice(
+    api: &Api<EndpointSlice>,
+    svc: &str,
+    proto: &str,
+    port: u16,
+    eps: &[(&str, bool, bool, bool)],
+) {
     let endpoints: Vec<serde_json::Value> = eps
         .iter()
         .map(|(pod, ready, serving, terminating)| {
@@ -232,7 +322,13 @@ async fn put_slice(api: &Api<EndpointSlice>, svc: &str, proto: &str, port: u16, 
         "ports": [{"name": "", "port": port, "protocol": proto}],
         "endpoints": endpoints,
     });
-    api.patch(&format!("{svc}-slice"), &PatchParams::apply("e2e").force(), &Patch::Apply(body)).await.expect("apply slice");
+    api.patch(
+        &format!("{svc}-slice"),
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .expect("apply slice");
 }
 
 fn ready(pods: &[&'static str]) -> Vec<(&'static str, bool, bool, bool)> {
@@ -260,7 +356,14 @@ async fn run_mode(mode: Mode, tag: &str) {
         "sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}, "ports": [{"port": 80, "targetPort": 8080}]}})).await;
     create_service(&svcs, serde_json::json!({"metadata": {"name": "dns"}, "spec": {"clusterIP": "10.96.0.10", "selector": {"app": "x"}, "ports": [{"port": 53, "targetPort": 5353, "protocol": "UDP"}]}})).await;
     create_service(&svcs, serde_json::json!({"metadata": {"name": "load"}, "spec": {"clusterIP": "10.96.0.60", "selector": {"app": "x"}, "ports": [{"port": 80, "targetPort": 8080}]}})).await;
-    put_slice(&slices, "frontend", "TCP", 8080, &ready(&["pa", "pb", "pc"])).await;
+    put_slice(
+        &slices,
+        "frontend",
+        "TCP",
+        8080,
+        &ready(&["pa", "pb", "pc"]),
+    )
+    .await;
     put_slice(&slices, "local", "TCP", 8080, &ready(&["pa", "pb", "pc"])).await;
     put_slice(&slices, "remote-only", "TCP", 8080, &ready(&["pc"])).await;
     put_slice(&slices, "sticky", "TCP", 8080, &ready(&["pa", "pb", "pc"])).await;
@@ -278,13 +381,18 @@ async fn run_mode(mode: Mode, tag: &str) {
             metrics_bind: None,
             healthz_bind: None,
             settings: svcnet_proxy::backend::NodeSettings {
-                cluster_cidr: Some(svcnet_proxy::backend::Cidr::parse("10.244.0.0/16").expect("cidr")),
+                cluster_cidr: Some(
+                    svcnet_proxy::backend::Cidr::parse("10.244.0.0/16").expect("cidr"),
+                ),
                 ..Default::default()
             },
             ..ProxyConfig::default()
         };
         let c = cfg.clone();
-        let worker = Worker::spawn(Some(netns_path(&lab.ns(node))), move |h| proxy::make_backend(&c, h)).expect("backend");
+        let worker = Worker::spawn(Some(netns_path(&lab.ns(node))), move |h| {
+            proxy::make_backend(&c, h)
+        })
+        .expect("backend");
         let mut rx = stop_rx.clone();
         let client = client.clone();
         tokio::spawn(async move {
@@ -304,7 +412,11 @@ async fn run_mode(mode: Mode, tag: &str) {
         let all3 = all3.clone();
         async move {
             let got = distinct(&pz, "10.96.0.20:80", 30).await;
-            if got == all3 { Ok(()) } else { Err(format!("{got:?}")) }
+            if got == all3 {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
         }
     })
     .await;
@@ -324,23 +436,47 @@ async fn run_mode(mode: Mode, tag: &str) {
     let got = answers(&n2, "172.18.0.2:30082", 2).await;
     if mode == Mode::Userspace {
         // Userspace has no silent drop: no listener, so the kernel refuses.
-        assert!(got.iter().all(|g| g == "refused"), "Local policy without local pods (userspace): {got:?}");
+        assert!(
+            got.iter().all(|g| g == "refused"),
+            "Local policy without local pods (userspace): {got:?}"
+        );
     } else {
-        assert!(got.iter().all(|g| g == "timeout"), "Local policy without local pods is dropped: {got:?}");
+        assert!(
+            got.iter().all(|g| g == "timeout"),
+            "Local policy without local pods is dropped: {got:?}"
+        );
     }
     // No endpoints: refused, not hanging.
-    assert_eq!(answers(&pz, "10.96.0.40:80", 2).await, ["refused", "refused"], "no endpoints");
+    assert_eq!(
+        answers(&pz, "10.96.0.40:80", 2).await,
+        ["refused", "refused"],
+        "no endpoints"
+    );
 
     // Session affinity sticks; turning it off spreads answers again.
     let got = answers(&pz, "10.96.0.50:80", 16).await;
     let tail: BTreeSet<&String> = got[1..].iter().collect();
-    assert_eq!(tail.len(), 1, "the last 15 of 16 answers come from one pod: {got:?}");
-    svcs.patch("sticky", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"sessionAffinity": "None"}}))).await.expect("patch");
+    assert_eq!(
+        tail.len(),
+        1,
+        "the last 15 of 16 answers come from one pod: {got:?}"
+    );
+    svcs.patch(
+        "sticky",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"sessionAffinity": "None"}})),
+    )
+    .await
+    .expect("patch");
     eventually("affinity off spreads answers", || {
         let pz = pz.clone();
         async move {
             let got = distinct(&pz, "10.96.0.50:80", 16).await;
-            if got.len() >= 2 { Ok(()) } else { Err(format!("{got:?}")) }
+            if got.len() >= 2 {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
         }
     })
     .await;
@@ -352,7 +488,8 @@ async fn run_mode(mode: Mode, tag: &str) {
     std::thread::spawn(move || {
         enter(&pz2);
         let s = UdpSocket::bind("0.0.0.0:0").expect("udp client");
-        s.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
         while let Ok(true) = q_rx.recv() {
             let mut buf = [0u8; 64];
             let _ = s.send_to(b"q", "10.96.0.10:53");
@@ -385,7 +522,10 @@ async fn run_mode(mode: Mode, tag: &str) {
         if got == other {
             break;
         }
-        assert!(Instant::now() < deadline, "UDP still answered by removed endpoint {first}: {got}");
+        assert!(
+            Instant::now() < deadline,
+            "UDP still answered by removed endpoint {first}: {got}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for _ in 0..5 {
@@ -413,15 +553,34 @@ async fn run_mode(mode: Mode, tag: &str) {
     }));
     tokio::time::sleep(Duration::from_secs(4)).await;
     // Deletion: the endpoint turns terminating (still serving), then leaves the slice, then the pod stops.
-    put_slice(&slices, "load", "TCP", 8080, &[("pa", false, true, true), ("pb", true, true, false), ("pc", true, true, false)]).await;
+    put_slice(
+        &slices,
+        "load",
+        "TCP",
+        8080,
+        &[
+            ("pa", false, true, true),
+            ("pb", true, true, false),
+            ("pc", true, true, false),
+        ],
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     put_slice(&slices, "load", "TCP", 8080, &ready(&["pb", "pc"])).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     lab.pod_stop["pa"].store(true, Ordering::SeqCst);
     load.await.expect("load finished");
     let f = failures.lock().expect("lock").clone();
-    assert!(f.is_empty(), "{} failed requests under load: {:?}", f.len(), &f[..f.len().min(10)]);
-    assert!(seen.lock().expect("lock").contains("pa"), "pa answered before it was deleted");
+    assert!(
+        f.is_empty(),
+        "{} failed requests under load: {:?}",
+        f.len(),
+        &f[..f.len().min(10)]
+    );
+    assert!(
+        seen.lock().expect("lock").contains("pa"),
+        "pa answered before it was deleted"
+    );
 
     // With the API server stopped, traffic still flows.
     let _dir = cluster.stop().await;

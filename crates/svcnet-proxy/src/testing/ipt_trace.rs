@@ -54,18 +54,26 @@ impl IptTables {
             } else if let Some(rest) = line.strip_prefix(':') {
                 let name = rest.split(' ').next().unwrap_or("").to_string();
                 // Declaring flushes, also with --noflush.
-                self.tables.entry(table.clone()).or_default().insert(name, Vec::new());
+                self.tables
+                    .entry(table.clone())
+                    .or_default()
+                    .insert(name, Vec::new());
             } else if let Some(rest) = line.strip_prefix("-A ") {
                 let mut w: Vec<String> = rest.split(' ').map(str::to_string).collect();
                 let chain = w.remove(0);
                 let t = self.tables.entry(table.clone()).or_default();
-                t.get_mut(&chain).unwrap_or_else(|| panic!("-A to undeclared {chain}")).push(w);
+                t.get_mut(&chain)
+                    .unwrap_or_else(|| panic!("-A to undeclared {chain}"))
+                    .push(w);
             } else if let Some(c) = line.strip_prefix("-X ") {
                 let t = self.tables.entry(table.clone()).or_default();
                 let rules = t.remove(c).unwrap_or_else(|| panic!("-X of missing {c}"));
                 assert!(rules.is_empty(), "-X of non-empty {c}");
                 for (other, rules) in t.iter() {
-                    assert!(!rules.iter().any(|r| r.iter().any(|w| w == c)), "-X of {c} still used by {other}");
+                    assert!(
+                        !rules.iter().any(|r| r.iter().any(|w| w == c)),
+                        "-X of {c} still used by {other}"
+                    );
                 }
             } else {
                 panic!("unknown restore line {line}");
@@ -77,7 +85,17 @@ impl IptTables {
         let mut results = BTreeSet::new();
         let mut plain = BTreeSet::new();
         let mut out = Vec::new();
-        self.run("nat", "SVCNET-SERVICES", p, St { mark: false, dnat: None }, &mut out, 0);
+        self.run(
+            "nat",
+            "SVCNET-SERVICES",
+            p,
+            St {
+                mark: false,
+                dnat: None,
+            },
+            &mut out,
+            0,
+        );
         for (end, st) in out {
             match (end, st.dnat) {
                 (End::Dnat, Some(t)) => {
@@ -85,14 +103,26 @@ impl IptTables {
                 }
                 _ => {
                     let mut fo = Vec::new();
-                    self.run("filter", "SVCNET-FILTER", p, St { mark: false, dnat: None }, &mut fo, 0);
+                    self.run(
+                        "filter",
+                        "SVCNET-FILTER",
+                        p,
+                        St {
+                            mark: false,
+                            dnat: None,
+                        },
+                        &mut fo,
+                        0,
+                    );
                     for (e, _) in fo {
-                        plain.insert(match e {
-                            End::Drop => "DROP",
-                            End::Reject => "REJECT",
-                            _ => "ACCEPT",
-                        }
-                        .to_string());
+                        plain.insert(
+                            match e {
+                                End::Drop => "DROP",
+                                End::Reject => "REJECT",
+                                _ => "ACCEPT",
+                            }
+                            .to_string(),
+                        );
                     }
                 }
             }
@@ -100,7 +130,15 @@ impl IptTables {
         Outcome::from_parts(results, plain)
     }
 
-    fn run(&self, table: &str, chain: &str, p: &Packet, st: St, out: &mut Vec<(End, St)>, depth: usize) {
+    fn run(
+        &self,
+        table: &str,
+        chain: &str,
+        p: &Packet,
+        st: St,
+        out: &mut Vec<(End, St)>,
+        depth: usize,
+    ) {
         assert!(depth < 16, "loop at {chain}");
         let rules = self
             .tables
@@ -125,7 +163,16 @@ impl IptTables {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn target(&self, table: &str, r: &[String], p: &Packet, mut st: St, out: &mut Vec<(End, St)>, next: &mut Vec<St>, depth: usize) {
+    fn target(
+        &self,
+        table: &str,
+        r: &[String],
+        p: &Packet,
+        mut st: St,
+        out: &mut Vec<(End, St)>,
+        next: &mut Vec<St>,
+        depth: usize,
+    ) {
         let i = r.iter().position(|w| w == "-j").expect("-j");
         let t = r[i + 1].as_str();
         match t {
@@ -173,7 +220,9 @@ impl IptTables {
                 "-d" | "-s" => {
                     let ip = if w == "-d" { p.dst } else { p.src };
                     i += 1;
-                    Cidr::parse(arg).unwrap_or_else(|_| panic!("cidr {arg}")).contains(ip)
+                    Cidr::parse(arg)
+                        .unwrap_or_else(|_| panic!("cidr {arg}"))
+                        .contains(ip)
                 }
                 "-p" => {
                     i += 1;
@@ -189,7 +238,11 @@ impl IptTables {
                 }
                 "--dst-type" | "--src-type" => {
                     i += 1;
-                    if w == "--dst-type" { p.dst_local } else { p.local_origin }
+                    if w == "--dst-type" {
+                        p.dst_local
+                    } else {
+                        p.local_origin
+                    }
                 }
                 "--mode" | "--comment" | "--ctstate" | "--seconds" => {
                     i += 1;
@@ -204,7 +257,11 @@ impl IptTables {
                     let name = arg;
                     let check = r.get(i + 2).map(String::as_str) == Some("--rcheck");
                     i += 1;
-                    !check || self.remembered.get(name).is_some_and(|s| s.contains(&p.src))
+                    !check
+                        || self
+                            .remembered
+                            .get(name)
+                            .is_some_and(|s| s.contains(&p.src))
                 }
                 "--rcheck" | "--reap" | "--set" => true,
                 "--mark" => {

@@ -40,7 +40,12 @@ impl Outcome {
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let all: Vec<&str> = self.targets.iter().chain(&self.plain).map(String::as_str).collect();
+        let all: Vec<&str> = self
+            .targets
+            .iter()
+            .chain(&self.plain)
+            .map(String::as_str)
+            .collect();
         write!(f, "{}", all.join(", "))
     }
 }

@@ -43,7 +43,10 @@ impl NftTable {
                 continue;
             }
             if l == "delete table ip svcnet" {
-                *self = NftTable { remembered: std::mem::take(&mut self.remembered), ..Default::default() };
+                *self = NftTable {
+                    remembered: std::mem::take(&mut self.remembered),
+                    ..Default::default()
+                };
             } else if l.starts_with("table ip svcnet {") {
                 // Block form: sets, maps, chains until the closing brace at column 0.
                 let mut cur: Option<(bool, String)> = None; // (is_chain, name)
@@ -64,43 +67,76 @@ impl NftTable {
                         cur = None;
                     } else if let Some((is_chain, name)) = &cur {
                         if *is_chain {
-                            self.chains.entry(name.clone()).or_default().push(t.to_string());
+                            self.chains
+                                .entry(name.clone())
+                                .or_default()
+                                .push(t.to_string());
                         } else if let Some(rest) = t.strip_prefix("elements = ") {
                             let m = self.maps.entry(name.clone()).or_default();
                             for (k, v) in parse_elements(braces(rest)) {
-                                assert!(m.insert(k.clone(), v).is_none(), "duplicate element {k} in {name}");
+                                assert!(
+                                    m.insert(k.clone(), v).is_none(),
+                                    "duplicate element {k} in {name}"
+                                );
                             }
                         }
                     }
                 }
             } else if let Some(rest) = l.strip_prefix("add element ip svcnet ") {
                 let (map, body) = rest.split_once(' ').expect("map name");
-                let m = self.maps.get_mut(map).unwrap_or_else(|| panic!("no map {map}"));
+                let m = self
+                    .maps
+                    .get_mut(map)
+                    .unwrap_or_else(|| panic!("no map {map}"));
                 for (k, v) in parse_elements(braces(body)) {
-                    assert!(m.insert(k.clone(), v).is_none(), "element {k} exists in {map}: {l}");
+                    assert!(
+                        m.insert(k.clone(), v).is_none(),
+                        "element {k} exists in {map}: {l}"
+                    );
                 }
             } else if let Some(rest) = l.strip_prefix("delete element ip svcnet ") {
                 let (map, body) = rest.split_once(' ').expect("map name");
-                let m = self.maps.get_mut(map).unwrap_or_else(|| panic!("no map {map}"));
+                let m = self
+                    .maps
+                    .get_mut(map)
+                    .unwrap_or_else(|| panic!("no map {map}"));
                 for (k, _) in parse_elements(braces(body)) {
                     assert!(m.remove(&k).is_some(), "no element {k} in {map}: {l}");
                 }
             } else if let Some(name) = l.strip_prefix("add chain ip svcnet ") {
-                assert!(self.chains.insert(name.to_string(), vec![]).is_none(), "chain {name} exists");
+                assert!(
+                    self.chains.insert(name.to_string(), vec![]).is_none(),
+                    "chain {name} exists"
+                );
             } else if let Some(rest) = l.strip_prefix("add rule ip svcnet ") {
                 let (c, r) = rest.split_once(' ').expect("rule");
-                self.chains.get_mut(c).unwrap_or_else(|| panic!("no chain {c}")).push(r.to_string());
+                self.chains
+                    .get_mut(c)
+                    .unwrap_or_else(|| panic!("no chain {c}"))
+                    .push(r.to_string());
             } else if let Some(name) = l.strip_prefix("delete chain ip svcnet ") {
                 assert!(self.chains.remove(name).is_some(), "no chain {name}");
                 for (c, rules) in &self.chains {
-                    assert!(!rules.iter().any(|r| r.contains(&format!(" {name}"))), "{c} still refers to {name}");
+                    assert!(
+                        !rules.iter().any(|r| r.contains(&format!(" {name}"))),
+                        "{c} still refers to {name}"
+                    );
                 }
                 for (m, el) in &self.maps {
-                    assert!(!el.values().any(|v| v.as_deref() == Some(&format!("goto {name}"))), "{m} still refers to {name}");
+                    assert!(
+                        !el.values()
+                            .any(|v| v.as_deref() == Some(&format!("goto {name}"))),
+                        "{m} still refers to {name}"
+                    );
                 }
             } else if let Some(rest) = l.strip_prefix("add set ip svcnet ") {
                 let name = rest.split(' ').next().expect("set name");
-                assert!(self.maps.insert(name.to_string(), BTreeMap::new()).is_none(), "set {name} exists");
+                assert!(
+                    self.maps
+                        .insert(name.to_string(), BTreeMap::new())
+                        .is_none(),
+                    "set {name} exists"
+                );
             } else if let Some(name) = l.strip_prefix("delete set ip svcnet ") {
                 assert!(self.maps.remove(name).is_some(), "no set {name}");
             } else {
@@ -113,14 +149,18 @@ impl NftTable {
     pub(crate) fn check_refs(&self) {
         for (c, rules) in &self.chains {
             for r in rules {
-                for w in r.split(|ch: char| ch == ' ' || ch == ',' || ch == '}') {
+                for w in r.split([' ', ',', '}']) {
                     if let Some(m) = w.strip_prefix('@') {
                         assert!(self.maps.contains_key(m), "{c}: unknown map {m}");
                     }
                 }
                 for (i, w) in r.split(' ').enumerate() {
                     if (w == "goto" || w == "jump") && i + 1 < r.split(' ').count() {
-                        let t = r.split(' ').nth(i + 1).unwrap_or("").trim_end_matches([',', '}']);
+                        let t = r
+                            .split(' ')
+                            .nth(i + 1)
+                            .unwrap_or("")
+                            .trim_end_matches([',', '}']);
                         assert!(self.chains.contains_key(t), "{c}: unknown chain {t}");
                     }
                 }
@@ -138,15 +178,25 @@ impl NftTable {
     fn hook_chain(&self, kind: &str, hook: &str) -> Option<&String> {
         self.chains
             .iter()
-            .find(|(_, r)| r.first().is_some_and(|f| f.starts_with(&format!("type {kind} hook {hook} "))))
+            .find(|(_, r)| {
+                r.first()
+                    .is_some_and(|f| f.starts_with(&format!("type {kind} hook {hook} ")))
+            })
             .map(|(n, _)| n)
     }
 
     /// Traces a new connection's first packet through nat and filter hooks.
     pub(crate) fn trace(&self, p: &Packet) -> Outcome {
-        let nat_hook = if p.local_origin { "output" } else { "prerouting" };
+        let nat_hook = if p.local_origin {
+            "output"
+        } else {
+            "prerouting"
+        };
         let mut results = BTreeSet::new();
-        let start = St { mark: false, dnat: None };
+        let start = St {
+            mark: false,
+            dnat: None,
+        };
         let mut branches = Vec::new();
         match self.hook_chain("nat", nat_hook) {
             Some(c) => self.run_chain(c, p, start, &mut branches, 0),
@@ -160,7 +210,11 @@ impl NftTable {
                 }
                 (_, Some(target)) => {
                     let hairpin = self.maps.get("hairpin").is_some_and(|h| {
-                        h.contains_key(&format!("{} . {}", p.src, target.split(':').next().unwrap_or("")))
+                        h.contains_key(&format!(
+                            "{} . {}",
+                            p.src,
+                            target.split(':').next().unwrap_or("")
+                        ))
                     });
                     let masq = st.mark || hairpin;
                     results.insert(format!("{target}{}", if masq { " masq" } else { "" }));
@@ -176,7 +230,16 @@ impl NftTable {
                     };
                     let mut fb = Vec::new();
                     if let Some(c) = self.hook_chain("filter", hook) {
-                        self.run_chain(c, p, St { mark: false, dnat: None }, &mut fb, 0);
+                        self.run_chain(
+                            c,
+                            p,
+                            St {
+                                mark: false,
+                                dnat: None,
+                            },
+                            &mut fb,
+                            0,
+                        );
                     }
                     for (v, _) in fb {
                         plain.insert(match v {
@@ -194,9 +257,19 @@ impl NftTable {
         Outcome::from_parts(results, plain)
     }
 
-    fn run_chain(&self, name: &str, p: &Packet, st: St, out: &mut Vec<(Verdict, St)>, depth: usize) {
+    fn run_chain(
+        &self,
+        name: &str,
+        p: &Packet,
+        st: St,
+        out: &mut Vec<(Verdict, St)>,
+        depth: usize,
+    ) {
         assert!(depth < 16, "chain loop at {name}");
-        let rules = self.chains.get(name).unwrap_or_else(|| panic!("no chain {name}"));
+        let rules = self
+            .chains
+            .get(name)
+            .unwrap_or_else(|| panic!("no chain {name}"));
         let mut branches = vec![st];
         for r in rules {
             if r.starts_with("type ") {
@@ -243,7 +316,10 @@ impl NftTable {
             if eat("meta l4proto { tcp, udp, sctp }", &mut rest) || eat("ct state new", &mut rest) {
                 continue;
             }
-            if let Some(r) = rest.strip_prefix("meta l4proto ").filter(|r| !r.starts_with('{') && !r.starts_with(". ")) {
+            if let Some(r) = rest
+                .strip_prefix("meta l4proto ")
+                .filter(|r| !r.starts_with('{') && !r.starts_with(". "))
+            {
                 let (want, r2) = r.split_once(' ').unwrap_or((r, ""));
                 if want != proto {
                     return vec![(Flow::Continue, st)];
@@ -273,13 +349,18 @@ impl NftTable {
                 st.mark = true;
                 continue;
             }
-            if let Some(r) = rest.strip_prefix("ip saddr != ").or_else(|| rest.strip_prefix("ip saddr ")) {
+            if let Some(r) = rest
+                .strip_prefix("ip saddr != ")
+                .or_else(|| rest.strip_prefix("ip saddr "))
+            {
                 let neg = rest.starts_with("ip saddr != ");
                 let (arg, r2) = r.split_once(' ').unwrap_or((r, ""));
                 let hit = if let Some(set) = arg.strip_prefix('@') {
                     self.remembered.get(set).is_some_and(|s| s.contains(&p.src))
                 } else {
-                    Cidr::parse(arg).unwrap_or_else(|_| panic!("bad cidr in {rule}")).contains(p.src)
+                    Cidr::parse(arg)
+                        .unwrap_or_else(|_| panic!("bad cidr in {rule}"))
+                        .contains(p.src)
                 };
                 if hit == neg {
                     return vec![(Flow::Continue, st)];
@@ -291,10 +372,13 @@ impl NftTable {
                 let (set, r2) = r.split_once(' ').unwrap_or((r, ""));
                 let hit = if set == "nodeport-ips" {
                     self.maps.get(set).is_some_and(|m| {
-                        m.keys().any(|c| Cidr::parse(c).is_ok_and(|c| c.contains(p.dst)))
+                        m.keys()
+                            .any(|c| Cidr::parse(c).is_ok_and(|c| c.contains(p.dst)))
                     })
                 } else {
-                    self.maps.get(set).is_some_and(|m| m.contains_key(&p.dst.to_string()))
+                    self.maps
+                        .get(set)
+                        .is_some_and(|m| m.contains_key(&p.dst.to_string()))
                 };
                 if !hit {
                     return vec![(Flow::Continue, st)];
@@ -311,9 +395,13 @@ impl NftTable {
                 return self.vmap(r, &key, p, st, depth);
             }
             if let Some(r) = rest.strip_prefix("dnat ip to ") {
-                let (prefix, tail) = if let Some(t) = r.strip_prefix("ip daddr . meta l4proto . th dport . numgen random mod ") {
+                let (prefix, tail) = if let Some(t) =
+                    r.strip_prefix("ip daddr . meta l4proto . th dport . numgen random mod ")
+                {
                     (format!("{} . {proto} . {}", p.dst, p.dport), t)
-                } else if let Some(t) = r.strip_prefix("meta l4proto . th dport . numgen random mod ") {
+                } else if let Some(t) =
+                    r.strip_prefix("meta l4proto . th dport . numgen random mod ")
+                {
                     (format!("{proto} . {}", p.dport), t)
                 } else {
                     // A fixed target.
@@ -323,11 +411,16 @@ impl NftTable {
                 };
                 let (n, map) = tail.split_once(" map @").expect("dnat map");
                 let n: usize = n.parse().expect("modulus");
-                let m = self.maps.get(map.trim()).unwrap_or_else(|| panic!("no map {map}"));
+                let m = self
+                    .maps
+                    .get(map.trim())
+                    .unwrap_or_else(|| panic!("no map {map}"));
                 let mut out = Vec::new();
                 for i in 0..n {
                     let v = m.get(&format!("{prefix} . {i}")).cloned().flatten();
-                    let v = v.unwrap_or_else(|| panic!("{map} lacks {prefix} . {i}: packet would pass un-NATed"));
+                    let v = v.unwrap_or_else(|| {
+                        panic!("{map} lacks {prefix} . {i}: packet would pass un-NATed")
+                    });
                     let mut s2 = st.clone();
                     s2.dnat = Some(v.replace(" . ", ":"));
                     out.push((Flow::Done(Verdict::Accept), s2));
@@ -338,7 +431,10 @@ impl NftTable {
                 let body = braces(r);
                 let mut out = Vec::new();
                 for (_, v) in parse_elements(body) {
-                    let target = v.as_deref().and_then(|v| v.strip_prefix("goto ")).expect("goto");
+                    let target = v
+                        .as_deref()
+                        .and_then(|v| v.strip_prefix("goto "))
+                        .expect("goto");
                     let mut o = Vec::new();
                     self.run_chain(target, p, st.clone(), &mut o, depth + 1);
                     out.extend(o.into_iter().map(|(v, s)| (Flow::Done(v), s)));
@@ -350,8 +446,10 @@ impl NftTable {
                 rest = r.split_once('}').map(|x| x.1).unwrap_or("").trim_start();
                 continue;
             }
-            if eat("ct status dnat ip saddr . ip daddr @hairpin masquerade", &mut rest)
-                || eat("meta mark & 0x00004000 == 0x00004000 masquerade", &mut rest)
+            if eat(
+                "ct status dnat ip saddr . ip daddr @hairpin masquerade",
+                &mut rest,
+            ) || eat("meta mark & 0x00004000 == 0x00004000 masquerade", &mut rest)
             {
                 continue;
             }
@@ -384,7 +482,10 @@ impl NftTable {
     }
 
     fn vmap(&self, map: &str, key: &str, p: &Packet, st: St, depth: usize) -> Vec<(Flow, St)> {
-        let m = self.maps.get(map.trim()).unwrap_or_else(|| panic!("no map {map}"));
+        let m = self
+            .maps
+            .get(map.trim())
+            .unwrap_or_else(|| panic!("no map {map}"));
         match m.get(key).cloned().flatten() {
             None => vec![(Flow::Continue, st)],
             Some(v) => self.run_rule(&v, p, st, depth),
