@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::runtime::{PodRef, PodRuntime};
 use crate::session::{IncomingStream, Session};
 
+
 /// Why a stream pair could not be forwarded; the text goes on the error stream.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PortForwardError {
@@ -95,7 +96,7 @@ where
 
 /// Copies one forwarded connection between the data stream and the pod.
 async fn forward(runtime: Arc<dyn PodRuntime>, pod: PodRef, port: u16, error: IncomingStream, data: IncomingStream) {
-    let IncomingStream { data: mut from_client, writer, mut reset, .. } = data;
+    let IncomingStream { data: mut from_client, writer, reset, .. } = data;
     let conn = match runtime.port_forward(&pod, port).await {
         Ok(c) => c,
         Err(e) => {
@@ -138,7 +139,7 @@ async fn forward(runtime: Arc<dyn PodRuntime>, pod: PodRef, port: u16, error: In
     let both = async { tokio::join!(up, down) };
     tokio::select! {
         _ = both => {}
-        _ = reset.wait_for(|r| *r) => {}
+        _ = crate::session::peer_reset(reset) => {}
     }
     let _ = error.writer.finish().await;
 }

@@ -64,6 +64,9 @@ impl StreamWriter {
 
     /// Half-closes our direction (DATA with FIN).
     pub async fn finish(&self) -> Result<(), SessionError> {
+        // Queue the FIN before forgetting the stream, so nothing waiting on the
+        // stream's end can cancel it.
+        let sent = self.tx.send(Frame::Data { stream_id: self.id, fin: true, data: Bytes::new() }).await;
         // Forget the stream once both directions are closed.
         if let Ok(mut m) = self.streams.lock()
             && let Some(s) = m.get_mut(&self.id)
@@ -73,15 +76,16 @@ impl StreamWriter {
                 m.remove(&self.id);
             }
         }
-        self.tx.send(Frame::Data { stream_id: self.id, fin: true, data: Bytes::new() }).await.map_err(|_| SessionError::Closed)
+        sent.map_err(|_| SessionError::Closed)
     }
 
     /// Ends the stream in both directions.
     pub async fn reset(&self, status: u32) -> Result<(), SessionError> {
+        let sent = self.tx.send(Frame::RstStream { stream_id: self.id, status }).await;
         if let Ok(mut m) = self.streams.lock() {
             m.remove(&self.id);
         }
-        self.tx.send(Frame::RstStream { stream_id: self.id, status }).await.map_err(|_| SessionError::Closed)
+        sent.map_err(|_| SessionError::Closed)
     }
 }
 
@@ -92,13 +96,21 @@ pub struct IncomingStream {
     /// The peer's DATA; None after its FIN (or a reset or the end of the session).
     pub data: mpsc::Receiver<Bytes>,
     pub writer: StreamWriter,
-    /// Turns true when the peer reset the stream or the session ended.
+    /// Turns true when the peer reset the stream or the session ended; use [`peer_reset`].
     pub reset: watch::Receiver<bool>,
 }
 
 impl IncomingStream {
     pub fn header(&self, name: &str) -> Option<&str> {
         spdy::header(&self.headers, name)
+    }
+}
+
+/// Resolves only when the peer reset the stream or the session ended; a
+/// stream that closed normally (its state forgotten) never resolves it.
+pub async fn peer_reset(mut reset: watch::Receiver<bool>) {
+    if reset.wait_for(|r| *r).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
