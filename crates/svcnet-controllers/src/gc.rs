@@ -108,7 +108,8 @@ pub fn plan(objs: &[Node], watched: &BTreeSet<String>) -> Vec<Action> {
             namespace: o.namespace.clone(),
             name: o.name.clone(),
             uid: o.uid.clone(),
-            policy: if waiting { Policy::Foreground } else { Policy::Background },
+            // Only dependents that have dependents of their own need the foreground treatment.
+            policy: if waiting && dependents.contains_key(o.uid.as_str()) { Policy::Foreground } else { Policy::Background },
             owners: o.owners.clone(),
         });
     }
