@@ -1,4 +1,4 @@
-//! Store benchmark (not a test): writes/s, reads/s and watch delivery latency for each backend, as one table.
+//! Store benchmark (not a test): writes/s at 1, 16 and 100 concurrent writers, reads/s and watch delivery latency per backend.
 //!
 //! `cargo run --release -p svcnet-store --example store_bench --features etcd`
 //! starts a throwaway `/usr/bin/etcd` on loopback for the etcd row; without
@@ -10,57 +10,69 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use svcnet_store::{EmbeddedStore, Store, WatchEvent};
 
-const SEQ_WRITES: usize = 300;
-const PAR_WRITES: usize = 1600;
-const WRITERS: usize = 16;
+/// Concurrent writer counts measured; 1 is the sequential case.
+const WRITER_COUNTS: [usize; 3] = [1, 16, 100];
+/// Writes per measurement (split evenly between the writers).
+const WRITES: usize = 2000;
+/// Readers for the read measurement.
+const READERS: usize = 16;
 const READS: usize = 8000;
 const WATCH_SAMPLES: usize = 300;
 
 struct Row {
     backend: &'static str,
-    seq_writes: f64,
-    par_writes: f64,
+    /// Writes/s and p99 write latency for each entry of `WRITER_COUNTS`.
+    writes: Vec<(f64, Duration)>,
     reads: f64,
     p50: Duration,
     p99: Duration,
 }
 
-async fn bench(backend: &'static str, store: Arc<dyn Store>) -> Row {
-    let value = vec![b'x'; 1024];
-    let start = Instant::now();
-    for i in 0..SEQ_WRITES {
-        store
-            .create(format!("/bench/seq/{i:06}").as_bytes(), &value)
-            .await
-            .expect("write");
-    }
-    let seq_writes = SEQ_WRITES as f64 / start.elapsed().as_secs_f64();
-
+/// `WRITES` creates of 1 KiB from `writers` concurrent tasks: writes/s and p99 latency.
+async fn write_rate(store: &Arc<dyn Store>, writers: usize, value: &[u8]) -> (f64, Duration) {
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let (store, value) = (store.clone(), value.clone());
+    for w in 0..writers {
+        let (store, value) = (store.clone(), value.to_vec());
         tasks.push(tokio::spawn(async move {
-            for i in 0..PAR_WRITES / WRITERS {
+            let mut lat = Vec::new();
+            for i in 0..WRITES / writers {
+                let t0 = Instant::now();
                 store
-                    .create(format!("/bench/par/{w:02}/{i:06}").as_bytes(), &value)
+                    .create(
+                        format!("/bench/w{writers}/{w:03}/{i:06}").as_bytes(),
+                        &value,
+                    )
                     .await
                     .expect("write");
+                lat.push(t0.elapsed());
             }
+            lat
         }));
     }
+    let mut lat = Vec::new();
     for t in tasks {
-        t.await.expect("writer");
+        lat.extend(t.await.expect("writer"));
     }
-    let par_writes = PAR_WRITES as f64 / start.elapsed().as_secs_f64();
+    let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
+    lat.sort();
+    (rate, lat[lat.len() * 99 / 100])
+}
+
+async fn bench(backend: &'static str, store: Arc<dyn Store>) -> Row {
+    let value = vec![b'x'; 1024];
+    let mut writes = Vec::new();
+    for n in WRITER_COUNTS {
+        writes.push(write_rate(&store, n, &value).await);
+    }
 
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for r in 0..WRITERS {
+    for r in 0..READERS {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            for i in 0..READS / WRITERS {
-                let key = format!("/bench/seq/{:06}", (i * 7 + r) % SEQ_WRITES);
+            for i in 0..READS / READERS {
+                let key = format!("/bench/w1/000/{:06}", (i * 7 + r) % WRITES);
                 assert!(store.get(key.as_bytes()).await.expect("read").is_some());
             }
         }));
@@ -95,8 +107,7 @@ async fn bench(backend: &'static str, store: Arc<dyn Store>) -> Row {
     lat.sort();
     Row {
         backend,
-        seq_writes,
-        par_writes,
+        writes,
         reads,
         p50: lat[lat.len() / 2],
         p99: lat[lat.len() * 99 / 100],
@@ -161,25 +172,32 @@ async fn main() {
             bench("etcd", store).await
         },
     ];
-    println!(
-        "{:<10} {:>14} {:>16} {:>14} {:>12} {:>12}",
-        "backend",
-        "writes/s (1)",
-        format!("writes/s ({WRITERS})"),
-        format!("reads/s ({WRITERS})"),
+    let mut header = format!("{:<10}", "backend");
+    for n in WRITER_COUNTS {
+        header += &format!(" {:>15} {:>10}", format!("writes/s ({n})"), "p99");
+    }
+    header += &format!(
+        " {:>14} {:>10} {:>10}",
+        format!("reads/s ({READERS})"),
         "watch p50",
         "watch p99"
     );
+    println!("{header}");
     for r in rows {
-        println!(
-            "{:<10} {:>14.0} {:>16.0} {:>14.0} {:>12} {:>12}",
-            r.backend,
-            r.seq_writes,
-            r.par_writes,
+        let mut line = format!("{:<10}", r.backend);
+        for (rate, p99) in &r.writes {
+            line += &format!(" {:>15.0} {:>10}", rate, format!("{p99:.2?}"));
+        }
+        line += &format!(
+            " {:>14.0} {:>10} {:>10}",
             r.reads,
             format!("{:.2?}", r.p50),
             format!("{:.2?}", r.p99)
         );
+        println!("{line}");
     }
-    println!("(1 KiB values; watch latency = issuing a write until its event arrives)");
+    println!(
+        "(1 KiB creates, {WRITES} per column split across the writers; p99 = write latency; \
+         watch latency = issuing a write until its event arrives)"
+    );
 }

@@ -7,12 +7,16 @@
 //!   replaced. Watches replay from it and reads at a past revision undo it
 //!   over the current state, so both cost at most the history window.
 //!
-//! Writes go through one writer lock: a write transaction commits with
-//! `Durability::Immediate` (fsync) before it is acknowledged, and its events
-//! are handed to the watchers under the same lock, so a new watcher that
-//! replays the log under that lock sees neither a gap nor a duplicate.
+//! Writes are group-committed by one writer thread ([`commit`]): the
+//! requests queued while the previous batch was syncing share one write
+//! transaction that commits with `Durability::Immediate` (fsync) before any
+//! of them is acknowledged. Each request still gets its own revision. The
+//! batch's events are handed to the watchers under the writer lock, so a
+//! new watcher that replays the log under that lock sees neither a gap nor
+//! a duplicate.
 
 pub(crate) mod codec;
+mod commit;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -32,7 +36,7 @@ use crate::{
     Compare, KeyValue, Op, RangeRequest, RangeResponse, Result, Revision, Store, StoreError,
     TxnResponse, WatchEvent, WatchStream,
 };
-use codec::{Change, Current, LogEntry};
+use codec::{Current, LogEntry};
 
 const CURRENT: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("current");
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
@@ -105,6 +109,8 @@ struct Inner {
     writer: Mutex<Writer>,
     /// Last revision whose events have been handed to every watcher.
     broadcast: AtomicI64,
+    /// Write requests for the group-commit writer thread.
+    queue: std::sync::mpsc::Sender<commit::WriteRequest>,
 }
 
 #[derive(Default)]
@@ -150,10 +156,11 @@ impl EmbeddedStore {
     pub async fn open_with(dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         let interval = config.compaction_interval;
-        let inner = tokio::task::spawn_blocking(move || Inner::open(&dir, config))
+        let (inner, queue) = tokio::task::spawn_blocking(move || Inner::open(&dir, config))
             .await
             .map_err(join_err)??;
         let inner = Arc::new(inner);
+        commit::spawn_writer(Arc::downgrade(&inner), queue)?;
         tokio::spawn(compaction_loop(Arc::downgrade(&inner), interval));
         Ok(Self { inner })
     }
@@ -314,7 +321,11 @@ fn entry_events(rev: Revision, entry: LogEntry, prefix: &[u8]) -> Vec<WatchEvent
 }
 
 impl Inner {
-    fn open(dir: &Path, config: EmbeddedConfig) -> Result<Self> {
+    /// Opens the database; the receiver is the writer thread's queue.
+    fn open(
+        dir: &Path,
+        config: EmbeddedConfig,
+    ) -> Result<(Self, std::sync::mpsc::Receiver<commit::WriteRequest>)> {
         match fs::metadata(dir) {
             Ok(m) if !m.is_dir() => return Err(corrupt(dir, "exists and is not a directory")),
             Ok(_) => {}
@@ -341,13 +352,16 @@ impl Inner {
         let verify = config.verify_on_open;
         let db = guarded_open(&path, |b| b.set_check_integrity_on_open(verify).open(&path))?;
         let rev = Self::validate(&db, &path)?;
-        Ok(Self {
+        let (queue, rx) = std::sync::mpsc::channel();
+        let inner = Self {
             db,
             path,
             config,
             writer: Mutex::new(Writer::default()),
             broadcast: AtomicI64::new(rev),
-        })
+            queue,
+        };
+        Ok((inner, rx))
     }
 
     /// Creates an empty store in `dir`, refusing a directory with other data.
@@ -466,128 +480,6 @@ impl Inner {
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
         db_err(&self.path, e)
-    }
-
-    /// The one write primitive: check `compares`, apply `ops` at the next
-    /// revision, commit durably, then hand the events to watchers.
-    fn apply(&self, compares: &[Compare], ops: &[Op]) -> Result<Outcome> {
-        let mut writer = self.lock_writer();
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let (outcome, events) = {
-            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            let mut current = txn.open_table(CURRENT).map_err(|e| self.err(e))?;
-            let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
-            let rev = meta_i64(&meta, &self.path, "revision")?;
-            let mut guards = Vec::with_capacity(compares.len());
-            let mut holds = true;
-            for cmp in compares {
-                let (key, want) = match cmp {
-                    Compare::Absent(key) => (key, None),
-                    Compare::ModRevision(key, r) => (key, Some(*r)),
-                };
-                let state = get_current(&current, &self.path, key)?;
-                holds &= state.as_ref().map(|s| s.mod_revision) == want;
-                guards.push(state.map(|s| s.into_kv(key.clone())));
-            }
-            if !holds {
-                (
-                    Outcome {
-                        succeeded: false,
-                        revision: rev,
-                        prev: Vec::new(),
-                        guards,
-                    },
-                    Vec::new(),
-                )
-            } else {
-                let new_rev = rev + 1;
-                let mut changes = Vec::with_capacity(ops.len());
-                let mut prev = Vec::with_capacity(ops.len());
-                for op in ops {
-                    match op {
-                        Op::Put(key, value) => {
-                            let old = get_current(&current, &self.path, key)?;
-                            let create = old.as_ref().map_or(new_rev, |o| o.create_revision);
-                            let rec = codec::encode_current(&Current {
-                                create_revision: create,
-                                mod_revision: new_rev,
-                                value: value.clone(),
-                            });
-                            current
-                                .insert(key.as_slice(), rec.as_slice())
-                                .map_err(|e| self.err(e))?;
-                            prev.push(old.clone().map(|o| o.into_kv(key.clone())));
-                            changes.push(Change {
-                                key: key.clone(),
-                                put: Some((create, value.clone())),
-                                prev: old,
-                            });
-                        }
-                        Op::Delete(key) => {
-                            let old = get_current(&current, &self.path, key)?;
-                            if old.is_some() {
-                                current.remove(key.as_slice()).map_err(|e| self.err(e))?;
-                                changes.push(Change {
-                                    key: key.clone(),
-                                    put: None,
-                                    prev: old.clone(),
-                                });
-                            }
-                            prev.push(old.map(|o| o.into_kv(key.clone())));
-                        }
-                    }
-                }
-                if changes.is_empty() {
-                    // Nothing changed (deletes of absent keys): like etcd,
-                    // no new revision.
-                    (
-                        Outcome {
-                            succeeded: true,
-                            revision: rev,
-                            prev,
-                            guards,
-                        },
-                        Vec::new(),
-                    )
-                } else {
-                    let entry = LogEntry {
-                        unix_millis: now_millis(SystemTime::now()),
-                        changes,
-                    };
-                    let bytes = codec::encode_entry(&entry);
-                    log.insert(new_rev as u64, bytes.as_slice())
-                        .map_err(|e| self.err(e))?;
-                    meta.insert("revision", new_rev.to_le_bytes().as_slice())
-                        .map_err(|e| self.err(e))?;
-                    let compacted = meta_i64(&meta, &self.path, "compacted")?;
-                    if let Some(target) =
-                        count_target(new_rev, compacted, self.config.history_revisions)
-                    {
-                        drop_history(&mut log, &mut meta, compacted, target)
-                            .map_err(|e| self.err(e))?;
-                    }
-                    (
-                        Outcome {
-                            succeeded: true,
-                            revision: new_rev,
-                            prev,
-                            guards,
-                        },
-                        vec![(new_rev, entry)],
-                    )
-                }
-            }
-        };
-        if events.is_empty() {
-            txn.abort().map_err(|e| self.err(e))?;
-            return Ok(outcome);
-        }
-        txn.commit().map_err(|e| self.err(e))?;
-        for (rev, entry) in events {
-            broadcast(&mut writer, rev, &entry);
-            self.broadcast.store(rev, Ordering::Release);
-        }
-        Ok(outcome)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
@@ -938,11 +830,13 @@ impl Store for EmbeddedStore {
     async fn create(&self, key: &[u8], value: &[u8]) -> Result<Revision> {
         keys::check_key(key)?;
         keys::check_value(value, self.inner.config.max_value_bytes)?;
-        let inner = self.inner.clone();
         let (key, value) = (key.to_vec(), value.to_vec());
-        let out =
-            blocking(move || inner.apply(&[Compare::Absent(key.clone())], &[Op::Put(key, value)]))
-                .await?;
+        let out = commit::submit(
+            &self.inner,
+            vec![Compare::Absent(key.clone())],
+            vec![Op::Put(key, value)],
+        )
+        .await?;
         if out.succeeded {
             Ok(out.revision)
         } else {
@@ -953,14 +847,12 @@ impl Store for EmbeddedStore {
     async fn update(&self, key: &[u8], value: &[u8], expected: Revision) -> Result<Revision> {
         keys::check_key(key)?;
         keys::check_value(value, self.inner.config.max_value_bytes)?;
-        let inner = self.inner.clone();
         let (key, value) = (key.to_vec(), value.to_vec());
-        let out = blocking(move || {
-            inner.apply(
-                &[Compare::ModRevision(key.clone(), expected)],
-                &[Op::Put(key, value)],
-            )
-        })
+        let out = commit::submit(
+            &self.inner,
+            vec![Compare::ModRevision(key.clone(), expected)],
+            vec![Op::Put(key, value)],
+        )
         .await?;
         if out.succeeded {
             return Ok(out.revision);
@@ -970,16 +862,12 @@ impl Store for EmbeddedStore {
 
     async fn delete(&self, key: &[u8], expected: Option<Revision>) -> Result<(Revision, KeyValue)> {
         keys::check_key(key)?;
-        let inner = self.inner.clone();
         let key = key.to_vec();
-        let out = blocking(move || {
-            let compares: Vec<Compare> = expected
-                .map(|r| Compare::ModRevision(key.clone(), r))
-                .into_iter()
-                .collect();
-            inner.apply(&compares, &[Op::Delete(key)])
-        })
-        .await?;
+        let compares: Vec<Compare> = expected
+            .map(|r| Compare::ModRevision(key.clone(), r))
+            .into_iter()
+            .collect();
+        let out = commit::submit(&self.inner, compares, vec![Op::Delete(key)]).await?;
         if !out.succeeded {
             return Err(guard_error(out.guards.into_iter().next().flatten()));
         }
@@ -991,8 +879,7 @@ impl Store for EmbeddedStore {
 
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResponse> {
         keys::check_txn(&compares, &ops, self.inner.config.max_value_bytes)?;
-        let inner = self.inner.clone();
-        let out = blocking(move || inner.apply(&compares, &ops)).await?;
+        let out = commit::submit(&self.inner, compares, ops).await?;
         Ok(TxnResponse {
             succeeded: out.succeeded,
             revision: out.revision,
