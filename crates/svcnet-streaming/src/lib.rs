@@ -17,5 +17,8 @@ pub mod session;
 pub mod spdy;
 
 pub use remotecommand::ExecRequest;
-pub use runtime::{ExecSession, ExitStatus, LogOptions, PodRef, PodRuntime, Reader, RuntimeError, TerminalResizer, Writer};
+pub use runtime::{
+    ExecSession, ExitStatus, LogOptions, PodRef, PodRuntime, Reader, RuntimeError, TerminalResizer,
+    Writer,
+};
 pub use server::{ServeError, serve};

@@ -9,7 +9,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::runtime::{PodRef, PodRuntime};
 use crate::session::{IncomingStream, Session};
 
-
 /// Why a stream pair could not be forwarded; the text goes on the error stream.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PortForwardError {
@@ -31,7 +30,8 @@ pub struct StreamRequest {
 
 /// Reads `streamtype`, `port` and `requestid` from a stream's headers.
 pub fn parse_stream(headers: &crate::spdy::Headers) -> Result<StreamRequest, PortForwardError> {
-    let get = |n: &'static str| crate::spdy::header(headers, n).ok_or(PortForwardError::MissingHeader(n));
+    let get =
+        |n: &'static str| crate::spdy::header(headers, n).ok_or(PortForwardError::MissingHeader(n));
     let error = match get("streamtype")? {
         "error" => true,
         "data" => false,
@@ -44,7 +44,11 @@ pub fn parse_stream(headers: &crate::spdy::Headers) -> Result<StreamRequest, Por
     };
     // Old clients did not send a request ID; they open error then data streams back to back.
     let request_id = get("requestid").unwrap_or("").to_string();
-    Ok(StreamRequest { error, port, request_id })
+    Ok(StreamRequest {
+        error,
+        port,
+        request_id,
+    })
 }
 
 #[derive(Default)]
@@ -86,7 +90,10 @@ where
         }
         if p.error.is_some()
             && p.data.is_some()
-            && let Some(Pending { error: Some(e), data: Some(d) }) = pending.remove(&key)
+            && let Some(Pending {
+                error: Some(e),
+                data: Some(d),
+            }) = pending.remove(&key)
         {
             tokio::spawn(forward(runtime.clone(), pod.clone(), req.port, e, d));
         }
@@ -95,8 +102,19 @@ where
 }
 
 /// Copies one forwarded connection between the data stream and the pod.
-async fn forward(runtime: Arc<dyn PodRuntime>, pod: PodRef, port: u16, error: IncomingStream, data: IncomingStream) {
-    let IncomingStream { data: mut from_client, writer, reset, .. } = data;
+async fn forward(
+    runtime: Arc<dyn PodRuntime>,
+    pod: PodRef,
+    port: u16,
+    error: IncomingStream,
+    data: IncomingStream,
+) {
+    let IncomingStream {
+        data: mut from_client,
+        writer,
+        reset,
+        ..
+    } = data;
     let conn = match runtime.port_forward(&pod, port).await {
         Ok(c) => c,
         Err(e) => {
@@ -123,7 +141,11 @@ async fn forward(runtime: Arc<dyn PodRuntime>, pod: PodRef, port: u16, error: In
             match rd.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => {
-                    if writer.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                    if writer
+                        .send(Bytes::copy_from_slice(&buf[..n]))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -149,21 +171,50 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> crate::spdy::Headers {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn stream_headers() {
-        let cases: Vec<(crate::spdy::Headers, Result<StreamRequest, PortForwardError>)> = vec![
+        let cases: Vec<(
+            crate::spdy::Headers,
+            Result<StreamRequest, PortForwardError>,
+        )> = vec![
             (
                 h(&[("streamtype", "data"), ("port", "5000"), ("requestid", "3")]),
-                Ok(StreamRequest { error: false, port: 5000, request_id: "3".into() }),
+                Ok(StreamRequest {
+                    error: false,
+                    port: 5000,
+                    request_id: "3".into(),
+                }),
             ),
-            (h(&[("streamtype", "error"), ("port", "80")]), Ok(StreamRequest { error: true, port: 80, request_id: "".into() })),
-            (h(&[("streamtype", "data"), ("port", "0")]), Err(PortForwardError::BadPort("0".into()))),
-            (h(&[("streamtype", "data"), ("port", "http")]), Err(PortForwardError::BadPort("http".into()))),
-            (h(&[("streamtype", "data")]), Err(PortForwardError::MissingHeader("port"))),
-            (h(&[("streamtype", "stdin"), ("port", "1")]), Err(PortForwardError::BadStreamType("stdin".into()))),
+            (
+                h(&[("streamtype", "error"), ("port", "80")]),
+                Ok(StreamRequest {
+                    error: true,
+                    port: 80,
+                    request_id: "".into(),
+                }),
+            ),
+            (
+                h(&[("streamtype", "data"), ("port", "0")]),
+                Err(PortForwardError::BadPort("0".into())),
+            ),
+            (
+                h(&[("streamtype", "data"), ("port", "http")]),
+                Err(PortForwardError::BadPort("http".into())),
+            ),
+            (
+                h(&[("streamtype", "data")]),
+                Err(PortForwardError::MissingHeader("port")),
+            ),
+            (
+                h(&[("streamtype", "stdin"), ("port", "1")]),
+                Err(PortForwardError::BadStreamType("stdin".into())),
+            ),
         ];
         for (headers, want) in cases {
             assert_eq!(parse_stream(&headers), want, "{headers:?}");

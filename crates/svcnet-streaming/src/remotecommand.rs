@@ -103,7 +103,10 @@ pub fn internal_error(message: &str) -> Value {
 /// Where one output of the process goes.
 #[derive(Debug, Clone)]
 enum Out {
-    Ws { tx: mpsc::Sender<Message>, channel: u8 },
+    Ws {
+        tx: mpsc::Sender<Message>,
+        channel: u8,
+    },
     Spdy(StreamWriter),
 }
 
@@ -171,9 +174,13 @@ async fn run(runtime: Arc<dyn PodRuntime>, req: ExecRequest, attach: bool, w: Wi
     let command = req.command.clone();
     let container = Some(req.container.as_str()).filter(|c| !c.is_empty());
     let started = if attach {
-        runtime.attach(&req.pod, container, req.stdin, req.tty).await
+        runtime
+            .attach(&req.pod, container, req.stdin, req.tty)
+            .await
     } else {
-        runtime.exec(&req.pod, container, req.command.clone(), req.stdin, req.tty).await
+        runtime
+            .exec(&req.pod, container, req.command.clone(), req.stdin, req.tty)
+            .await
     };
     let mut p = match started {
         Ok(p) => p,
@@ -216,8 +223,13 @@ async fn run(runtime: Arc<dyn PodRuntime>, req: ExecRequest, attach: bool, w: Wi
 }
 
 /// Serves exec/attach on an upgraded WebSocket (`v4.channel.k8s.io` or `v5.channel.k8s.io`).
-pub async fn serve_websocket<S>(ws: WebSocketStream<S>, v5: bool, runtime: Arc<dyn PodRuntime>, req: ExecRequest, attach: bool)
-where
+pub async fn serve_websocket<S>(
+    ws: WebSocketStream<S>,
+    v5: bool,
+    runtime: Arc<dyn PodRuntime>,
+    req: ExecRequest,
+    attach: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
@@ -244,7 +256,9 @@ where
             };
             let Some(Ok(msg)) = msg else { break };
             let Message::Binary(b) = msg else { continue };
-            let Some((&ch, data)) = b.split_first() else { continue };
+            let Some((&ch, data)) = b.split_first() else {
+                continue;
+            };
             match ch {
                 channel::STDIN => {
                     if let Some(t) = &stdin_tx
@@ -266,8 +280,14 @@ where
     });
     let wiring = Wiring {
         stdin: req.stdin.then_some(stdin_rx),
-        stdout: req.stdout.then(|| Out::Ws { tx: tx.clone(), channel: channel::STDOUT }),
-        stderr: (req.stderr && !req.tty).then(|| Out::Ws { tx: tx.clone(), channel: channel::STDERR }),
+        stdout: req.stdout.then(|| Out::Ws {
+            tx: tx.clone(),
+            channel: channel::STDOUT,
+        }),
+        stderr: (req.stderr && !req.tty).then(|| Out::Ws {
+            tx: tx.clone(),
+            channel: channel::STDERR,
+        }),
         resize: req.tty.then_some(resize_rx),
     };
     let status = run(runtime, req, attach, wiring).await;
@@ -314,7 +334,12 @@ fn resize_pump(mut data: mpsc::Receiver<Bytes>) -> mpsc::Receiver<TerminalSize> 
 }
 
 /// Serves exec/attach on an upgraded SPDY/3.1 connection (`v4.channel.k8s.io` semantics).
-pub async fn serve_spdy<T>(io: T, runtime: Arc<dyn PodRuntime>, req: ExecRequest, attach: bool) -> Result<(), RemoteCommandError>
+pub async fn serve_spdy<T>(
+    io: T,
+    runtime: Arc<dyn PodRuntime>,
+    req: ExecRequest,
+    attach: bool,
+) -> Result<(), RemoteCommandError>
 where
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -335,7 +360,11 @@ where
     let mut got: Vec<(&'static str, IncomingStream)> = Vec::new();
     let deadline = tokio::time::Instant::now() + STREAM_WAIT;
     while got.len() < want.len() {
-        let missing = want.iter().find(|w| !got.iter().any(|(g, _)| g == *w)).copied().unwrap_or("error");
+        let missing = want
+            .iter()
+            .find(|w| !got.iter().any(|(g, _)| g == *w))
+            .copied()
+            .unwrap_or("error");
         let s = match tokio::time::timeout_at(deadline, accept.recv()).await {
             Ok(Some(s)) => s,
             Ok(None) => {
@@ -355,7 +384,11 @@ where
             }
         }
     }
-    let mut take = |k: &str| got.iter().position(|(g, _)| *g == k).map(|i| got.swap_remove(i).1);
+    let mut take = |k: &str| {
+        got.iter()
+            .position(|(g, _)| *g == k)
+            .map(|i| got.swap_remove(i).1)
+    };
     let error = take("error");
     let wiring = Wiring {
         stdin: take("stdin").map(|s| s.data),
@@ -380,7 +413,10 @@ mod tests {
     fn exit_statuses() {
         let cmd: Vec<String> = vec!["sh".into(), "-c".into(), "exit 3".into()];
         let cases: Vec<(Outcome, &str)> = vec![
-            (Outcome::Exited(ExitStatus::Code(0)), r#"{"metadata":{},"status":"Success"}"#),
+            (
+                Outcome::Exited(ExitStatus::Code(0)),
+                r#"{"metadata":{},"status":"Success"}"#,
+            ),
             (
                 Outcome::Exited(ExitStatus::Signal(9)),
                 r#"{"details":{"causes":[{"message":"137","reason":"ExitCode"}]},"message":"command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 137","metadata":{},"reason":"NonZeroExitCode","status":"Failure"}"#,
@@ -390,7 +426,9 @@ mod tests {
                 r#"{"details":{"causes":[{"message":"3","reason":"ExitCode"}]},"message":"command terminated with non-zero exit code: error executing command [sh -c exit 3], exit code 3","metadata":{},"reason":"NonZeroExitCode","status":"Failure"}"#,
             ),
             (
-                Outcome::NotStarted(RuntimeError::BadRequest("exec: \"nope\": executable file not found in $PATH".into())),
+                Outcome::NotStarted(RuntimeError::BadRequest(
+                    "exec: \"nope\": executable file not found in $PATH".into(),
+                )),
                 r#"{"code":500,"details":{"causes":[{"message":"exec: \"nope\": executable file not found in $PATH"}]},"message":"Internal error occurred: exec: \"nope\": executable file not found in $PATH","metadata":{},"reason":"InternalError","status":"Failure"}"#,
             ),
         ];
@@ -403,7 +441,11 @@ mod tests {
     async fn resize_stream_parses_split_json() {
         let (tx, rx) = mpsc::channel(8);
         let mut out = resize_pump(rx);
-        for part in [&b"{\"Width\":80,\"Hei"[..], b"ght\":24}{\"Width\":1", b"00,\"Height\":30}"] {
+        for part in [
+            &b"{\"Width\":80,\"Hei"[..],
+            b"ght\":24}{\"Width\":1",
+            b"00,\"Height\":30}",
+        ] {
             tx.send(Bytes::copy_from_slice(part)).await.unwrap();
         }
         drop(tx);
@@ -411,6 +453,18 @@ mod tests {
         while let Some(s) = out.recv().await {
             got.push(s);
         }
-        assert_eq!(got, vec![TerminalSize { width: 80, height: 24 }, TerminalSize { width: 100, height: 30 }]);
+        assert_eq!(
+            got,
+            vec![
+                TerminalSize {
+                    width: 80,
+                    height: 24
+                },
+                TerminalSize {
+                    width: 100,
+                    height: 30
+                }
+            ]
+        );
     }
 }

@@ -136,11 +136,24 @@ pub trait PodRuntime: Send + Sync + std::fmt::Debug {
     /// Starts `command` (argv, looked up in PATH) in the container's namespaces, with the
     /// container's environment and working directory. `stdin` false closes the process' stdin.
     /// `container` None picks the pod's first container, as kubectl's default.
-    async fn exec(&self, pod: &PodRef, container: Option<&str>, command: Vec<String>, stdin: bool, tty: bool) -> Result<ExecSession>;
+    async fn exec(
+        &self,
+        pod: &PodRef,
+        container: Option<&str>,
+        command: Vec<String>,
+        stdin: bool,
+        tty: bool,
+    ) -> Result<ExecSession>;
 
     /// Attaches to the container's main process (`pods/attach`). Runtimes that keep no
     /// attachable stdio keep this default, which kubectl shows as the error.
-    async fn attach(&self, pod: &PodRef, container: Option<&str>, stdin: bool, tty: bool) -> Result<ExecSession> {
+    async fn attach(
+        &self,
+        pod: &PodRef,
+        container: Option<&str>,
+        stdin: bool,
+        tty: bool,
+    ) -> Result<ExecSession> {
         let _ = (stdin, tty);
         Err(RuntimeError::BadRequest(format!(
             "attach to container {} in pod {}/{} is not supported by this node",
@@ -155,5 +168,6 @@ pub trait PodRuntime: Send + Sync + std::fmt::Debug {
 
     /// The container's log (the raw bytes it wrote, stdout and stderr interleaved), honouring
     /// `opts`. With `follow`, the stream ends when the container instance exits.
-    async fn logs(&self, pod: &PodRef, container: Option<&str>, opts: LogOptions) -> Result<Reader>;
+    async fn logs(&self, pod: &PodRef, container: Option<&str>, opts: LogOptions)
+    -> Result<Reader>;
 }

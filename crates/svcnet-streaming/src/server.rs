@@ -20,8 +20,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::remotecommand::ExecRequest;
-use crate::runtime::{LogOptions, PodRef, PodRuntime};
 use crate::remotecommand::normal_close;
+use crate::runtime::{LogOptions, PodRef, PodRuntime};
 use crate::{portforward, remotecommand};
 
 /// WebSocket subprotocols for exec/attach, best first.
@@ -56,16 +56,33 @@ pub fn route(path: &str) -> Option<Route> {
     let parts: Vec<String> = path
         .trim_start_matches('/')
         .split('/')
-        .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
+        .map(|p| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
-    let pod = |ns: &str, name: &str| PodRef { namespace: ns.to_string(), name: name.to_string(), uid: None };
+    let pod = |ns: &str, name: &str| PodRef {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        uid: None,
+    };
     if parts.iter().any(|p| p.is_empty()) {
         return None;
     }
     match parts.as_slice() {
-        [k, ns, p, c] if k == "exec" => Some(Route::Exec { pod: pod(ns, p), container: c.clone() }),
-        [k, ns, p, c] if k == "attach" => Some(Route::Attach { pod: pod(ns, p), container: c.clone() }),
-        [k, ns, p, c] if k == "containerLogs" => Some(Route::Logs { pod: pod(ns, p), container: c.clone() }),
+        [k, ns, p, c] if k == "exec" => Some(Route::Exec {
+            pod: pod(ns, p),
+            container: c.clone(),
+        }),
+        [k, ns, p, c] if k == "attach" => Some(Route::Attach {
+            pod: pod(ns, p),
+            container: c.clone(),
+        }),
+        [k, ns, p, c] if k == "containerLogs" => Some(Route::Logs {
+            pod: pod(ns, p),
+            container: c.clone(),
+        }),
         [k, ns, p] if k == "portForward" => Some(Route::PortForward { pod: pod(ns, p) }),
         _ => None,
     }
@@ -73,7 +90,11 @@ pub fn route(path: &str) -> Option<Route> {
 
 /// Decodes an `application/x-www-form-urlencoded` query.
 pub fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
-    let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let dec = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     q.unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
@@ -85,19 +106,32 @@ pub fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn flag(q: &[(String, String)], name: &str) -> bool {
-    q.iter().any(|(k, v)| k == name && matches!(v.as_str(), "true" | "1" | "True" | "TRUE"))
+    q.iter()
+        .any(|(k, v)| k == name && matches!(v.as_str(), "true" | "1" | "True" | "TRUE"))
 }
 
 fn int(q: &[(String, String)], name: &str) -> Result<Option<u64>, String> {
     match q.iter().find(|(k, _)| k == name) {
         None => Ok(None),
-        Some((_, v)) => v.parse().map(Some).map_err(|_| format!("{name}: invalid value {v:?}: must be a non-negative integer")),
+        Some((_, v)) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}: invalid value {v:?}: must be a non-negative integer")),
     }
 }
 
 /// Exec/attach options from the query.
-pub fn exec_request(pod: PodRef, container: String, q: &[(String, String)], attach: bool) -> Result<ExecRequest, String> {
-    let command: Vec<String> = q.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
+pub fn exec_request(
+    pod: PodRef,
+    container: String,
+    q: &[(String, String)],
+    attach: bool,
+) -> Result<ExecRequest, String> {
+    let command: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
     let r = ExecRequest {
         pod,
         container,
@@ -122,14 +156,17 @@ pub fn log_options(q: &[(String, String)]) -> Result<LogOptions, String> {
         follow: flag(q, "follow"),
         tail_lines: int(q, "tailLines")?,
         limit_bytes: int(q, "limitBytes")?,
-        since_time: int(q, "sinceSeconds")?.map(|s| std::time::SystemTime::now() - Duration::from_secs(s)),
+        since_time: int(q, "sinceSeconds")?
+            .map(|s| std::time::SystemTime::now() - Duration::from_secs(s)),
         timestamps: flag(q, "timestamps"),
         previous: flag(q, "previous"),
     })
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
+    Full::new(b.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
 }
 
 /// A Status error response, as kubelet and the API server write them.
@@ -140,7 +177,10 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
     });
     let mut r = Response::new(full(body.to_string()));
     *r.status_mut() = code;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -157,7 +197,10 @@ fn header_list(h: &HeaderMap, name: &str) -> Vec<String> {
 
 /// The first protocol the client offers that we support.
 pub fn negotiate(client: &[String], server: &[&str]) -> Option<String> {
-    client.iter().find(|c| server.contains(&c.as_str())).cloned()
+    client
+        .iter()
+        .find(|c| server.contains(&c.as_str()))
+        .cloned()
 }
 
 fn upgrade_kind(h: &HeaderMap) -> Option<String> {
@@ -165,7 +208,9 @@ fn upgrade_kind(h: &HeaderMap) -> Option<String> {
     if !conn.iter().any(|c| c.eq_ignore_ascii_case("upgrade")) {
         return None;
     }
-    h.get(header::UPGRADE).and_then(|v| v.to_str().ok()).map(|s| s.to_ascii_lowercase())
+    h.get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.to_ascii_lowercase())
 }
 
 fn switching(headers: &[(&'static str, String)]) -> Response<Body> {
@@ -185,20 +230,30 @@ enum Upgrade {
 }
 
 /// Checks the upgrade request and builds the 101 answer.
-fn handshake(req: &Request<Incoming>, ws_protocols: &[&str], spdy_protocols: &[&str]) -> Result<(Upgrade, Response<Body>), Response<Body>> {
+fn handshake(
+    req: &Request<Incoming>,
+    ws_protocols: &[&str],
+    spdy_protocols: &[&str],
+) -> Result<(Upgrade, Response<Body>), Box<Response<Body>>> {
     let h = req.headers();
     match upgrade_kind(h).as_deref() {
         Some("websocket") => {
-            let key = h
-                .get("sec-websocket-key")
-                .ok_or_else(|| status(StatusCode::BAD_REQUEST, "BadRequest", "missing Sec-WebSocket-Key"))?;
-            let offered = header_list(h, "sec-websocket-protocol");
-            let Some(p) = negotiate(&offered, ws_protocols) else {
-                return Err(status(
+            let key = h.get("sec-websocket-key").ok_or_else(|| {
+                Box::new(status(
                     StatusCode::BAD_REQUEST,
                     "BadRequest",
-                    &format!("unable to negotiate a WebSocket subprotocol: client offered {offered:?}, server supports {ws_protocols:?}"),
-                ));
+                    "missing Sec-WebSocket-Key",
+                ))
+            })?;
+            let offered = header_list(h, "sec-websocket-protocol");
+            let Some(p) = negotiate(&offered, ws_protocols) else {
+                return Err(Box::new(status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    &format!(
+                        "unable to negotiate a WebSocket subprotocol: client offered {offered:?}, server supports {ws_protocols:?}"
+                    ),
+                )));
             };
             let accept = derive_accept_key(key.as_bytes());
             let resp = switching(&[
@@ -212,11 +267,13 @@ fn handshake(req: &Request<Incoming>, ws_protocols: &[&str], spdy_protocols: &[&
         Some("spdy/3.1") => {
             let offered = header_list(h, "x-stream-protocol-version");
             let Some(p) = negotiate(&offered, spdy_protocols) else {
-                return Err(status(
+                return Err(Box::new(status(
                     StatusCode::FORBIDDEN,
                     "Forbidden",
-                    &format!("unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {spdy_protocols:?}"),
-                ));
+                    &format!(
+                        "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {spdy_protocols:?}"
+                    ),
+                )));
             };
             let resp = switching(&[
                 ("upgrade", "SPDY/3.1".into()),
@@ -225,7 +282,11 @@ fn handshake(req: &Request<Incoming>, ws_protocols: &[&str], spdy_protocols: &[&
             ]);
             Ok((Upgrade::Spdy, resp))
         }
-        _ => Err(status(StatusCode::BAD_REQUEST, "BadRequest", "Upgrade request required")),
+        _ => Err(Box::new(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Upgrade request required",
+        ))),
     }
 }
 
@@ -239,14 +300,13 @@ where
     let (mut sink, mut stream) = ws.split();
     tokio::spawn(async move {
         while let Some(Ok(m)) = stream.next().await {
-            match m {
-                Message::Binary(b) => {
-                    if wr.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
-                Message::Close(_) => break,
-                _ => {}
+            if let Message::Close(_) = m {
+                break;
+            }
+            if let Message::Binary(b) = m
+                && wr.write_all(&b).await.is_err()
+            {
+                break;
             }
         }
         let _ = wr.shutdown().await;
@@ -257,7 +317,11 @@ where
             match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if sink.send(Message::Binary(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                    if sink
+                        .send(Message::Binary(Bytes::copy_from_slice(&buf[..n])))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -269,22 +333,35 @@ where
     theirs
 }
 
-async fn ws_stream(up: hyper::upgrade::Upgraded) -> WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
+async fn ws_stream(
+    up: hyper::upgrade::Upgraded,
+) -> WebSocketStream<TokioIo<hyper::upgrade::Upgraded>> {
     WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Server, None).await
 }
 
-async fn handle(req: Request<Incoming>, runtime: Arc<dyn PodRuntime>, token: Arc<str>) -> Response<Body> {
+async fn handle(
+    req: Request<Incoming>,
+    runtime: Arc<dyn PodRuntime>,
+    token: Arc<str>,
+) -> Response<Body> {
     let authorized = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
-        .is_some_and(|(s, t)| s.eq_ignore_ascii_case("bearer") && constant_time_eq(t.trim().as_bytes(), token.as_bytes()));
+        .is_some_and(|(s, t)| {
+            s.eq_ignore_ascii_case("bearer")
+                && constant_time_eq(t.trim().as_bytes(), token.as_bytes())
+        });
     if !authorized {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     }
     let Some(r) = route(req.uri().path()) else {
-        return status(StatusCode::NOT_FOUND, "NotFound", &format!("no streaming endpoint at {}", req.uri().path()));
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("no streaming endpoint at {}", req.uri().path()),
+        );
     };
     let q = parse_query(req.uri().query());
     match r {
@@ -296,7 +373,7 @@ async fn handle(req: Request<Incoming>, runtime: Arc<dyn PodRuntime>, token: Arc
             };
             let (kind, resp) = match handshake(&req, EXEC_WS_PROTOCOLS, EXEC_SPDY_PROTOCOLS) {
                 Ok(x) => x,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let on = hyper::upgrade::on(req);
             tokio::spawn(async move {
@@ -304,10 +381,19 @@ async fn handle(req: Request<Incoming>, runtime: Arc<dyn PodRuntime>, token: Arc
                 match kind {
                     Upgrade::WebSocket { protocol } => {
                         let v5 = protocol.starts_with("v5.");
-                        remotecommand::serve_websocket(ws_stream(up).await, v5, runtime, er, attach).await;
+                        remotecommand::serve_websocket(
+                            ws_stream(up).await,
+                            v5,
+                            runtime,
+                            er,
+                            attach,
+                        )
+                        .await;
                     }
                     Upgrade::Spdy => {
-                        if let Err(e) = remotecommand::serve_spdy(TokioIo::new(up), runtime, er, attach).await {
+                        if let Err(e) =
+                            remotecommand::serve_spdy(TokioIo::new(up), runtime, er, attach).await
+                        {
                             tracing::debug!(error = %e, "exec session");
                         }
                     }
@@ -316,9 +402,13 @@ async fn handle(req: Request<Incoming>, runtime: Arc<dyn PodRuntime>, token: Arc
             resp
         }
         Route::PortForward { pod } => {
-            let (kind, resp) = match handshake(&req, &[PORTFORWARD_WS_PROTOCOL], &[PORTFORWARD_SPDY_PROTOCOL]) {
+            let (kind, resp) = match handshake(
+                &req,
+                &[PORTFORWARD_WS_PROTOCOL],
+                &[PORTFORWARD_SPDY_PROTOCOL],
+            ) {
                 Ok(x) => x,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let on = hyper::upgrade::on(req);
             tokio::spawn(async move {
@@ -353,7 +443,8 @@ async fn handle(req: Request<Incoming>, runtime: Arc<dyn PodRuntime>, token: Arc
                         }
                     });
                     let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(stream)));
-                    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                    resp.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
                     resp
                 }
                 Err(e) => runtime_error(&e),
@@ -366,7 +457,11 @@ fn runtime_error(e: &crate::runtime::RuntimeError) -> Response<Body> {
     match e.http_code() {
         404 => status(StatusCode::NOT_FOUND, "NotFound", &e.to_string()),
         400 => status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
-        _ => status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &e.to_string()),
+        _ => status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            &e.to_string(),
+        ),
     }
 }
 
@@ -376,7 +471,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Serves the streaming endpoints on `listener` until the task is dropped.
 /// Every request must carry `Authorization: Bearer <auth_token>`.
-pub async fn serve(listener: TcpListener, runtime: Arc<dyn PodRuntime>, auth_token: String) -> Result<(), ServeError> {
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Arc<dyn PodRuntime>,
+    auth_token: String,
+) -> Result<(), ServeError> {
     let token: Arc<str> = auth_token.into();
     listener.local_addr().map_err(ServeError::Listener)?;
     loop {
@@ -397,7 +496,9 @@ pub async fn serve(listener: TcpListener, runtime: Arc<dyn PodRuntime>, auth_tok
                 let token = token.clone();
                 async move { Ok::<_, Infallible>(handle(req, runtime, token).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc).with_upgrades();
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .with_upgrades();
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "streaming connection");
             }
@@ -410,16 +511,43 @@ mod tests {
     use super::*;
 
     fn pod(ns: &str, n: &str) -> PodRef {
-        PodRef { namespace: ns.into(), name: n.into(), uid: None }
+        PodRef {
+            namespace: ns.into(),
+            name: n.into(),
+            uid: None,
+        }
     }
 
     #[test]
     fn routes() {
         let cases: Vec<(&str, Option<Route>)> = vec![
-            ("/exec/default/web/main", Some(Route::Exec { pod: pod("default", "web"), container: "main".into() })),
-            ("/attach/ns/p/c", Some(Route::Attach { pod: pod("ns", "p"), container: "c".into() })),
-            ("/portForward/ns/p", Some(Route::PortForward { pod: pod("ns", "p") })),
-            ("/containerLogs/ns/p/c%2Dx", Some(Route::Logs { pod: pod("ns", "p"), container: "c-x".into() })),
+            (
+                "/exec/default/web/main",
+                Some(Route::Exec {
+                    pod: pod("default", "web"),
+                    container: "main".into(),
+                }),
+            ),
+            (
+                "/attach/ns/p/c",
+                Some(Route::Attach {
+                    pod: pod("ns", "p"),
+                    container: "c".into(),
+                }),
+            ),
+            (
+                "/portForward/ns/p",
+                Some(Route::PortForward {
+                    pod: pod("ns", "p"),
+                }),
+            ),
+            (
+                "/containerLogs/ns/p/c%2Dx",
+                Some(Route::Logs {
+                    pod: pod("ns", "p"),
+                    container: "c-x".into(),
+                }),
+            ),
             ("/exec/ns/p", None),
             ("/portForward/ns//", None),
             ("/logs/ns/p/c", None),
@@ -431,33 +559,73 @@ mod tests {
 
     #[test]
     fn exec_queries() {
-        let q = parse_query(Some("command=sh&command=-c&command=echo+a%20b%2B&container=c&stdin=true&stdout=true&tty=true"));
+        let q = parse_query(Some(
+            "command=sh&command=-c&command=echo+a%20b%2B&container=c&stdin=true&stdout=true&tty=true",
+        ));
         let r = exec_request(pod("d", "p"), "c".into(), &q, false).expect("valid");
         assert_eq!(r.command, vec!["sh", "-c", "echo a b+"]);
         assert!(r.stdin && r.stdout && !r.stderr && r.tty);
         let cases: Vec<(&str, bool, &str)> = vec![
             ("stdout=true", false, "you must specify at least 1 command"),
-            ("command=ls", false, "you must specify at least one of stdin, stdout, stderr"),
-            ("", true, "you must specify at least one of stdin, stdout, stderr"),
+            (
+                "command=ls",
+                false,
+                "you must specify at least one of stdin, stdout, stderr",
+            ),
+            (
+                "",
+                true,
+                "you must specify at least one of stdin, stdout, stderr",
+            ),
         ];
         for (query, attach, want) in cases {
             let q = parse_query(Some(query));
-            assert_eq!(exec_request(pod("d", "p"), "c".into(), &q, attach).err().as_deref(), Some(want), "{query}");
+            assert_eq!(
+                exec_request(pod("d", "p"), "c".into(), &q, attach)
+                    .err()
+                    .as_deref(),
+                Some(want),
+                "{query}"
+            );
         }
     }
 
     #[test]
     fn log_queries() {
-        let o = log_options(&parse_query(Some("follow=true&tailLines=10&timestamps=1"))).expect("valid");
-        assert_eq!(o, LogOptions { follow: true, tail_lines: Some(10), timestamps: true, ..Default::default() });
-        let since = log_options(&parse_query(Some("sinceSeconds=60"))).expect("valid").since_time.expect("set");
-        let age = std::time::SystemTime::now().duration_since(since).expect("in the past");
+        let o = log_options(&parse_query(Some("follow=true&tailLines=10&timestamps=1")))
+            .expect("valid");
+        assert_eq!(
+            o,
+            LogOptions {
+                follow: true,
+                tail_lines: Some(10),
+                timestamps: true,
+                ..Default::default()
+            }
+        );
+        let since = log_options(&parse_query(Some("sinceSeconds=60")))
+            .expect("valid")
+            .since_time
+            .expect("set");
+        let age = std::time::SystemTime::now()
+            .duration_since(since)
+            .expect("in the past");
         assert!((59..=61).contains(&age.as_secs()), "{age:?}");
         for (q, want) in [
-            ("tailLines=x", "tailLines: invalid value \"x\": must be a non-negative integer"),
-            ("limitBytes=-1", "limitBytes: invalid value \"-1\": must be a non-negative integer"),
+            (
+                "tailLines=x",
+                "tailLines: invalid value \"x\": must be a non-negative integer",
+            ),
+            (
+                "limitBytes=-1",
+                "limitBytes: invalid value \"-1\": must be a non-negative integer",
+            ),
         ] {
-            assert_eq!(log_options(&parse_query(Some(q))).err().as_deref(), Some(want), "{q}");
+            assert_eq!(
+                log_options(&parse_query(Some(q))).err().as_deref(),
+                Some(want),
+                "{q}"
+            );
         }
     }
 
@@ -465,15 +633,33 @@ mod tests {
     fn protocol_negotiation() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let cases: Vec<(Vec<String>, &[&str], Option<&str>)> = vec![
-            (s(&["v5.channel.k8s.io"]), EXEC_WS_PROTOCOLS, Some("v5.channel.k8s.io")),
-            (s(&["v4.channel.k8s.io", "v5.channel.k8s.io"]), EXEC_WS_PROTOCOLS, Some("v4.channel.k8s.io")),
             (
-                s(&["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"]),
+                s(&["v5.channel.k8s.io"]),
+                EXEC_WS_PROTOCOLS,
+                Some("v5.channel.k8s.io"),
+            ),
+            (
+                s(&["v4.channel.k8s.io", "v5.channel.k8s.io"]),
+                EXEC_WS_PROTOCOLS,
+                Some("v4.channel.k8s.io"),
+            ),
+            (
+                s(&[
+                    "v5.channel.k8s.io",
+                    "v4.channel.k8s.io",
+                    "v3.channel.k8s.io",
+                    "v2.channel.k8s.io",
+                    "channel.k8s.io",
+                ]),
                 EXEC_SPDY_PROTOCOLS,
                 Some("v5.channel.k8s.io"),
             ),
             (s(&["base64.channel.k8s.io"]), EXEC_WS_PROTOCOLS, None),
-            (s(&["SPDY/3.1+portforward.k8s.io"]), &[PORTFORWARD_WS_PROTOCOL], Some("SPDY/3.1+portforward.k8s.io")),
+            (
+                s(&["SPDY/3.1+portforward.k8s.io"]),
+                &[PORTFORWARD_WS_PROTOCOL],
+                Some("SPDY/3.1+portforward.k8s.io"),
+            ),
         ];
         for (client, server, want) in cases {
             assert_eq!(negotiate(&client, server).as_deref(), want, "{client:?}");

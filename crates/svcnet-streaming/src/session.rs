@@ -57,7 +57,14 @@ impl StreamWriter {
         let mut data = data;
         while !data.is_empty() {
             let chunk = data.split_to(data.len().min(MAX_DATA_CHUNK));
-            self.tx.send(Frame::Data { stream_id: self.id, fin: false, data: chunk }).await.map_err(|_| SessionError::Closed)?;
+            self.tx
+                .send(Frame::Data {
+                    stream_id: self.id,
+                    fin: false,
+                    data: chunk,
+                })
+                .await
+                .map_err(|_| SessionError::Closed)?;
         }
         Ok(())
     }
@@ -66,7 +73,14 @@ impl StreamWriter {
     pub async fn finish(&self) -> Result<(), SessionError> {
         // Queue the FIN before forgetting the stream, so nothing waiting on the
         // stream's end can cancel it.
-        let sent = self.tx.send(Frame::Data { stream_id: self.id, fin: true, data: Bytes::new() }).await;
+        let sent = self
+            .tx
+            .send(Frame::Data {
+                stream_id: self.id,
+                fin: true,
+                data: Bytes::new(),
+            })
+            .await;
         // Forget the stream once both directions are closed.
         if let Ok(mut m) = self.streams.lock()
             && let Some(s) = m.get_mut(&self.id)
@@ -81,7 +95,13 @@ impl StreamWriter {
 
     /// Ends the stream in both directions.
     pub async fn reset(&self, status: u32) -> Result<(), SessionError> {
-        let sent = self.tx.send(Frame::RstStream { stream_id: self.id, status }).await;
+        let sent = self
+            .tx
+            .send(Frame::RstStream {
+                stream_id: self.id,
+                status,
+            })
+            .await;
         if let Ok(mut m) = self.streams.lock() {
             m.remove(&self.id);
         }
@@ -141,12 +161,22 @@ impl Session {
     /// the reader keeps draining until the peer closes (at most a few seconds),
     /// so that unread input never turns our close into a reset that loses output.
     pub async fn close(&self) {
-        let _ = self.tx.send(Frame::GoAway { last_good_stream_id: 0, status: 0 }).await;
+        let _ = self
+            .tx
+            .send(Frame::GoAway {
+                last_good_stream_id: 0,
+                status: 0,
+            })
+            .await;
         let _ = self.closing.send(true);
     }
 }
 
-async fn write_loop<W: AsyncWrite + Send + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Frame>, mut closing: watch::Receiver<bool>) {
+async fn write_loop<W: AsyncWrite + Send + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Frame>,
+    mut closing: watch::Receiver<bool>,
+) {
     let mut enc = Encoder::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
@@ -240,49 +270,118 @@ async fn read_loop<R: AsyncRead + Send + Unpin>(
             }
             Err(e) => {
                 tracing::debug!(error = %e, "SPDY protocol error, closing the session");
-                let _ = tx.send(Frame::GoAway { last_good_stream_id: last_id, status: 1 }).await;
+                let _ = tx
+                    .send(Frame::GoAway {
+                        last_good_stream_id: last_id,
+                        status: 1,
+                    })
+                    .await;
                 break;
             }
         };
         match frame {
-            Frame::SynStream { stream_id, flags, headers, .. } => {
+            Frame::SynStream {
+                stream_id,
+                flags,
+                headers,
+                ..
+            } => {
                 // Client streams are odd and increasing.
                 if stream_id % 2 == 0 || stream_id <= last_id {
-                    let _ = tx.send(Frame::RstStream { stream_id, status: spdy::status::PROTOCOL_ERROR }).await;
+                    let _ = tx
+                        .send(Frame::RstStream {
+                            stream_id,
+                            status: spdy::status::PROTOCOL_ERROR,
+                        })
+                        .await;
                     continue;
                 }
                 last_id = stream_id;
                 let Some(acc) = accept.as_ref() else {
-                    let _ = tx.send(Frame::RstStream { stream_id, status: spdy::status::REFUSED_STREAM }).await;
+                    let _ = tx
+                        .send(Frame::RstStream {
+                            stream_id,
+                            status: spdy::status::REFUSED_STREAM,
+                        })
+                        .await;
                     continue;
                 };
                 let (dtx, drx) = mpsc::channel(STREAM_QUEUE);
                 let (rtx, rrx) = watch::channel(false);
                 let fin = flags & spdy::FLAG_FIN != 0;
                 if let Ok(mut m) = streams.lock() {
-                    m.insert(stream_id, StreamState { data: (!fin).then_some(dtx), reset: rtx, local_fin: false });
+                    m.insert(
+                        stream_id,
+                        StreamState {
+                            data: (!fin).then_some(dtx),
+                            reset: rtx,
+                            local_fin: false,
+                        },
+                    );
                 }
-                if tx.send(Frame::SynReply { stream_id, fin: false, headers: Vec::new() }).await.is_err() {
+                if tx
+                    .send(Frame::SynReply {
+                        stream_id,
+                        fin: false,
+                        headers: Vec::new(),
+                    })
+                    .await
+                    .is_err()
+                {
                     break;
                 }
-                let incoming = IncomingStream { headers, data: drx, writer: StreamWriter { id: stream_id, tx: tx.clone(), streams: streams.clone() }, reset: rrx };
+                let incoming = IncomingStream {
+                    headers,
+                    data: drx,
+                    writer: StreamWriter {
+                        id: stream_id,
+                        tx: tx.clone(),
+                        streams: streams.clone(),
+                    },
+                    reset: rrx,
+                };
                 if acc.send(incoming).await.is_err() {
                     accept = None;
                 }
             }
-            Frame::Data { stream_id, fin, data } => {
-                let sender = streams.lock().ok().and_then(|m| m.get(&stream_id).and_then(|s| s.data.clone()));
+            Frame::Data {
+                stream_id,
+                fin,
+                data,
+            } => {
+                let sender = streams
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&stream_id).and_then(|s| s.data.clone()));
                 let len = data.len() as u32;
                 if let Some(s) = sender {
                     if !data.is_empty() && s.send(data).await.is_ok() {
-                        let _ = tx.send(Frame::WindowUpdate { stream_id, delta: len }).await;
-                        let _ = tx.send(Frame::WindowUpdate { stream_id: 0, delta: len }).await;
+                        let _ = tx
+                            .send(Frame::WindowUpdate {
+                                stream_id,
+                                delta: len,
+                            })
+                            .await;
+                        let _ = tx
+                            .send(Frame::WindowUpdate {
+                                stream_id: 0,
+                                delta: len,
+                            })
+                            .await;
                     }
                 } else if len > 0 {
                     // Keep the session window open even for data we drop.
-                    let _ = tx.send(Frame::WindowUpdate { stream_id: 0, delta: len }).await;
+                    let _ = tx
+                        .send(Frame::WindowUpdate {
+                            stream_id: 0,
+                            delta: len,
+                        })
+                        .await;
                 }
-                if fin && let Ok(mut m) = streams.lock() && let Some(s) = m.get_mut(&stream_id) {
+                if fin
+                    && let Ok(mut m) = streams.lock()
+                    && let Some(s) = m.get_mut(&stream_id)
+                {
                     s.data = None;
                     if s.local_fin {
                         m.remove(&stream_id);
@@ -290,7 +389,9 @@ async fn read_loop<R: AsyncRead + Send + Unpin>(
                 }
             }
             Frame::RstStream { stream_id, .. } => {
-                if let Ok(mut m) = streams.lock() && let Some(s) = m.remove(&stream_id) {
+                if let Ok(mut m) = streams.lock()
+                    && let Some(s) = m.remove(&stream_id)
+                {
                     let _ = s.reset.send(true);
                 }
             }
@@ -301,7 +402,11 @@ async fn read_loop<R: AsyncRead + Send + Unpin>(
                 }
             }
             Frame::GoAway { .. } => accept = None,
-            Frame::SynReply { .. } | Frame::Headers { .. } | Frame::Settings { .. } | Frame::WindowUpdate { .. } | Frame::Unknown { .. } => {}
+            Frame::SynReply { .. }
+            | Frame::Headers { .. }
+            | Frame::Settings { .. }
+            | Frame::WindowUpdate { .. }
+            | Frame::Unknown { .. } => {}
         }
     }
     reset_all(&streams);

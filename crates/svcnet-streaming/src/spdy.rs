@@ -62,17 +62,54 @@ pub struct Setting {
 /// A SPDY/3.1 frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    Data { stream_id: u32, fin: bool, data: Bytes },
-    SynStream { stream_id: u32, associated_id: u32, priority: u8, slot: u8, flags: u8, headers: Headers },
-    SynReply { stream_id: u32, fin: bool, headers: Headers },
-    RstStream { stream_id: u32, status: u32 },
-    Settings { flags: u8, entries: Vec<Setting> },
-    Ping { id: u32 },
-    GoAway { last_good_stream_id: u32, status: u32 },
-    Headers { stream_id: u32, fin: bool, headers: Headers },
-    WindowUpdate { stream_id: u32, delta: u32 },
+    Data {
+        stream_id: u32,
+        fin: bool,
+        data: Bytes,
+    },
+    SynStream {
+        stream_id: u32,
+        associated_id: u32,
+        priority: u8,
+        slot: u8,
+        flags: u8,
+        headers: Headers,
+    },
+    SynReply {
+        stream_id: u32,
+        fin: bool,
+        headers: Headers,
+    },
+    RstStream {
+        stream_id: u32,
+        status: u32,
+    },
+    Settings {
+        flags: u8,
+        entries: Vec<Setting>,
+    },
+    Ping {
+        id: u32,
+    },
+    GoAway {
+        last_good_stream_id: u32,
+        status: u32,
+    },
+    Headers {
+        stream_id: u32,
+        fin: bool,
+        headers: Headers,
+    },
+    WindowUpdate {
+        stream_id: u32,
+        delta: u32,
+    },
     /// A control frame type we do not know; SPDY says to ignore it.
-    Unknown { frame_type: u16, flags: u8, payload: Bytes },
+    Unknown {
+        frame_type: u16,
+        flags: u8,
+        payload: Bytes,
+    },
 }
 
 /// Malformed frames and compression failures.
@@ -94,15 +131,71 @@ pub enum SpdyError {
 
 /// Names whose length-prefixed forms start the SPDY/3 dictionary.
 const DICTIONARY_WORDS: &[&str] = &[
-    "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset", "accept-encoding",
-    "accept-language", "accept-ranges", "age", "allow", "authorization", "cache-control", "connection",
-    "content-base", "content-encoding", "content-language", "content-length", "content-location",
-    "content-md5", "content-range", "content-type", "date", "etag", "expect", "expires", "from", "host",
-    "if-match", "if-modified-since", "if-none-match", "if-range", "if-unmodified-since", "last-modified",
-    "location", "max-forwards", "pragma", "proxy-authenticate", "proxy-authorization", "range", "referer",
-    "retry-after", "server", "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via",
-    "warning", "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url",
-    "public", "set-cookie", "keep-alive", "origin",
+    "options",
+    "head",
+    "post",
+    "put",
+    "delete",
+    "trace",
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "accept-ranges",
+    "age",
+    "allow",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-base",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-location",
+    "content-md5",
+    "content-range",
+    "content-type",
+    "date",
+    "etag",
+    "expect",
+    "expires",
+    "from",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "last-modified",
+    "location",
+    "max-forwards",
+    "pragma",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "range",
+    "referer",
+    "retry-after",
+    "server",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "vary",
+    "via",
+    "warning",
+    "www-authenticate",
+    "method",
+    "get",
+    "status",
+    "200 OK",
+    "version",
+    "HTTP/1.1",
+    "url",
+    "public",
+    "set-cookie",
+    "keep-alive",
+    "origin",
 ];
 
 /// Unprefixed text that ends the SPDY/3 dictionary.
@@ -192,7 +285,9 @@ pub struct Encoder {
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Encoder").field("total_in", &self.z.total_in()).finish()
+        f.debug_struct("Encoder")
+            .field("total_in", &self.z.total_in())
+            .finish()
     }
 }
 
@@ -224,7 +319,8 @@ impl Encoder {
                 .map_err(|e| SpdyError::Zlib(e.to_string()))?;
             let consumed = (self.z.total_in() - start_in) as usize;
             // Done when all input is in and the flush did not fill the buffer.
-            if consumed == block.len() && out.len() < out.capacity() && self.z.total_out() >= before {
+            if consumed == block.len() && out.len() < out.capacity() && self.z.total_out() >= before
+            {
                 return Ok(out);
             }
         }
@@ -232,20 +328,25 @@ impl Encoder {
 
     /// Appends the wire form of `frame` to `out`.
     pub fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<(), SpdyError> {
-        let control = |out: &mut Vec<u8>, t: u16, flags: u8, payload: &[u8]| -> Result<(), SpdyError> {
-            if payload.len() > MAX_FRAME_LEN {
-                return Err(SpdyError::TooLarge(payload.len()));
-            }
-            out.extend_from_slice(&(0x8000 | VERSION).to_be_bytes());
-            out.extend_from_slice(&t.to_be_bytes());
-            out.push(flags);
-            put_u24(out, payload.len());
-            out.extend_from_slice(payload);
-            Ok(())
-        };
+        let control =
+            |out: &mut Vec<u8>, t: u16, flags: u8, payload: &[u8]| -> Result<(), SpdyError> {
+                if payload.len() > MAX_FRAME_LEN {
+                    return Err(SpdyError::TooLarge(payload.len()));
+                }
+                out.extend_from_slice(&(0x8000 | VERSION).to_be_bytes());
+                out.extend_from_slice(&t.to_be_bytes());
+                out.push(flags);
+                put_u24(out, payload.len());
+                out.extend_from_slice(payload);
+                Ok(())
+            };
         let fin = |f: bool| if f { FLAG_FIN } else { 0 };
         match frame {
-            Frame::Data { stream_id, fin: f, data } => {
+            Frame::Data {
+                stream_id,
+                fin: f,
+                data,
+            } => {
                 if data.len() > MAX_FRAME_LEN {
                     return Err(SpdyError::TooLarge(data.len()));
                 }
@@ -255,7 +356,14 @@ impl Encoder {
                 out.extend_from_slice(data);
                 Ok(())
             }
-            Frame::SynStream { stream_id, associated_id, priority, slot, flags, headers } => {
+            Frame::SynStream {
+                stream_id,
+                associated_id,
+                priority,
+                slot,
+                flags,
+                headers,
+            } => {
                 let mut p = Vec::new();
                 p.extend_from_slice(&(stream_id & 0x7fff_ffff).to_be_bytes());
                 p.extend_from_slice(&(associated_id & 0x7fff_ffff).to_be_bytes());
@@ -264,8 +372,21 @@ impl Encoder {
                 p.extend_from_slice(&self.compress(&encode_header_block(headers))?);
                 control(out, kind::SYN_STREAM, *flags, &p)
             }
-            Frame::SynReply { stream_id, fin: f, headers } | Frame::Headers { stream_id, fin: f, headers } => {
-                let t = if matches!(frame, Frame::SynReply { .. }) { kind::SYN_REPLY } else { kind::HEADERS };
+            Frame::SynReply {
+                stream_id,
+                fin: f,
+                headers,
+            }
+            | Frame::Headers {
+                stream_id,
+                fin: f,
+                headers,
+            } => {
+                let t = if matches!(frame, Frame::SynReply { .. }) {
+                    kind::SYN_REPLY
+                } else {
+                    kind::HEADERS
+                };
                 let mut p = Vec::new();
                 p.extend_from_slice(&(stream_id & 0x7fff_ffff).to_be_bytes());
                 p.extend_from_slice(&self.compress(&encode_header_block(headers))?);
@@ -286,7 +407,10 @@ impl Encoder {
                 control(out, kind::SETTINGS, *flags, &p)
             }
             Frame::Ping { id } => control(out, kind::PING, 0, &id.to_be_bytes()),
-            Frame::GoAway { last_good_stream_id, status } => {
+            Frame::GoAway {
+                last_good_stream_id,
+                status,
+            } => {
                 let mut p = (last_good_stream_id & 0x7fff_ffff).to_be_bytes().to_vec();
                 p.extend_from_slice(&status.to_be_bytes());
                 control(out, kind::GOAWAY, 0, &p)
@@ -296,7 +420,11 @@ impl Encoder {
                 p.extend_from_slice(&(delta & 0x7fff_ffff).to_be_bytes());
                 control(out, kind::WINDOW_UPDATE, 0, &p)
             }
-            Frame::Unknown { frame_type, flags, payload } => control(out, *frame_type, *flags, payload),
+            Frame::Unknown {
+                frame_type,
+                flags,
+                payload,
+            } => control(out, *frame_type, *flags, payload),
         }
     }
 }
@@ -308,7 +436,9 @@ pub struct Decoder {
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decoder").field("total_in", &self.z.total_in()).finish()
+        f.debug_struct("Decoder")
+            .field("total_in", &self.z.total_in())
+            .finish()
     }
 }
 
@@ -324,7 +454,9 @@ fn be32(b: &[u8]) -> u32 {
 
 impl Decoder {
     pub fn new() -> Self {
-        Decoder { z: Decompress::new(true) }
+        Decoder {
+            z: Decompress::new(true),
+        }
     }
 
     fn decompress(&mut self, block: &[u8]) -> Result<Vec<u8>, SpdyError> {
@@ -333,17 +465,24 @@ impl Decoder {
         loop {
             let consumed = (self.z.total_in() - start_in) as usize;
             if out.len() > MAX_HEADER_BLOCK {
-                return Err(SpdyError::HeaderBlock(format!("decompressed block exceeds {MAX_HEADER_BLOCK} bytes")));
+                return Err(SpdyError::HeaderBlock(format!(
+                    "decompressed block exceeds {MAX_HEADER_BLOCK} bytes"
+                )));
             }
             if out.capacity() - out.len() < 256 {
                 out.reserve(out.capacity().max(256));
             }
             let before_out = out.len();
-            match self.z.decompress_vec(&block[consumed..], &mut out, FlushDecompress::Sync) {
+            match self
+                .z
+                .decompress_vec(&block[consumed..], &mut out, FlushDecompress::Sync)
+            {
                 Ok(Status::StreamEnd) => return Err(SpdyError::Zlib("header stream ended".into())),
                 Ok(_) => {}
                 Err(e) if e.needs_dictionary().is_some() => {
-                    self.z.set_dictionary(&dictionary()).map_err(|e| SpdyError::Zlib(e.to_string()))?;
+                    self.z
+                        .set_dictionary(&dictionary())
+                        .map_err(|e| SpdyError::Zlib(e.to_string()))?;
                     continue;
                 }
                 Err(e) => return Err(SpdyError::Zlib(e.to_string())),
@@ -381,7 +520,11 @@ impl Decoder {
             if stream_id == 0 {
                 return Err(SpdyError::StreamZero("DATA"));
             }
-            return Ok(Some(Frame::Data { stream_id, fin: flags & FLAG_FIN != 0, data: payload }));
+            return Ok(Some(Frame::Data {
+                stream_id,
+                fin: flags & FLAG_FIN != 0,
+                data: payload,
+            }));
         }
         let version = u16::from_be_bytes([head[0], head[1]]) & 0x7fff;
         if version != VERSION {
@@ -389,7 +532,13 @@ impl Decoder {
         }
         let t = u16::from_be_bytes([head[2], head[3]]);
         let fin = flags & FLAG_FIN != 0;
-        let need = |name: &'static str, ok: bool| if ok { Ok(()) } else { Err(SpdyError::Length { frame: name, len }) };
+        let need = |name: &'static str, ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(SpdyError::Length { frame: name, len })
+            }
+        };
         let id = |p: &[u8]| be32(p) & 0x7fff_ffff;
         let frame = match t {
             kind::SYN_STREAM => {
@@ -408,19 +557,34 @@ impl Decoder {
                 }
             }
             kind::SYN_REPLY | kind::HEADERS => {
-                let name = if t == kind::SYN_REPLY { "SYN_REPLY" } else { "HEADERS" };
+                let name = if t == kind::SYN_REPLY {
+                    "SYN_REPLY"
+                } else {
+                    "HEADERS"
+                };
                 need(name, len >= 4)?;
                 let stream_id = id(&payload);
                 let headers = self.headers(&payload[4..])?;
                 if t == kind::SYN_REPLY {
-                    Frame::SynReply { stream_id, fin, headers }
+                    Frame::SynReply {
+                        stream_id,
+                        fin,
+                        headers,
+                    }
                 } else {
-                    Frame::Headers { stream_id, fin, headers }
+                    Frame::Headers {
+                        stream_id,
+                        fin,
+                        headers,
+                    }
                 }
             }
             kind::RST_STREAM => {
                 need("RST_STREAM", len == 8)?;
-                Frame::RstStream { stream_id: id(&payload), status: be32(&payload[4..]) }
+                Frame::RstStream {
+                    stream_id: id(&payload),
+                    status: be32(&payload[4..]),
+                }
             }
             kind::SETTINGS => {
                 need("SETTINGS", len >= 4)?;
@@ -433,7 +597,11 @@ impl Decoder {
                     let hi = p.get_u8();
                     let mid = p.get_u16();
                     let value = p.get_u32();
-                    entries.push(Setting { flags: f, id: (u32::from(hi) << 16) | u32::from(mid), value });
+                    entries.push(Setting {
+                        flags: f,
+                        id: (u32::from(hi) << 16) | u32::from(mid),
+                        value,
+                    });
                 }
                 Frame::Settings { flags, entries }
             }
@@ -445,13 +613,23 @@ impl Decoder {
                 // SPDY/2 peers omit the status; accept both lengths.
                 need("GOAWAY", len == 8 || len == 4)?;
                 let status = if len == 8 { be32(&payload[4..]) } else { 0 };
-                Frame::GoAway { last_good_stream_id: id(&payload), status }
+                Frame::GoAway {
+                    last_good_stream_id: id(&payload),
+                    status,
+                }
             }
             kind::WINDOW_UPDATE => {
                 need("WINDOW_UPDATE", len == 8)?;
-                Frame::WindowUpdate { stream_id: id(&payload), delta: be32(&payload[4..]) & 0x7fff_ffff }
+                Frame::WindowUpdate {
+                    stream_id: id(&payload),
+                    delta: be32(&payload[4..]) & 0x7fff_ffff,
+                }
             }
-            other => Frame::Unknown { frame_type: other, flags, payload },
+            other => Frame::Unknown {
+                frame_type: other,
+                flags,
+                payload,
+            },
         };
         Ok(Some(frame))
     }
@@ -498,7 +676,10 @@ mod tests {
     }
 
     fn h(pairs: &[(&str, &str)]) -> Headers {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -510,7 +691,11 @@ mod tests {
                 priority: 0,
                 slot: 0,
                 flags: 0,
-                headers: h(&[("streamtype", "error"), ("port", "5000"), ("requestid", "0")]),
+                headers: h(&[
+                    ("streamtype", "error"),
+                    ("port", "5000"),
+                    ("requestid", "0"),
+                ]),
             },
             Frame::SynStream {
                 stream_id: 3,
@@ -520,16 +705,52 @@ mod tests {
                 flags: FLAG_FIN,
                 headers: h(&[("streamtype", "data"), ("port", "5000"), ("requestid", "0")]),
             },
-            Frame::SynReply { stream_id: 1, fin: false, headers: vec![] },
-            Frame::Headers { stream_id: 3, fin: true, headers: h(&[("x", "a\0b")]) },
-            Frame::Data { stream_id: 3, fin: false, data: Bytes::from_static(b"hello") },
-            Frame::Data { stream_id: 3, fin: true, data: Bytes::new() },
-            Frame::RstStream { stream_id: 5, status: status::CANCEL },
-            Frame::Settings { flags: 1, entries: vec![Setting { flags: 0, id: 7, value: 65536 }] },
+            Frame::SynReply {
+                stream_id: 1,
+                fin: false,
+                headers: vec![],
+            },
+            Frame::Headers {
+                stream_id: 3,
+                fin: true,
+                headers: h(&[("x", "a\0b")]),
+            },
+            Frame::Data {
+                stream_id: 3,
+                fin: false,
+                data: Bytes::from_static(b"hello"),
+            },
+            Frame::Data {
+                stream_id: 3,
+                fin: true,
+                data: Bytes::new(),
+            },
+            Frame::RstStream {
+                stream_id: 5,
+                status: status::CANCEL,
+            },
+            Frame::Settings {
+                flags: 1,
+                entries: vec![Setting {
+                    flags: 0,
+                    id: 7,
+                    value: 65536,
+                }],
+            },
             Frame::Ping { id: 1 },
-            Frame::GoAway { last_good_stream_id: 7, status: 0 },
-            Frame::WindowUpdate { stream_id: 3, delta: 65536 },
-            Frame::Unknown { frame_type: 42, flags: 0, payload: Bytes::from_static(b"??") },
+            Frame::GoAway {
+                last_good_stream_id: 7,
+                status: 0,
+            },
+            Frame::WindowUpdate {
+                stream_id: 3,
+                delta: 65536,
+            },
+            Frame::Unknown {
+                frame_type: 42,
+                flags: 0,
+                payload: Bytes::from_static(b"??"),
+            },
         ];
         assert_eq!(roundtrip(&frames), frames);
     }
@@ -537,10 +758,32 @@ mod tests {
     #[test]
     fn wire_bytes_of_simple_frames() {
         let cases: Vec<(Frame, &[u8])> = vec![
-            (Frame::Ping { id: 2 }, &[0x80, 3, 0, 6, 0, 0, 0, 4, 0, 0, 0, 2]),
-            (Frame::Data { stream_id: 3, fin: true, data: Bytes::from_static(b"ab") }, &[0, 0, 0, 3, 1, 0, 0, 2, b'a', b'b']),
-            (Frame::RstStream { stream_id: 1, status: 5 }, &[0x80, 3, 0, 3, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 5]),
-            (Frame::WindowUpdate { stream_id: 1, delta: 0x100 }, &[0x80, 3, 0, 9, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 1, 0]),
+            (
+                Frame::Ping { id: 2 },
+                &[0x80, 3, 0, 6, 0, 0, 0, 4, 0, 0, 0, 2],
+            ),
+            (
+                Frame::Data {
+                    stream_id: 3,
+                    fin: true,
+                    data: Bytes::from_static(b"ab"),
+                },
+                &[0, 0, 0, 3, 1, 0, 0, 2, b'a', b'b'],
+            ),
+            (
+                Frame::RstStream {
+                    stream_id: 1,
+                    status: 5,
+                },
+                &[0x80, 3, 0, 3, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 5],
+            ),
+            (
+                Frame::WindowUpdate {
+                    stream_id: 1,
+                    delta: 0x100,
+                },
+                &[0x80, 3, 0, 9, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 1, 0],
+            ),
         ];
         for (f, want) in cases {
             let mut out = Vec::new();
@@ -553,7 +796,14 @@ mod tests {
     fn header_block_uses_a_dictionary_zlib_stream() {
         let mut out = Vec::new();
         Encoder::new()
-            .encode(&Frame::SynReply { stream_id: 1, fin: false, headers: h(&[("status", "200 OK")]) }, &mut out)
+            .encode(
+                &Frame::SynReply {
+                    stream_id: 1,
+                    fin: false,
+                    headers: h(&[("status", "200 OK")]),
+                },
+                &mut out,
+            )
             .expect("encode");
         // zlib header then FDICT flag with the dictionary's Adler-32.
         let z = &out[12..];
@@ -565,11 +815,32 @@ mod tests {
     #[test]
     fn errors_on_bad_frames() {
         let cases: Vec<(&[u8], SpdyError)> = vec![
-            (&[0x80, 2, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1], SpdyError::Version(2)),
-            (&[0x80, 3, 0, 6, 0, 0, 0, 3, 0, 0, 1], SpdyError::Length { frame: "PING", len: 3 }),
+            (
+                &[0x80, 2, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1],
+                SpdyError::Version(2),
+            ),
+            (
+                &[0x80, 3, 0, 6, 0, 0, 0, 3, 0, 0, 1],
+                SpdyError::Length {
+                    frame: "PING",
+                    len: 3,
+                },
+            ),
             (&[0, 0, 0, 0, 0, 0, 0, 0], SpdyError::StreamZero("DATA")),
-            (&[0x80, 3, 0, 3, 0, 0, 0, 4, 0, 0, 0, 1], SpdyError::Length { frame: "RST_STREAM", len: 4 }),
-            (&[0x80, 3, 0, 1, 0, 0, 0, 2, 0, 1], SpdyError::Length { frame: "SYN_STREAM", len: 2 }),
+            (
+                &[0x80, 3, 0, 3, 0, 0, 0, 4, 0, 0, 0, 1],
+                SpdyError::Length {
+                    frame: "RST_STREAM",
+                    len: 4,
+                },
+            ),
+            (
+                &[0x80, 3, 0, 1, 0, 0, 0, 2, 0, 1],
+                SpdyError::Length {
+                    frame: "SYN_STREAM",
+                    len: 2,
+                },
+            ),
             (
                 &[0x80, 3, 0, 2, 0, 0, 0, 6, 0, 0, 0, 1, 0xff, 0xff],
                 SpdyError::Zlib("invalid stream".into()),
@@ -590,26 +861,52 @@ mod tests {
     fn header_block_errors() {
         let cases: Vec<(&[u8], &str)> = vec![
             (&[0, 0, 0], "SPDY header block: truncated pair count"),
-            (&[0, 0, 0, 9], "SPDY header block: pair count exceeds the block"),
-            (&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0], "SPDY header block: empty header name"),
-            (&[0, 0, 0, 1, 0, 0, 0, 1, b'A', 0, 0, 0, 0], "SPDY header block: header name is not lowercase"),
-            (&[0, 0, 0, 1, 0, 0, 0, 1, b'a', 0, 0, 0, 2, b'x'], "SPDY header block: truncated value"),
-            (&[0, 0, 0, 0, 1], "SPDY header block: trailing bytes after the last pair"),
+            (
+                &[0, 0, 0, 9],
+                "SPDY header block: pair count exceeds the block",
+            ),
+            (
+                &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+                "SPDY header block: empty header name",
+            ),
+            (
+                &[0, 0, 0, 1, 0, 0, 0, 1, b'A', 0, 0, 0, 0],
+                "SPDY header block: header name is not lowercase",
+            ),
+            (
+                &[0, 0, 0, 1, 0, 0, 0, 1, b'a', 0, 0, 0, 2, b'x'],
+                "SPDY header block: truncated value",
+            ),
+            (
+                &[0, 0, 0, 0, 1],
+                "SPDY header block: trailing bytes after the last pair",
+            ),
         ];
         for (raw, want) in cases {
             let got = decode_header_block(raw).map_err(|e| e.to_string());
             assert_eq!(got, Err(want.to_string()), "{raw:?}");
         }
-        assert_eq!(header(&h(&[("streamtype", "data")]), "streamType"), Some("data"));
-        assert_eq!(header(&h(&[("port", "1\02")]), "port"), Some("1"));
+        assert_eq!(
+            header(&h(&[("streamtype", "data")]), "streamType"),
+            Some("data")
+        );
+        assert_eq!(header(&h(&[("port", "1\u{0}2")]), "port"), Some("1"));
     }
 
     #[test]
     fn large_header_block_compresses_across_buffer_growth() {
         let big = "x".repeat(100_000);
         let frames = vec![
-            Frame::SynReply { stream_id: 1, fin: false, headers: h(&[("a", &big)]) },
-            Frame::SynReply { stream_id: 3, fin: false, headers: h(&[("b", &big), ("c", "d")]) },
+            Frame::SynReply {
+                stream_id: 1,
+                fin: false,
+                headers: h(&[("a", &big)]),
+            },
+            Frame::SynReply {
+                stream_id: 3,
+                fin: false,
+                headers: h(&[("b", &big), ("c", "d")]),
+            },
         ];
         assert_eq!(roundtrip(&frames), frames);
     }

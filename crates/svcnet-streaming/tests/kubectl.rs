@@ -7,7 +7,10 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use svcnet_streaming::runtime::{ExecSession, ExitStatus, LogOptions, PodRef, PodRuntime, Reader, Result, RuntimeError, TerminalResizer, Writer};
+use svcnet_streaming::runtime::{
+    ExecSession, ExitStatus, LogOptions, PodRef, PodRuntime, Reader, Result, RuntimeError,
+    TerminalResizer, Writer,
+};
 use svcnet_testkit::Cluster;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -31,9 +34,20 @@ struct Resizer {
 impl TerminalResizer for Resizer {
     fn resize(&self, width: u16, height: u16) -> std::io::Result<()> {
         let st = std::process::Command::new("stty")
-            .args(["-F", &self.tty, "cols", &width.to_string(), "rows", &height.to_string()])
+            .args([
+                "-F",
+                &self.tty,
+                "cols",
+                &width.to_string(),
+                "rows",
+                &height.to_string(),
+            ])
             .status()?;
-        if st.success() { Ok(()) } else { Err(std::io::Error::other("stty failed")) }
+        if st.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("stty failed"))
+        }
     }
 }
 
@@ -47,26 +61,48 @@ struct FakeRuntime {
 }
 
 fn io_err(context: &str) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
-    move |source| RuntimeError::Io { context: context.to_string(), source }
+    move |source| RuntimeError::Io {
+        context: context.to_string(),
+        source,
+    }
 }
 
 #[async_trait::async_trait]
 impl PodRuntime for FakeRuntime {
-    async fn exec(&self, pod: &PodRef, container: Option<&str>, command: Vec<String>, stdin: bool, tty: bool) -> Result<ExecSession> {
+    async fn exec(
+        &self,
+        pod: &PodRef,
+        container: Option<&str>,
+        command: Vec<String>,
+        stdin: bool,
+        tty: bool,
+    ) -> Result<ExecSession> {
         if pod.name != "web" {
-            return Err(RuntimeError::PodNotFound { namespace: pod.namespace.clone(), name: pod.name.clone() });
+            return Err(RuntimeError::PodNotFound {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+            });
         }
-        self.execs.lock().unwrap().push((container.unwrap_or("").to_string(), command.clone()));
+        self.execs
+            .lock()
+            .unwrap()
+            .push((container.unwrap_or("").to_string(), command.clone()));
         let mut cmd = tokio::process::Command::new(&command[0]);
         cmd.args(&command[1..]).kill_on_drop(true);
         if tty {
             let pty = nix::pty::openpty(None, None).map_err(|e| io_err("openpty")(e.into()))?;
-            let tty_path = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&pty.slave)))
-                .map_err(io_err("pty path"))?
-                .display()
-                .to_string();
-            let dup = |f: &std::os::fd::OwnedFd| f.try_clone().map(Stdio::from).map_err(io_err("dup"));
-            cmd.stdin(dup(&pty.slave)?).stdout(dup(&pty.slave)?).stderr(dup(&pty.slave)?);
+            let tty_path = std::fs::read_link(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&pty.slave)
+            ))
+            .map_err(io_err("pty path"))?
+            .display()
+            .to_string();
+            let dup =
+                |f: &std::os::fd::OwnedFd| f.try_clone().map(Stdio::from).map_err(io_err("dup"));
+            cmd.stdin(dup(&pty.slave)?)
+                .stdout(dup(&pty.slave)?)
+                .stderr(dup(&pty.slave)?);
             let mut child = cmd.spawn().map_err(io_err("spawn"))?;
             // Only the child may hold the terminal now: its exit must end our reads.
             drop(pty.slave);
@@ -78,32 +114,62 @@ impl PodRuntime for FakeRuntime {
                 stdout: Some(Box::pin(reader) as Reader),
                 stderr: None,
                 resize: Some(Box::new(Resizer { tty: tty_path })),
-                wait: Box::pin(async move { child.wait().await.map(|s| ExitStatus::Code(s.code().unwrap_or(-1))) }),
+                wait: Box::pin(async move {
+                    child
+                        .wait()
+                        .await
+                        .map(|s| ExitStatus::Code(s.code().unwrap_or(-1)))
+                }),
             });
         }
-        cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| RuntimeError::BadRequest(format!("exec: {:?}: {e}", command[0])))?;
+        cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| RuntimeError::BadRequest(format!("exec: {:?}: {e}", command[0])))?;
         Ok(ExecSession {
             stdin: child.stdin.take().map(|w| Box::pin(w) as Writer),
             stdout: child.stdout.take().map(|r| Box::pin(r) as Reader),
             stderr: child.stderr.take().map(|r| Box::pin(r) as Reader),
             resize: None,
-            wait: Box::pin(async move { child.wait().await.map(|s| ExitStatus::Code(s.code().unwrap_or(-1))) }),
+            wait: Box::pin(async move {
+                child
+                    .wait()
+                    .await
+                    .map(|s| ExitStatus::Code(s.code().unwrap_or(-1)))
+            }),
         })
     }
 
     async fn port_forward(&self, _pod: &PodRef, port: u16) -> Result<TcpStream> {
         let real = self.ports.get(&port).copied().unwrap_or(1);
-        TcpStream::connect(("127.0.0.1", real)).await.map_err(io_err("connect"))
+        TcpStream::connect(("127.0.0.1", real))
+            .await
+            .map_err(io_err("connect"))
     }
 
-    async fn logs(&self, _pod: &PodRef, _container: Option<&str>, opts: LogOptions) -> Result<Reader> {
+    async fn logs(
+        &self,
+        _pod: &PodRef,
+        _container: Option<&str>,
+        opts: LogOptions,
+    ) -> Result<Reader> {
         let text = tokio::fs::read(&self.log).await.map_err(io_err("log"))?;
         let start = match opts.tail_lines {
             Some(n) => {
-                let lines: Vec<usize> = text.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
+                let lines: Vec<usize> = text
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i + 1)
+                    .collect();
                 let keep = n as usize;
-                if lines.len() > keep { lines[lines.len() - keep - 1] } else { 0 }
+                if lines.len() > keep {
+                    lines[lines.len() - keep - 1]
+                } else {
+                    0
+                }
             }
             None => 0,
         };
@@ -115,7 +181,9 @@ impl PodRuntime for FakeRuntime {
             let mut pos = start;
             // Bounded: a follow ends after a minute at most.
             for _ in 0..600 {
-                let Ok(data) = tokio::fs::read(&path).await else { return };
+                let Ok(data) = tokio::fs::read(&path).await else {
+                    return;
+                };
                 if data.len() > pos {
                     if tx.write_all(&data[pos..]).await.is_err() {
                         return;
@@ -270,23 +338,62 @@ async fn setup() -> Fixture {
     ports.insert(6000, talker_server().await);
     ports.insert(7000, listener_server(seen.clone()).await);
     ports.insert(8000, reset_server().await);
-    let runtime = Arc::new(FakeRuntime { ports, log, execs: Mutex::default() });
+    let runtime = Arc::new(FakeRuntime {
+        ports,
+        log,
+        execs: Mutex::default(),
+    });
     let agent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent_port = agent.local_addr().unwrap().port();
-    tokio::spawn(svcnet_streaming::serve(agent, runtime.clone(), TOKEN.to_string()));
+    tokio::spawn(svcnet_streaming::serve(
+        agent,
+        runtime.clone(),
+        TOKEN.to_string(),
+    ));
 
     let cluster = Cluster::start().await;
-    cluster.api.set_connector(Arc::new(apiserver_shim::connect::AgentConnector::new(TOKEN)));
+    cluster
+        .api
+        .set_connector(Arc::new(apiserver_shim::connect::AgentConnector::new(
+            TOKEN,
+        )));
     let o = cluster.apply_text(OBJECTS).await;
-    assert!(o.status.success(), "apply: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "apply: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let node_status = format!(
         r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{agent_port}}}}}}}}}"#
     );
-    cluster.ok(&["patch", "node", "node-a", "--subresource=status", "--type=merge", "-p", &node_status]).await;
     cluster
-        .ok(&["patch", "pod", "web", "--subresource=status", "--type=merge", "-p", r#"{"status":{"phase":"Running","podIP":"10.244.0.5"}}"#])
+        .ok(&[
+            "patch",
+            "node",
+            "node-a",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &node_status,
+        ])
         .await;
-    Fixture { cluster, runtime, seen, _log_dir: log_dir }
+    cluster
+        .ok(&[
+            "patch",
+            "pod",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Running","podIP":"10.244.0.5"}}"#,
+        ])
+        .await;
+    Fixture {
+        cluster,
+        runtime,
+        seen,
+        _log_dir: log_dir,
+    }
 }
 
 impl Fixture {
@@ -309,7 +416,12 @@ impl Fixture {
         cmd
     }
 
-    async fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<Vec<u8>>) -> std::process::Output {
+    async fn run(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<Vec<u8>>,
+    ) -> std::process::Output {
         let mut cmd = self.command(args, env);
         if stdin.is_some() {
             cmd.stdin(Stdio::piped());
@@ -322,12 +434,18 @@ impl Fixture {
                 let _ = w.shutdown().await;
             });
         }
-        tokio::time::timeout(LIMIT, child.wait_with_output()).await.expect("kubectl finished in time").expect("kubectl ran")
+        tokio::time::timeout(LIMIT, child.wait_with_output())
+            .await
+            .expect("kubectl finished in time")
+            .expect("kubectl ran")
     }
 }
 
 const WS: &[(&str, &str)] = &[];
-const SPDY: &[(&str, &str)] = &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false"), ("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")];
+const SPDY: &[(&str, &str)] = &[
+    ("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false"),
+    ("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false"),
+];
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -339,8 +457,27 @@ async fn exec_exit_codes_output_and_errors() {
     for (name, env) in [("websocket", WS), ("spdy", SPDY)] {
         // (args, exit code, stdout, stderr)
         let cases: Vec<(Vec<&str>, i32, &str, &str)> = vec![
-            (vec!["exec", "web", "-c", "main", "--", "sh", "-c", "echo out; echo err >&2"], 0, "out\n", "err\n"),
-            (vec!["exec", "web", "-c", "main", "--", "sh", "-c", "exit 3"], 3, "", "command terminated with exit code 3\n"),
+            (
+                vec![
+                    "exec",
+                    "web",
+                    "-c",
+                    "main",
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo out; echo err >&2",
+                ],
+                0,
+                "out\n",
+                "err\n",
+            ),
+            (
+                vec!["exec", "web", "-c", "main", "--", "sh", "-c", "exit 3"],
+                3,
+                "",
+                "command terminated with exit code 3\n",
+            ),
             (vec!["exec", "web", "--", "true"], 0, "", ""),
             (
                 vec!["exec", "web", "-c", "side", "--", "true"],
@@ -348,11 +485,24 @@ async fn exec_exit_codes_output_and_errors() {
                 "",
                 "Error from server (BadRequest): container side is not valid for pod web\n",
             ),
-            (vec!["exec", "nope", "--", "true"], 1, "", "Error from server (NotFound): pods \"nope\" not found\n"),
+            (
+                vec!["exec", "nope", "--", "true"],
+                1,
+                "",
+                "Error from server (NotFound): pods \"nope\" not found\n",
+            ),
         ];
         for (args, code, out, err) in cases {
             let o = f.run(&args, env, None).await;
-            assert_eq!((o.status.code(), text(&o.stdout).as_str(), text(&o.stderr).as_str()), (Some(code), out, err), "{name}: {args:?}");
+            assert_eq!(
+                (
+                    o.status.code(),
+                    text(&o.stdout).as_str(),
+                    text(&o.stderr).as_str()
+                ),
+                (Some(code), out, err),
+                "{name}: {args:?}"
+            );
         }
     }
     let execs = f.runtime.execs.lock().unwrap().clone();
@@ -362,9 +512,13 @@ async fn exec_exit_codes_output_and_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exec_stdin_round_trips_one_mebibyte() {
     let f = setup().await;
-    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     for (name, env) in [("websocket", WS), ("spdy", SPDY)] {
-        let o = f.run(&["exec", "-i", "web", "--", "cat"], env, Some(data.clone())).await;
+        let o = f
+            .run(&["exec", "-i", "web", "--", "cat"], env, Some(data.clone()))
+            .await;
         assert!(o.status.success(), "{name}: {}", text(&o.stderr));
         assert_eq!(o.stdout.len(), data.len(), "{name}");
         assert!(o.stdout == data, "{name}: bytes differ");
@@ -393,9 +547,16 @@ async fn exec_tty_gets_terminal_and_size() {
         let mut child = cmd.spawn().expect("script runs");
         // Keep the terminal's input open while the command runs.
         let _stdin = child.stdin.take();
-        let o = tokio::time::timeout(LIMIT, child.wait_with_output()).await.expect("in time").expect("ran");
+        let o = tokio::time::timeout(LIMIT, child.wait_with_output())
+            .await
+            .expect("in time")
+            .expect("ran");
         let out = text(&o.stdout);
-        assert!(out.contains("is-a-tty\r\n33 111\r\n"), "{name}: {out:?} {}", text(&o.stderr));
+        assert!(
+            out.contains("is-a-tty\r\n33 111\r\n"),
+            "{name}: {out:?} {}",
+            text(&o.stderr)
+        );
         assert!(o.status.success(), "{name}: {out:?}");
     }
 }
@@ -406,17 +567,28 @@ struct Forwarder {
     local: HashMap<u16, u16>,
 }
 
-async fn port_forward(f: &Fixture, target: &str, remotes: &[&str], env: &[(&str, &str)]) -> Forwarder {
+async fn port_forward(
+    f: &Fixture,
+    target: &str,
+    remotes: &[&str],
+    env: &[(&str, &str)],
+) -> Forwarder {
     let mut args = vec!["port-forward", target];
     let specs: Vec<String> = remotes.iter().map(|r| format!(":{r}")).collect();
     args.extend(specs.iter().map(String::as_str));
-    let mut child = f.command(&args, env).stderr(Stdio::inherit()).spawn().expect("kubectl runs");
+    let mut child = f
+        .command(&args, env)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("kubectl runs");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut local = HashMap::new();
     let want = remotes.len();
     tokio::time::timeout(Duration::from_secs(60), async {
         while local.len() < want {
-            let Ok(Some(l)) = lines.next_line().await else { break };
+            let Ok(Some(l)) = lines.next_line().await else {
+                break;
+            };
             // "Forwarding from 127.0.0.1:43567 -> 5000"
             if let Some(rest) = l.strip_prefix("Forwarding from 127.0.0.1:")
                 && let Some((lp, rp)) = rest.split_once(" -> ")
@@ -442,8 +614,12 @@ fn checksum(b: &[u8]) -> u64 {
 
 /// Sends `n` pseudo-random bytes through the echo port and checks they come back.
 async fn echo_round_trip(port: u16, n: usize, seed: u32) {
-    let data: Vec<u8> = (0..n as u32).map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 11) as u8).collect();
-    let s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect to the forwarder");
+    let data: Vec<u8> = (0..n as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the forwarder");
     let (mut r, mut w) = s.into_split();
     let sent = checksum(&data);
     let writer = tokio::spawn(async move {
@@ -454,9 +630,13 @@ async fn echo_round_trip(port: u16, n: usize, seed: u32) {
     let mut chunk = vec![0u8; 65536];
     loop {
         let k = r.read(&mut chunk).await.expect("read back");
-        if k == 0 { break; }
+        if k == 0 {
+            break;
+        }
         got.extend_from_slice(&chunk[..k]);
-        if std::env::var("PFDEBUG").is_ok() && got.len() % (256 * 1024) < k { eprintln!("conn {seed}: {} back", got.len()); }
+        if std::env::var("PFDEBUG").is_ok() && got.len() % (256 * 1024) < k {
+            eprintln!("conn {seed}: {} back", got.len());
+        }
     }
     writer.await.unwrap();
     assert_eq!(got.len(), n);
@@ -468,7 +648,12 @@ async fn port_forward_pod_flows_both_protocols() {
     let f = setup().await;
     for (name, env) in [("websocket", WS), ("spdy", SPDY)] {
         let mut pf = port_forward(&f, "pod/web", &["5000", "6000", "7000", "8000"], env).await;
-        let (echo, talk, listen, reset) = (pf.local[&5000], pf.local[&6000], pf.local[&7000], pf.local[&8000]);
+        let (echo, talk, listen, reset) = (
+            pf.local[&5000],
+            pf.local[&6000],
+            pf.local[&7000],
+            pf.local[&8000],
+        );
         f.seen.received.lock().unwrap().clear();
         tokio::time::timeout(LIMIT, async {
             echo_round_trip(echo, 100_000, 1).await;
@@ -504,7 +689,10 @@ async fn port_forward_pod_flows_both_protocols() {
         })
         .await
         .expect("flows finished in time");
-        assert!(pf.child.try_wait().unwrap().is_none(), "{name}: kubectl port-forward exited");
+        assert!(
+            pf.child.try_wait().unwrap().is_none(),
+            "{name}: kubectl port-forward exited"
+        );
         let _ = pf.child.kill().await;
     }
 }
@@ -515,7 +703,9 @@ async fn port_forward_twenty_connections_of_ten_mebibytes() {
     for (name, env) in [("spdy", SPDY), ("websocket", WS)] {
         let mut pf = port_forward(&f, "pod/web", &["5000"], env).await;
         let port = pf.local[&5000];
-        let jobs: Vec<_> = (0..20).map(|i| tokio::spawn(echo_round_trip(port, 10 << 20, i))).collect();
+        let jobs: Vec<_> = (0..20)
+            .map(|i| tokio::spawn(echo_round_trip(port, 10 << 20, i)))
+            .collect();
         tokio::time::timeout(Duration::from_secs(300), async {
             for j in jobs {
                 j.await.unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -531,7 +721,11 @@ async fn port_forward_twenty_connections_of_ten_mebibytes() {
 async fn port_forward_service_and_deployment() {
     let f = setup().await;
     // (target, remote spec, the pod port kubectl must pick)
-    let cases = [("svc/web-svc", "80", 5000u16), ("svc/web-svc", "81", 5000), ("deploy/web", "5000", 5000)];
+    let cases = [
+        ("svc/web-svc", "80", 5000u16),
+        ("svc/web-svc", "81", 5000),
+        ("deploy/web", "5000", 5000),
+    ];
     for (name, env) in [("websocket", WS), ("spdy", SPDY)] {
         for (target, remote, pod_port) in cases {
             let mut args = vec!["port-forward", target];
@@ -539,12 +733,20 @@ async fn port_forward_service_and_deployment() {
             args.push(&spec);
             let mut child = f.command(&args, env).spawn().unwrap();
             let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.expect("started").unwrap().unwrap_or_default();
-            let rest = line.strip_prefix("Forwarding from 127.0.0.1:").unwrap_or_else(|| panic!("{name} {target}: {line:?}"));
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("started")
+                .unwrap()
+                .unwrap_or_default();
+            let rest = line
+                .strip_prefix("Forwarding from 127.0.0.1:")
+                .unwrap_or_else(|| panic!("{name} {target}: {line:?}"));
             let (lp, rp) = rest.split_once(" -> ").unwrap();
             assert_eq!(rp, pod_port.to_string(), "{name} {target} {remote}");
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            tokio::time::timeout(LIMIT, echo_round_trip(lp.parse().unwrap(), 50_000, 3)).await.expect("in time");
+            tokio::time::timeout(LIMIT, echo_round_trip(lp.parse().unwrap(), 50_000, 3))
+                .await
+                .expect("in time");
             let _ = child.kill().await;
         }
     }
@@ -553,18 +755,30 @@ async fn port_forward_service_and_deployment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn logs_and_logs_follow() {
     let f = setup().await;
-    assert_eq!(f.cluster.ok(&["logs", "web"]).await, "line 1\nline 2\nline 3\n");
+    assert_eq!(
+        f.cluster.ok(&["logs", "web"]).await,
+        "line 1\nline 2\nline 3\n"
+    );
     assert_eq!(f.cluster.ok(&["logs", "web", "--tail=1"]).await, "line 3\n");
     // kubectl checks the container name itself before asking.
-    assert_eq!(f.cluster.fails(&["logs", "web", "-c", "side"]).await, "error: container side is not valid for pod web\n");
+    assert_eq!(
+        f.cluster.fails(&["logs", "web", "-c", "side"]).await,
+        "error: container side is not valid for pod web\n"
+    );
     let mut child = f.command(&["logs", "-f", "web"], WS).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let log = f.runtime.log.clone();
     let writer = tokio::spawn(async move {
         for i in 4..=8 {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let mut fh = tokio::fs::OpenOptions::new().append(true).open(&log).await.unwrap();
-            fh.write_all(format!("line {i}\n").as_bytes()).await.unwrap();
+            let mut fh = tokio::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .await
+                .unwrap();
+            fh.write_all(format!("line {i}\n").as_bytes())
+                .await
+                .unwrap();
         }
     });
     let mut got = Vec::new();
@@ -579,8 +793,14 @@ async fn logs_and_logs_follow() {
     .await
     .expect("followed lines arrived");
     writer.await.unwrap();
-    assert_eq!(got, (1..=8).map(|i| format!("line {i}")).collect::<Vec<_>>());
-    assert!(child.try_wait().unwrap().is_none(), "logs -f keeps following");
+    assert_eq!(
+        got,
+        (1..=8).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "logs -f keeps following"
+    );
     let _ = child.kill().await;
 }
 
@@ -592,7 +812,11 @@ async fn agent_refuses_requests_without_the_token() {
     tokio::spawn(svcnet_streaming::serve(agent, runtime, TOKEN.to_string()));
     let cases = [
         ("", "401", r#""message":"Unauthorized""#),
-        ("Authorization: Bearer wrong\r\n", "401", r#""reason":"Unauthorized""#),
+        (
+            "Authorization: Bearer wrong\r\n",
+            "401",
+            r#""reason":"Unauthorized""#,
+        ),
         (
             "Authorization: Bearer agent-secret-token\r\n",
             "400",
@@ -601,10 +825,14 @@ async fn agent_refuses_requests_without_the_token() {
     ];
     for (auth, code, body) in cases {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let req = format!("GET /exec/default/web/main?command=ls HTTP/1.0\r\nHost: x\r\n{auth}\r\n");
+        let req =
+            format!("GET /exec/default/web/main?command=ls HTTP/1.0\r\nHost: x\r\n{auth}\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut resp = String::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut resp)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut resp))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(resp.starts_with(&format!("HTTP/1.0 {code} ")), "{resp}");
         assert!(resp.contains(body), "{resp}");
     }
