@@ -411,3 +411,147 @@ async fn read_loop<R: AsyncRead + Send + Unpin>(
     }
     reset_all(&streams);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives a session from the client side of an in-memory pipe.
+    struct Client {
+        io: tokio::io::DuplexStream,
+        enc: Encoder,
+        dec: Decoder,
+        buf: BytesMut,
+    }
+
+    impl Client {
+        async fn send(&mut self, f: Frame) {
+            let mut out = Vec::new();
+            self.enc.encode(&f, &mut out).unwrap();
+            self.io.write_all(&out).await.unwrap();
+        }
+
+        /// The next frame that is not a WINDOW_UPDATE.
+        async fn next(&mut self) -> Option<Frame> {
+            loop {
+                match self.dec.decode(&mut self.buf).unwrap() {
+                    Some(Frame::WindowUpdate { .. }) => continue,
+                    Some(f) => return Some(f),
+                    None => {
+                        if self.io.read_buf(&mut self.buf).await.unwrap() == 0 {
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn syn(id: u32, kind: &str) -> Frame {
+        Frame::SynStream {
+            stream_id: id,
+            associated_id: 0,
+            priority: 0,
+            slot: 0,
+            flags: 0,
+            headers: vec![("streamtype".into(), kind.into())],
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_echoes_pings_moves_data_and_resets() {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let (session, mut accept) = Session::start(ours);
+        let mut c = Client {
+            io: theirs,
+            enc: Encoder::new(),
+            dec: Decoder::new(),
+            buf: BytesMut::new(),
+        };
+        c.send(syn(1, "data")).await;
+        assert_eq!(
+            c.next().await,
+            Some(Frame::SynReply {
+                stream_id: 1,
+                fin: false,
+                headers: vec![]
+            })
+        );
+        let mut s = accept.recv().await.unwrap();
+        assert_eq!(s.header("streamType"), Some("data"));
+        c.send(Frame::Ping { id: 1 }).await;
+        assert_eq!(c.next().await, Some(Frame::Ping { id: 1 }));
+        // Our own (even) ping ids are answers, never echoed back.
+        c.send(Frame::Ping { id: 2 }).await;
+        c.send(Frame::Data {
+            stream_id: 1,
+            fin: true,
+            data: Bytes::from_static(b"abc"),
+        })
+        .await;
+        assert_eq!(s.data.recv().await, Some(Bytes::from_static(b"abc")));
+        assert_eq!(s.data.recv().await, None, "FIN ends the peer's data");
+        let big = Bytes::from(vec![7u8; 100_000]);
+        s.writer.send(big.clone()).await.unwrap();
+        s.writer.finish().await.unwrap();
+        let mut got = Vec::new();
+        loop {
+            match c.next().await {
+                Some(Frame::Data {
+                    stream_id: 1,
+                    fin,
+                    data,
+                }) => {
+                    assert!(data.len() <= MAX_DATA_CHUNK);
+                    got.extend_from_slice(&data);
+                    if fin {
+                        break;
+                    }
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, big);
+        // Even and reused stream ids are refused.
+        c.send(syn(2, "data")).await;
+        assert_eq!(
+            c.next().await,
+            Some(Frame::RstStream {
+                stream_id: 2,
+                status: spdy::status::PROTOCOL_ERROR
+            })
+        );
+        c.send(syn(1, "data")).await;
+        assert_eq!(
+            c.next().await,
+            Some(Frame::RstStream {
+                stream_id: 1,
+                status: spdy::status::PROTOCOL_ERROR
+            })
+        );
+        // A reset reaches the stream's owner.
+        c.send(syn(3, "error")).await;
+        assert!(matches!(
+            c.next().await,
+            Some(Frame::SynReply { stream_id: 3, .. })
+        ));
+        let s3 = accept.recv().await.unwrap();
+        c.send(Frame::RstStream {
+            stream_id: 3,
+            status: spdy::status::CANCEL,
+        })
+        .await;
+        tokio::time::timeout(Duration::from_secs(5), peer_reset(s3.reset))
+            .await
+            .expect("reset seen");
+        session.close().await;
+        assert_eq!(
+            c.next().await,
+            Some(Frame::GoAway {
+                last_good_stream_id: 0,
+                status: 0
+            })
+        );
+        assert_eq!(c.next().await, None, "the session half-closed after GOAWAY");
+    }
+}

@@ -893,6 +893,21 @@ mod tests {
         assert_eq!(header(&h(&[("port", "1\u{0}2")]), "port"), Some("1"));
     }
 
+    proptest::proptest! {
+        /// What the fuzz target checks, on a budget: no panic on any input, and
+        /// whatever decodes re-encodes to the same frames.
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let mut dec = Decoder::new();
+            let mut buf = BytesMut::from(&data[..]);
+            let mut frames = Vec::new();
+            while let Ok(Some(f)) = dec.decode(&mut buf) {
+                frames.push(f);
+            }
+            proptest::prop_assert_eq!(roundtrip(&frames), frames);
+        }
+    }
+
     #[test]
     fn large_header_block_compresses_across_buffer_growth() {
         let big = "x".repeat(100_000);
