@@ -46,6 +46,10 @@ pub struct AgentArgs {
     /// kubelet endpoint.
     #[arg(long, default_value = "0.0.0.0:10250")]
     pub streaming_listen: std::net::SocketAddr,
+    /// File with the bearer token the API server presents to the streaming
+    /// server. Without it the streaming server is not started.
+    #[arg(long)]
+    pub streaming_token_file: Option<PathBuf>,
     /// The pod bridge in the node's namespace.
     #[arg(long, default_value = "svcpods0")]
     pub bridge: String,
@@ -68,6 +72,12 @@ pub enum RunError {
     Infer(#[source] kube::config::InferConfigError),
     #[error(transparent)]
     Agent(#[from] AgentError),
+    #[error("streaming server on {addr}: {source}")]
+    Streaming {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl AgentArgs {
@@ -105,8 +115,9 @@ impl AgentArgs {
     }
 }
 
-/// Runs the agent from flags until `shutdown`. The streaming listener is bound by the caller
-/// (see [`runtime`]); the agent only advertises its port.
+/// Runs the agent from flags until `shutdown`, with the streaming server
+/// (exec, attach, port-forward, logs) on `--streaming-listen` when a token
+/// file is given.
 pub async fn run(
     args: AgentArgs,
     shutdown: impl std::future::Future<Output = ()>,
@@ -114,6 +125,22 @@ pub async fn run(
     let cfg = args.config()?;
     let client = args.client().await?;
     let agent = Agent::new(cfg, client)?;
+    if let Some(path) = &args.streaming_token_file {
+        let addr = args.streaming_listen;
+        let token = std::fs::read_to_string(path)
+            .map_err(|source| RunError::Streaming { addr, source })?
+            .trim()
+            .to_string();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RunError::Streaming { addr, source })?;
+        let runtime = agent.runtime();
+        tokio::spawn(async move {
+            if let Err(e) = svcnet_streaming::serve(listener, runtime, token).await {
+                tracing::error!(error = %e, "streaming server stopped");
+            }
+        });
+    }
     agent.run(shutdown).await?;
     Ok(())
 }

@@ -57,7 +57,7 @@ impl PodNet {
             .take(10)
             .collect();
         PodNet {
-            netns: format!("svcpod-{short}"),
+            netns: format!("svcnet-pod-{short}"),
             host_veth: format!("svcv{short}"),
         }
     }
@@ -130,12 +130,12 @@ mod tests {
     #[test]
     fn names_fit_interface_limits() {
         let pn = PodNet::for_uid("3f2a9c1e-77aa-4b1c-9d2e-000000000001");
-        assert_eq!(pn.netns, "svcpod-3f2a9c1e77");
+        assert_eq!(pn.netns, "svcnet-pod-3f2a9c1e77");
         assert_eq!(pn.host_veth, "svcv3f2a9c1e77");
         assert!(pn.host_veth.len() <= 15);
         assert_eq!(
             pn.netns_path(),
-            std::path::Path::new("/run/netns/svcpod-3f2a9c1e77")
+            std::path::Path::new("/run/netns/svcnet-pod-3f2a9c1e77")
         );
     }
 }

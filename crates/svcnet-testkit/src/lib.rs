@@ -23,7 +23,9 @@ impl Cluster {
     }
 
     pub async fn start_in(dir: tempfile::TempDir) -> Cluster {
-        let store = svcnet_store::open(&dir.path().join("store").display().to_string()).await.expect("store");
+        let store = svcnet_store::open(&dir.path().join("store").display().to_string())
+            .await
+            .expect("store");
         let mut cfg = Config::new(dir.path());
         cfg.bind = "127.0.0.1:0".parse().unwrap();
         let server = Server::start(cfg, store).await.expect("server start");
@@ -32,11 +34,20 @@ impl Cluster {
         let api = server.api();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = server.serve(async move {
-                let _ = rx.await;
-            }).await;
+            let _ = server
+                .serve(async move {
+                    let _ = rx.await;
+                })
+                .await;
         });
-        Cluster { dir, kubeconfig, addr, api, stop: Some(tx), task: Some(task) }
+        Cluster {
+            dir,
+            kubeconfig,
+            addr,
+            api,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Stops the server and returns its data directory (to restart on it).
@@ -64,13 +75,18 @@ impl Cluster {
         let home = self.home();
         std::fs::create_dir_all(&home).ok();
         let mut cmd = tokio::process::Command::new("kubectl");
-        cmd.args(args)
-            .arg(format!("--cache-dir={}", home.join("cache").display()))
+        // Global flags first: after `exec ... --` they would reach the command.
+        cmd.arg(format!("--cache-dir={}", home.join("cache").display()))
+            .args(args)
             .env("HOME", &home)
             .env("KUBECONFIG", &self.kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .kill_on_drop(true)
-            .stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stdin(if stdin.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("kubectl is installed");
@@ -101,7 +117,11 @@ impl Cluster {
     /// kubectl that must fail; returns stderr.
     pub async fn fails(&self, args: &[&str]) -> String {
         let o = self.kubectl(args).await;
-        assert!(!o.status.success(), "kubectl {args:?} should fail: {}", String::from_utf8_lossy(&o.stdout));
+        assert!(
+            !o.status.success(),
+            "kubectl {args:?} should fail: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         String::from_utf8_lossy(&o.stderr).to_string()
     }
 
@@ -129,16 +149,21 @@ impl Drop for Cluster {
 
 /// Path of a file under the repository's `examples/`.
 pub fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 impl Cluster {
     /// A kube-rs client authenticated with the admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("kube config");
+        let cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("kube config");
         kube::Client::try_from(cfg).expect("kube client")
     }
 }

@@ -9,7 +9,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "svcnet", version, about = "Kubernetes Service networking, end to end")]
+#[command(
+    name = "svcnet",
+    version,
+    about = "Kubernetes Service networking, end to end"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,8 +27,6 @@ enum Command {
     Lab(up::LabCommand),
     /// Run cluster DNS (Kubernetes DNS spec 1.1.0) from the API's Services and EndpointSlices.
     Dns(DnsArgs),
-    /// Run the node proxy (kube-proxy): Services and EndpointSlices → nftables, iptables or userspace rules.
-    Proxy(ProxyArgs),
     /// Run the node agent: register the Node and run the pods bound to it.
     Agent(svcnet_agent::AgentArgs),
     /// Internal: enter a pod's namespaces or run a built-in image (started by the agent).
@@ -33,6 +35,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run the node proxy (kube-proxy): Services and EndpointSlices → nftables, iptables or userspace rules.
+    Proxy(ProxyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,6 +72,10 @@ struct ApiserverArgs {
     /// Extra names or IPs for the generated serving certificate.
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
+    /// File holding the bearer token presented to node agents for log,
+    /// exec, attach and port-forward.
+    #[arg(long)]
+    agent_token_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,9 +95,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apiserver(a) => apiserver(a).await,
         Command::Lab(c) => up::run(c).await,
         Command::Dns(a) => dns(a).await,
-        Command::Proxy(a) => proxy(a).await,
         Command::Agent(a) => agent(a).await,
         Command::Builtin { args } => std::process::exit(svcnet_agent::builtin_main(args).await),
+        Command::Proxy(a) => proxy(a).await,
     }
 }
 
@@ -117,6 +125,10 @@ async fn apiserver(a: ApiserverArgs) -> anyhow::Result<()> {
     cfg.tls_cert_file = a.tls_cert_file;
     cfg.tls_key_file = a.tls_private_key_file;
     cfg.extra_sans = a.tls_san;
+    if let Some(p) = &a.agent_token_file {
+        let t = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        cfg.agent_token = Some(t.trim().to_string());
+    }
     let server = svcnet_apiserver::Server::start(cfg, store)
         .await
         .context("starting the API server")?;
@@ -155,12 +167,21 @@ async fn dns(a: DnsArgs) -> anyhow::Result<()> {
     let mut ups = if a.upstream.is_empty() {
         upstream::from_resolv_conf(&a.resolv_conf)?
     } else {
-        a.upstream.iter().map(|u| upstream::parse_upstream(u)).collect::<Result<Vec<_>, _>>()?
+        a.upstream
+            .iter()
+            .map(|u| upstream::parse_upstream(u))
+            .collect::<Result<Vec<_>, _>>()?
     };
     // Forwarding to ourselves would loop.
-    ups.retain(|u| !(u.port() == a.listen.port() && (u.ip() == a.listen.ip() || a.listen.ip().is_unspecified())));
+    ups.retain(|u| {
+        !(u.port() == a.listen.port()
+            && (u.ip() == a.listen.ip() || a.listen.ip().is_unspecified()))
+    });
     if ups.is_empty() {
-        tracing::warn!("no upstream resolvers: names outside {} get SERVFAIL", a.cluster_domain);
+        tracing::warn!(
+            "no upstream resolvers: names outside {} get SERVFAIL",
+            a.cluster_domain
+        );
     }
     let client = svcnet_dns::client(a.kubeconfig.as_deref()).await?;
     let mut cfg = svcnet_dns::Config::new(a.listen, ups);
@@ -169,17 +190,16 @@ async fn dns(a: DnsArgs) -> anyhow::Result<()> {
     svcnet_dns::run(
         cfg,
         client,
-        |b| eprintln!("svcnet dns listening on {} (udp, tcp), metrics on {:?}", b.dns, b.metrics),
+        |b| {
+            eprintln!(
+                "svcnet dns listening on {} (udp, tcp), metrics on {:?}",
+                b.dns, b.metrics
+            )
+        },
         shutdown_signal(),
     )
     .await?;
     Ok(())
-}
-
-async fn agent(a: svcnet_agent::AgentArgs) -> anyhow::Result<()> {
-    svcnet_agent::run(a, shutdown_signal())
-        .await
-        .context("running the node agent")
 }
 
 #[derive(Debug, clap::Args)]
@@ -221,10 +241,16 @@ struct ProxyArgs {
 async fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
     use svcnet_proxy::{config, proxy};
     let text = match &a.config {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
         None => None,
     };
-    let path = a.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let path = a
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let node = a.hostname_override.clone().or_else(|| nix_hostname().ok());
     let o = config::Overrides {
         mode: a.proxy_mode,
@@ -241,13 +267,19 @@ async fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
     let client = proxy::client(a.kubeconfig.as_deref()).await?;
     let c = cfg.clone();
     let worker = proxy::Worker::spawn(None, move |h| proxy::make_backend(&c, h))?;
-    eprintln!("svcnet proxy on node {} in {} mode", cfg.node_name, worker.mode());
+    eprintln!(
+        "svcnet proxy on node {} in {} mode",
+        cfg.node_name,
+        worker.mode()
+    );
     proxy::run(client, cfg, worker, shutdown_signal()).await?;
     Ok(())
 }
 
 fn nix_hostname() -> std::io::Result<String> {
-    Ok(std::fs::read_to_string("/proc/sys/kernel/hostname")?.trim().to_string())
+    Ok(std::fs::read_to_string("/proc/sys/kernel/hostname")?
+        .trim()
+        .to_string())
 }
 
 async fn agent(a: svcnet_agent::AgentArgs) -> anyhow::Result<()> {

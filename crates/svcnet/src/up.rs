@@ -480,6 +480,15 @@ async fn run_cluster(a: &UpArgs, plan: &Plan, dir: &Path, logs: &Path) -> anyhow
         }
     };
 
+    // The shared secret the API server presents to the agents' streaming
+    // servers (exec, port-forward, logs).
+    let agent_token_file = dir.join("agent-token");
+    if !agent_token_file.exists() {
+        let token: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        std::fs::write(&agent_token_file, token)?;
+    }
     step("starting the API server on https://172.18.0.1:6443");
     let _ = std::fs::remove_file(&kubeconfig);
     let api = start(
@@ -493,6 +502,7 @@ async fn run_cluster(a: &UpArgs, plan: &Plan, dir: &Path, logs: &Path) -> anyhow
             ),
             ("--advertise-address", plan.host_ip.to_string()),
             ("--service-cluster-ip-range", plan.service_cidr.to_string()),
+            ("--agent-token-file", agent_token_file.display().to_string()),
         ],
         None,
         logs,
@@ -566,6 +576,10 @@ async fn run_cluster(a: &UpArgs, plan: &Plan, dir: &Path, logs: &Path) -> anyhow
                     dir.join("nodes").join(&n.name).display().to_string(),
                 ),
                 ("--streaming-listen", format!("{}:10250", n.ip)),
+                (
+                    "--streaming-token-file",
+                    agent_token_file.display().to_string(),
+                ),
                 ("--bridge", svcnet_netlab::plan::POD_BRIDGE.into()),
             ],
             Some(&n.netns),
