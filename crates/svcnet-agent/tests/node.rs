@@ -90,6 +90,7 @@ async fn start_node(cluster: &svcnet_testkit::Cluster, cidr: &str) -> Node {
         cluster_domain: "cluster.local".into(),
         root_dir: root.path().to_path_buf(),
         streaming_listen: "0.0.0.0:10250".parse().expect("addr"),
+        streaming_token_file: None,
         bridge: "svcpods0".into(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
