@@ -205,6 +205,20 @@ impl Controllers {
     }
 }
 
+/// Records our own write in the cache and routes it like a watch event
+/// (the watch event that follows carries the same version and is dropped).
+fn saw<K: Resource + Clone>(s: &Shared, cache: &Cache<K>, route: Route<K>, obj: K) {
+    if let Some((old, new)) = cache.observe(obj) {
+        route(s, old.as_deref(), new.as_deref());
+    }
+}
+
+fn saw_deleted<K: Resource + Clone>(s: &Shared, cache: &Cache<K>, route: Route<K>, key: &str, rv: u64) {
+    if let Some((old, new)) = cache.observe_deleted(key, rv) {
+        route(s, old.as_deref(), new.as_deref());
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -244,6 +258,7 @@ fn worker(s: &Arc<Shared>, name: &'static str, queue: fn(&Shared) -> &Queue, f: 
         loop {
             let batch = queue(&s).next_batch().await;
             for k in batch {
+                tracing::trace!(controller = name, key = %k, "sync");
                 if let Err(e) = f(&s, &k).await {
                     let delay = if code(&e) == Some(409) { Duration::from_millis(100) } else { Duration::from_secs(1) };
                     if code(&e) == Some(409) {
@@ -490,7 +505,7 @@ async fn sync_endpoints(s: &Arc<Shared>, k: &str) -> Result<()> {
         if let Some(cur) = s.c.endpoints.get(k) {
             match api.delete(name, &DeleteParams::default()).await {
                 Ok(_) => {
-                    s.c.endpoints.observe_deleted(k, rv(&cur.metadata));
+                    saw_deleted(s, &s.c.endpoints, route_endpoints, k, rv(&cur.metadata));
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(api_err(format!("deleting endpoints {k}"))(e)),
@@ -514,7 +529,7 @@ async fn sync_endpoints(s: &Arc<Shared>, k: &str) -> Result<()> {
     };
     let obj = res.map_err(api_err(format!("writing endpoints {k}")))?;
     tracing::debug!(key = k, rv = ?obj.metadata.resource_version, "wrote endpoints");
-    s.c.endpoints.observe(obj);
+    saw(s, &s.c.endpoints, route_endpoints, obj);
     Ok(())
 }
 
@@ -556,7 +571,7 @@ async fn apply_slice_diff(s: &Shared, ns: &str, diff: ep::SliceDiff) -> Result<(
         let name = sl.metadata.name.clone().unwrap_or_default();
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {
-                s.c.slices.observe_deleted(&key(ns, &name), rv(&sl.metadata));
+                saw_deleted(s, &s.c.slices, route_slice, &key(ns, &name), rv(&sl.metadata));
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(api_err(format!("deleting endpointslice {ns}/{name}"))(e)),
@@ -568,14 +583,14 @@ async fn apply_slice_diff(s: &Shared, ns: &str, diff: ep::SliceDiff) -> Result<(
             .replace(&name, &PostParams::default(), &sl)
             .await
             .map_err(api_err(format!("updating endpointslice {ns}/{name}")))?;
-        s.c.slices.observe(obj);
+        saw(s, &s.c.slices, route_slice, obj);
     }
     for sl in diff.create {
         let obj = api
             .create(&PostParams::default(), &sl)
             .await
             .map_err(api_err(format!("creating an endpointslice in {ns}")))?;
-        s.c.slices.observe(obj);
+        saw(s, &s.c.slices, route_slice, obj);
     }
     Ok(())
 }
@@ -645,7 +660,7 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
         let mut owners = p.metadata.owner_references.clone().unwrap_or_default();
         owners.push(controller_ref(rs.as_ref()));
         if let Some(pod) = typed::<Pod>(set_owner_refs(&dynpods, &p.metadata, owners).await?) {
-            s.c.pods.observe(pod);
+            saw(s, &s.c.pods, route_pod, pod);
         }
     }
     let uid = rs.metadata.uid.clone().unwrap_or_default();
@@ -653,7 +668,7 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
         let owners: Vec<OwnerReference> =
             p.metadata.owner_references.clone().unwrap_or_default().into_iter().filter(|o| o.uid != uid).collect();
         if let Some(pod) = typed::<Pod>(set_owner_refs(&dynpods, &p.metadata, owners).await?) {
-            s.c.pods.observe(pod);
+            saw(s, &s.c.pods, route_pod, pod);
         }
     }
     let mut owned: Vec<&Pod> = claims.owned.clone();
@@ -668,7 +683,7 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
             Ok(p) => {
                 let msg = format!("Created pod: {}", p.metadata.name.as_deref().unwrap_or(""));
                 s.events.record("replicaset-controller", rsref.clone(), Kind::Normal, "SuccessfulCreate", &msg);
-                s.c.pods.observe(p);
+                saw(s, &s.c.pods, route_pod, p);
             }
             Err(e) => {
                 let msg = format!("Error creating: {}", kube_message(&e));
@@ -684,11 +699,11 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
                 s.events.record("replicaset-controller", rsref.clone(), Kind::Normal, "SuccessfulDelete", &format!("Deleted pod: {name}"));
                 match either {
                     either::Either::Left(p) => {
-                        s.c.pods.observe(p);
+                        saw(s, &s.c.pods, route_pod, p);
                     }
                     either::Either::Right(_) => {
                         let last = s.c.pods.get(&key(ns, name)).map(|p| rv(&p.metadata)).unwrap_or(0);
-                        s.c.pods.observe_deleted(&key(ns, name), last);
+                        saw_deleted(s, &s.c.pods, route_pod, &key(ns, name), last);
                     }
                 }
             }
@@ -720,7 +735,7 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
             .replace_status(rs.metadata.name.as_deref().unwrap_or(""), &PostParams::default(), &upd)
             .await
             .map_err(api_err(format!("updating status of replicaset {k}")))?;
-        s.c.replicasets.observe(obj);
+        saw(s, &s.c.replicasets, route_replicaset, obj);
     }
     // Pods ready but not yet available need another look once minReadySeconds pass.
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
@@ -762,13 +777,13 @@ async fn sync_deployment(s: &Arc<Shared>, k: &str) -> Result<()> {
         let mut owners = r.metadata.owner_references.clone().unwrap_or_default();
         owners.push(controller_ref(d.as_ref()));
         if let Some(x) = typed::<ReplicaSet>(set_owner_refs(&dynrs, &r.metadata, owners).await?) {
-            s.c.replicasets.observe(x);
+            saw(s, &s.c.replicasets, route_replicaset, x);
         }
     }
     for r in &claims.release {
         let owners = r.metadata.owner_references.clone().unwrap_or_default().into_iter().filter(|o| o.uid != uid).collect();
         if let Some(x) = typed::<ReplicaSet>(set_owner_refs(&dynrs, &r.metadata, owners).await?) {
-            s.c.replicasets.observe(x);
+            saw(s, &s.c.replicasets, route_replicaset, x);
         }
     }
     let mut owned: Vec<&ReplicaSet> = claims.owned.clone();
@@ -797,7 +812,7 @@ async fn sync_deployment(s: &Arc<Shared>, k: &str) -> Result<()> {
                     let msg = deployment::Scale { name: r.metadata.name.clone().unwrap_or_default(), from: 0, to: n }.message();
                     s.events.record("deployment-controller", dref.clone(), Kind::Normal, "ScalingReplicaSet", &msg);
                 }
-                s.c.replicasets.observe(r);
+                saw(s, &s.c.replicasets, route_replicaset, r);
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 // Same name, other template (or not ours): a hash collision. Upstream bumps collisionCount.
@@ -805,7 +820,7 @@ async fn sync_deployment(s: &Arc<Shared>, k: &str) -> Result<()> {
                 let theirs = rsapi.get_opt(&nm).await.map_err(api_err(format!("reading replicaset {ns}/{nm}")))?;
                 match theirs {
                     Some(t) if deployment::is_new_rs(&d, &t) && controller_of(&t.metadata).is_some_and(|o| o.uid == uid) => {
-                        s.c.replicasets.observe(t);
+                        saw(s, &s.c.replicasets, route_replicaset, t);
                     }
                     _ => {
                         status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
@@ -821,7 +836,7 @@ async fn sync_deployment(s: &Arc<Shared>, k: &str) -> Result<()> {
             .patch(rsname, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(api_err(format!("setting the revision of {ns}/{rsname}")))?;
-        s.c.replicasets.observe(r);
+        saw(s, &s.c.replicasets, route_replicaset, r);
     }
     for sc in &plan.scale {
         let cur = s.c.replicasets.get(&key(ns, &sc.name));
@@ -840,7 +855,7 @@ async fn sync_deployment(s: &Arc<Shared>, k: &str) -> Result<()> {
             .await
             .map_err(api_err(format!("scaling replicaset {ns}/{}", sc.name)))?;
         s.events.record("deployment-controller", dref.clone(), Kind::Normal, "ScalingReplicaSet", &sc.message());
-        s.c.replicasets.observe(r);
+        saw(s, &s.c.replicasets, route_replicaset, r);
     }
     for old in &plan.delete {
         let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
@@ -865,9 +880,9 @@ async fn sync_deployment(s: &Arc<Shared>, k: &str) -> Result<()> {
             .replace_status(name, &PostParams::default(), &cur)
             .await
             .map_err(api_err(format!("updating status of deployment {k}")))?;
-        s.c.deployments.observe(obj);
+        saw(s, &s.c.deployments, route_deployment, obj);
     } else if plan.deployment_revision.is_some() {
-        s.c.deployments.observe(cur);
+        saw(s, &s.c.deployments, route_deployment, cur);
     }
     // Progress deadlines and minReadySeconds move with time alone.
     let wait = spec.min_ready_seconds.unwrap_or(0).max(1) as u64;
@@ -958,7 +973,7 @@ async fn schedule_pod(s: &Arc<Shared>, k: &str) -> Result<()> {
                     "lastTransitionTime": Timestamp::now().to_string(),
                 }]}});
                 if let Ok(p) = api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
-                    s.c.pods.observe(p);
+                    saw(s, &s.c.pods, route_pod, p);
                 }
             }
             s.q.scheduler.add_after(k.to_owned(), Duration::from_secs(5));
@@ -1003,7 +1018,7 @@ async fn sync_load_balancers(s: &Arc<Shared>) -> Result<()> {
                     s.events.record("service-lb-controller", reference(&obj), Kind::Normal, reason, msg);
                 }
                 lock(&s.warned).remove(&k);
-                s.c.services.observe(obj);
+                saw(s, &s.c.services, route_service, obj);
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => failure = Some(api_err(format!("setting the load balancer status of {k}"))(e)),
@@ -1045,7 +1060,7 @@ async fn node_lifecycle_once(s: &Arc<Shared>) -> Result<()> {
                 .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .map_err(api_err(format!("tainting node {name}")))?;
-            s.c.nodes.observe(obj);
+            saw(s, &s.c.nodes, route_node, obj);
         }
         if !lost {
             continue;
@@ -1059,7 +1074,7 @@ async fn node_lifecycle_once(s: &Arc<Shared>) -> Result<()> {
                 .map_err(api_err(format!("marking node {name} unknown")))?;
             let msg = format!("Node {name} status is now: NodeNotReady");
             s.events.record("node-controller", reference(&obj), Kind::Normal, "NodeNotReady", &msg);
-            s.c.nodes.observe(obj);
+            saw(s, &s.c.nodes, route_node, obj);
         }
         let on_node: Vec<Arc<Pod>> = s
             .c
@@ -1076,7 +1091,7 @@ async fn node_lifecycle_once(s: &Arc<Shared>) -> Result<()> {
                 let patch = json!({"status": {"conditions": conds}});
                 match api.patch_status(&pname, &PatchParams::default(), &Patch::Merge(&patch)).await {
                     Ok(obj) => {
-                        s.c.pods.observe(obj);
+                        saw(s, &s.c.pods, route_pod, obj);
                     }
                     Err(kube::Error::Api(e)) if e.code == 404 => continue,
                     Err(e) => return Err(api_err(format!("marking pod {ns}/{pname} not ready"))(e)),
@@ -1086,7 +1101,7 @@ async fn node_lifecycle_once(s: &Arc<Shared>) -> Result<()> {
             if p.metadata.deletion_timestamp.is_none() && due.zip(lost_for).is_some_and(|(d, l)| l >= d) {
                 match api.delete(&pname, &DeleteParams::default()).await {
                     Ok(either::Either::Left(obj)) => {
-                        s.c.pods.observe(obj);
+                        saw(s, &s.c.pods, route_pod, obj);
                     }
                     Ok(either::Either::Right(_)) => {}
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
