@@ -670,5 +670,7 @@ pub fn query(name: &Name, qtype: RecordType, id: u16, edns: Option<u16>) -> Mess
     m
 }
 
+pub mod fast;
+
 #[cfg(test)]
 mod tests;

@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::Message;
+use hickory_proto::op::{Message, ResponseCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
-use crate::answer::{self, Outcome, Transport, Zone};
+use crate::answer::{self, Outcome, Transport, Zone, fast};
 use crate::forward::Forwarder;
 use crate::index::Shared;
 use crate::metrics::Metrics;
@@ -165,6 +165,7 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), ServerE
 async fn udp_loop(sock: Arc<UdpSocket>, st: Arc<State>) {
     let mut reader = st.shared.reader();
     let mut buf = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(answer::MAX_UDP_PAYLOAD as usize);
     loop {
         let (n, peer) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -172,7 +173,18 @@ async fn udp_loop(sock: Arc<UdpSocket>, st: Arc<State>) {
             Err(_) => continue,
         };
         let start = Instant::now();
-        let a = answer::answer(reader.get(), &st.zone, &buf[..n], Transport::Udp);
+        let (ix, pkt) = (reader.get(), &buf[..n]);
+        if let Some(qtype) = fast::answer_fast(ix, &st.zone, pkt, Transport::Udp, &mut out) {
+            let _ = sock.send_to(&out, peer).await;
+            st.metrics.record(
+                Some(qtype),
+                ResponseCode::NoError,
+                Transport::Udp,
+                start.elapsed(),
+            );
+            continue;
+        }
+        let a = answer::answer(ix, &st.zone, pkt, Transport::Udp);
         match a.outcome {
             Outcome::Reply(bytes) => {
                 let _ = sock.send_to(&bytes, peer).await;
@@ -232,6 +244,7 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 async fn tcp_conn(mut s: TcpStream, st: &State) -> std::io::Result<()> {
     let mut reader = st.shared.reader();
     let mut buf = vec![0u8; 65535];
+    let mut out = Vec::new();
     loop {
         let len = match tokio::time::timeout(TCP_IDLE, s.read_u16()).await {
             Ok(Ok(n)) => n as usize,
@@ -241,7 +254,18 @@ async fn tcp_conn(mut s: TcpStream, st: &State) -> std::io::Result<()> {
             .await
             .map_err(std::io::Error::other)??;
         let start = Instant::now();
-        let a = answer::answer(reader.get(), &st.zone, &buf[..len], Transport::Tcp);
+        let (ix, pkt) = (reader.get(), &buf[..len]);
+        if let Some(qtype) = fast::answer_fast(ix, &st.zone, pkt, Transport::Tcp, &mut out) {
+            st.metrics.record(
+                Some(qtype),
+                ResponseCode::NoError,
+                Transport::Tcp,
+                start.elapsed(),
+            );
+            write_framed(&mut s, &out).await?;
+            continue;
+        }
+        let a = answer::answer(ix, &st.zone, pkt, Transport::Tcp);
         let bytes = match a.outcome {
             Outcome::Reply(b) => {
                 st.metrics
@@ -254,10 +278,15 @@ async fn tcp_conn(mut s: TcpStream, st: &State) -> std::io::Result<()> {
                 return Ok(());
             }
         };
-        let n = u16::try_from(bytes.len()).unwrap_or(0);
-        s.write_all(&[&n.to_be_bytes()[..], &bytes[..n as usize]].concat())
-            .await?;
+        write_framed(&mut s, &bytes).await?;
     }
+}
+
+/// Writes one length-prefixed DNS message (an oversized one as an empty frame).
+async fn write_framed(s: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    let n = u16::try_from(bytes.len()).unwrap_or(0);
+    s.write_all(&[&n.to_be_bytes()[..], &bytes[..n as usize]].concat())
+        .await
 }
 
 async fn http_loop(l: TcpListener, st: Arc<State>) {
