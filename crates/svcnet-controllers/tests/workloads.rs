@@ -63,10 +63,13 @@ async fn wait_rolled_out(client: &kube::Client, ns: &str, name: &str, n: i32) {
     let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     eventually(&format!("deployment {name} at {n}/{n}"), 30, || async {
         let st = deployment_status(client, ns, name).await;
+        let d = Api::<Deployment>::namespaced(client.clone(), ns).get(name).await.ok()?;
+        let observed = d.status.and_then(|s| s.observed_generation) >= d.metadata.generation;
         // Old ReplicaSets scaled to zero too.
         let rs = api.list(&ListParams::default().labels(&format!("app={name}"))).await.ok()?;
         let active: i32 = rs.items.iter().filter_map(|r| r.status.as_ref()).map(|s| s.replicas).sum();
-        (st == (n, n, n, n) && active == n).then_some(())
+        let wanted: i32 = rs.items.iter().filter_map(|r| r.spec.as_ref()?.replicas).sum();
+        (observed && st == (n, n, n, n) && active == n && wanted == n).then_some(())
     })
     .await;
 }
