@@ -22,7 +22,12 @@ use svcnet_proxy::userspace::UserspaceBackend;
 struct InNetns(String);
 
 impl Exec for InNetns {
-    fn run(&mut self, program: &str, args: &[&str], stdin: &str) -> svcnet_proxy::backend::Result<String> {
+    fn run(
+        &mut self,
+        program: &str,
+        args: &[&str],
+        stdin: &str,
+    ) -> svcnet_proxy::backend::Result<String> {
         let mut a = vec!["netns", "exec", self.0.as_str(), program];
         a.extend(args);
         SystemExec.run("ip", &a, stdin)
@@ -41,8 +46,18 @@ fn service(i: usize, eps: usize, generation: usize) -> (ServiceInfo, Vec<Endpoin
         external_ips: vec![],
         lb_ips: vec![],
         ports: vec![
-            ServicePortInfo { port_name: "http".into(), proto: Proto::Tcp, port: 80, node_port: None },
-            ServicePortInfo { port_name: "bulk".into(), proto: Proto::Tcp, port: 5201, node_port: None },
+            ServicePortInfo {
+                port_name: "http".into(),
+                proto: Proto::Tcp,
+                port: 80,
+                node_port: None,
+            },
+            ServicePortInfo {
+                port_name: "bulk".into(),
+                proto: Proto::Tcp,
+                port: 5201,
+                node_port: None,
+            },
         ],
         internal_local: false,
         external_local: false,
@@ -54,7 +69,9 @@ fn service(i: usize, eps: usize, generation: usize) -> (ServiceInfo, Vec<Endpoin
         let ip = if e < 3 {
             Ipv4Addr::new(10, 244, 1, 2 + e as u8)
         } else {
-            Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 245, 0, 0)) + (i * eps + e + generation) as u32)
+            Ipv4Addr::from(
+                u32::from(Ipv4Addr::new(10, 245, 0, 0)) + (i * eps + e + generation) as u32,
+            )
         };
         out.push(EndpointInfo {
             port_name: "http".into(),
@@ -86,7 +103,10 @@ fn state(n: usize, eps: usize) -> DesiredState {
 }
 
 fn settings() -> NodeSettings {
-    NodeSettings { cluster_cidr: Cidr::parse("10.244.0.0/16").ok(), ..Default::default() }
+    NodeSettings {
+        cluster_cidr: Cidr::parse("10.244.0.0/16").ok(),
+        ..Default::default()
+    }
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -103,7 +123,10 @@ fn bench_backend(name: &str, mut b: Box<dyn Backend>, n: usize, eps: usize, adds
     let base = state(n, eps);
     let t = Instant::now();
     b.sync(&base, true).expect("full sync");
-    println!("{name}: full sync of {n} Services x {eps} endpoints: {:.0} ms", ms(t.elapsed()));
+    println!(
+        "{name}: full sync of {n} Services x {eps} endpoints: {:.0} ms",
+        ms(t.elapsed())
+    );
     // Add one Service at a time when n exist.
     let mut st = base.clone();
     let mut add = Vec::new();
@@ -116,7 +139,12 @@ fn bench_backend(name: &str, mut b: Box<dyn Backend>, n: usize, eps: usize, adds
         b.sync(&st, false).expect("add one");
         add.push(ms(t.elapsed()));
     }
-    println!("{name}: add 1 Service to {n}: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms ({adds} runs)", pct(&mut add, 0.5), pct(&mut add, 0.9), pct(&mut add, 1.0));
+    println!(
+        "{name}: add 1 Service to {n}: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms ({adds} runs)",
+        pct(&mut add, 0.5),
+        pct(&mut add, 0.9),
+        pct(&mut add, 1.0)
+    );
     // Network programming latency: one endpoint of one Service changes, to rules applied.
     let mut lat = Vec::new();
     for k in 0..adds * 5 {
@@ -129,7 +157,12 @@ fn bench_backend(name: &str, mut b: Box<dyn Backend>, n: usize, eps: usize, adds
         b.sync(&st, false).expect("endpoint change");
         lat.push(ms(changed.elapsed()));
     }
-    println!("{name}: network programming latency (endpoint change → applied): p50 {:.1} ms, p99 {:.1} ms ({} changes)", pct(&mut lat, 0.5), pct(&mut lat, 0.99), lat.len());
+    println!(
+        "{name}: network programming latency (endpoint change → applied): p50 {:.1} ms, p99 {:.1} ms ({} changes)",
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99),
+        lat.len()
+    );
     let _ = b.cleanup();
 }
 
@@ -144,29 +177,53 @@ fn main() {
             let exec = Box::new(InNetns(ns.clone()));
             let t = Instant::now();
             match mode {
-                "nftables" => NftBackend::new(exec, settings()).sync(&st, true).map(|_| ()),
-                "iptables" => IptBackend::new(exec, settings(), "iptables").sync(&st, true).map(|_| ()),
-                "iptables-legacy" => IptBackend::new(exec, settings(), "iptables-legacy").sync(&st, true).map(|_| ()),
+                "nftables" => NftBackend::new(exec, settings())
+                    .sync(&st, true)
+                    .map(|_| ()),
+                "iptables" => IptBackend::new(exec, settings(), "iptables")
+                    .sync(&st, true)
+                    .map(|_| ()),
+                "iptables-legacy" => IptBackend::new(exec, settings(), "iptables-legacy")
+                    .sync(&st, true)
+                    .map(|_| ()),
                 "userspace" => {
                     let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns");
                     nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-                    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-                    let mut b = UserspaceBackend::new(rt.handle().clone(), Box::new(SystemExec), settings(), "lo", vec![]);
+                    let rt = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    let mut b = UserspaceBackend::new(
+                        rt.handle().clone(),
+                        Box::new(SystemExec),
+                        settings(),
+                        "lo",
+                        vec![],
+                    );
                     b.sync(&st, true).expect("userspace sync");
-                    println!("userspace: {n} Services listening ({:.0} ms); running until killed", ms(t.elapsed()));
+                    println!(
+                        "userspace: {n} Services listening ({:.0} ms); running until killed",
+                        ms(t.elapsed())
+                    );
                     rt.block_on(std::future::pending::<()>());
                     Ok(())
                 }
                 m => panic!("unknown mode {m}"),
             }
             .expect("install");
-            println!("{mode}: installed {n} Services in {:.0} ms", ms(t.elapsed()));
+            println!(
+                "{mode}: installed {n} Services in {:.0} ms",
+                ms(t.elapsed())
+            );
         }
         _ => {
             let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
             let eps: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
             let ns = format!("svcb-{}", std::process::id());
-            SystemExec.run("ip", &["netns", "add", &ns], "").expect("netns");
+            SystemExec
+                .run("ip", &["netns", "add", &ns], "")
+                .expect("netns");
             struct Del(String);
             impl Drop for Del {
                 fn drop(&mut self) {
@@ -177,10 +234,35 @@ fn main() {
             // Run as the proxy does: inside the namespace, no `ip netns exec` per command.
             let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns");
             nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            bench_backend("nftables (render only, fake exec)", Box::new(NftBackend::new(Box::new(svcnet_proxy::backend::FakeExec::default()), settings())), n, eps, 20);
-            bench_backend("nftables", Box::new(NftBackend::new(Box::new(SystemExec), settings())), n, eps, 20);
+            bench_backend(
+                "nftables (render only, fake exec)",
+                Box::new(NftBackend::new(
+                    Box::new(svcnet_proxy::backend::FakeExec::default()),
+                    settings(),
+                )),
+                n,
+                eps,
+                20,
+            );
+            bench_backend(
+                "nftables",
+                Box::new(NftBackend::new(Box::new(SystemExec), settings())),
+                n,
+                eps,
+                20,
+            );
             if std::env::var("BENCH_IPTABLES").is_ok() {
-                bench_backend("iptables-legacy", Box::new(IptBackend::new(Box::new(SystemExec), settings(), "iptables-legacy")), n, eps, 5);
+                bench_backend(
+                    "iptables-legacy",
+                    Box::new(IptBackend::new(
+                        Box::new(SystemExec),
+                        settings(),
+                        "iptables-legacy",
+                    )),
+                    n,
+                    eps,
+                    5,
+                );
             }
         }
     }

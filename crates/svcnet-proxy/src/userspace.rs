@@ -310,7 +310,8 @@ async fn relay(mut a: TcpStream, mut b: TcpStream) {
             let _ = tokio::join!(splice::one_way(&a, &b, p1), splice::one_way(&b, &a, p2));
         }
         _ => {
-            let _ = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUF, COPY_BUF).await;
+            let _ =
+                tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUF, COPY_BUF).await;
             let _ = a.shutdown().await;
             let _ = b.shutdown().await;
         }
@@ -337,7 +338,8 @@ mod splice {
 
     impl Pipe {
         pub(super) fn new() -> io::Result<Pipe> {
-            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
+            let (r, w) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
             // A bigger pipe means fewer wakeups per megabyte; failure just keeps the default.
             let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
             Ok(Pipe { r, w })
@@ -359,7 +361,8 @@ mod splice {
         loop {
             let n = from
                 .async_io(Interest::READABLE, || {
-                    splice(from.as_fd(), None, pipe.w.as_fd(), None, CHUNK, flags()).map_err(io::Error::from)
+                    splice(from.as_fd(), None, pipe.w.as_fd(), None, CHUNK, flags())
+                        .map_err(io::Error::from)
                 })
                 .await?;
             if n == 0 {
@@ -369,7 +372,8 @@ mod splice {
             while left > 0 {
                 let m = to
                     .async_io(Interest::WRITABLE, || {
-                        splice(pipe.r.as_fd(), None, to.as_fd(), None, left, flags()).map_err(io::Error::from)
+                        splice(pipe.r.as_fd(), None, to.as_fd(), None, left, flags())
+                            .map_err(io::Error::from)
                     })
                     .await?;
                 if m == 0 {
