@@ -338,22 +338,28 @@ pub enum Resource {
     Slices,
 }
 
-/// A Service's slices by name.
-type SliceList = Vec<(Box<str>, Arc<Slice>)>;
+/// A Service's slices by name; the data only where answers need it (see `Tracker`).
+type SliceList = Vec<(Box<str>, Option<Arc<Slice>>)>;
 /// (Service key, slice name).
 type SliceKey = (Box<str>, Box<str>);
 
 /// Applies Service and EndpointSlice changes and publishes indexes.
 ///
 /// Slices are kept per Service key (the `kubernetes.io/service-name` label, which the
-/// EndpointSlice controller never changes), shared by `Arc` with the index records.
+/// EndpointSlice controller never changes), shared by `Arc` with the index records. Only
+/// headless Services answer from endpoints, so the slices of other Services are kept by name
+/// only; should such a Service become headless, `take_slice_relist` asks for a fresh list.
+///
+/// The index is shared with the last published snapshot and copied only on the first change
+/// after a publish, so in the steady state one copy of the tables exists.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    index: Index,
+    index: Arc<Index>,
     specs_seen: Option<HashSet<Box<str>, Hasher64>>,
     slices: HashMap<Box<str>, SliceList, Hasher64>,
     slices_seen: Option<HashSet<SliceKey, Hasher64>>,
     dirty: bool,
+    relist_slices: bool,
 }
 
 impl Tracker {
@@ -378,16 +384,30 @@ impl Tracker {
         {
             return;
         }
+        if let Some(list) = self.slices.get_mut(&*spec.key) {
+            if spec.kind == Kind::Headless {
+                // Slices seen while the Service was not headless were kept without data.
+                self.relist_slices |= list.iter().any(|(_, s)| s.is_none());
+            } else {
+                list.iter_mut().for_each(|(_, s)| *s = None);
+            }
+        }
         let slices = self.slices_for(&spec.key);
-        self.index.insert(ServiceRec { spec, slices });
+        Arc::make_mut(&mut self.index).insert(ServiceRec { spec, slices });
         self.dirty = true;
     }
 
     pub fn delete_service(&mut self, key: &str) {
         if self.index.service(key).is_some() {
-            self.index.remove(key);
+            Arc::make_mut(&mut self.index).remove(key);
             self.dirty = true;
         }
+    }
+
+    /// True once after a Service became headless while some of its slices were kept without
+    /// data: the caller should relist EndpointSlices (`relist_start` .. `relist_done`).
+    pub fn take_slice_relist(&mut self) -> bool {
+        std::mem::take(&mut self.relist_slices)
     }
 
     /// An EndpointSlice `name` of Service `service_key` was added or changed.
@@ -395,13 +415,21 @@ impl Tracker {
         if let Some(seen) = &mut self.slices_seen {
             seen.insert((service_key.into(), name.into()));
         }
+        // Unknown Services keep the data: the Service may turn out headless.
+        let keep = self
+            .index
+            .service(service_key)
+            .is_none_or(|r| r.spec.kind == Kind::Headless);
+        let data = keep.then_some(slice);
         let list = self.slices.entry(service_key.into()).or_default();
         match list.iter_mut().find(|(n, _)| &**n == name) {
-            Some((_, s)) if **s == slice => return,
-            Some((_, s)) => *s = Arc::new(slice),
-            None => list.push((name.into(), Arc::new(slice))),
+            Some((_, s)) if s.as_deref() == data.as_ref() => return,
+            Some((_, s)) => *s = data.map(Arc::new),
+            None => list.push((name.into(), data.map(Arc::new))),
         }
-        self.refresh(service_key);
+        if keep {
+            self.refresh(service_key);
+        }
     }
 
     pub fn delete_slice(&mut self, service_key: &str, name: &str) {
@@ -464,14 +492,15 @@ impl Tracker {
     /// The index as of now; clears the dirty flag.
     pub fn publish(&mut self) -> Arc<Index> {
         self.dirty = false;
-        self.index.serial = self.index.serial.wrapping_add(1);
-        Arc::new(self.index.clone())
+        let ix = Arc::make_mut(&mut self.index);
+        ix.serial = ix.serial.wrapping_add(1);
+        self.index.clone()
     }
 
     fn slices_for(&self, key: &str) -> Box<[Arc<Slice>]> {
         self.slices
             .get(key)
-            .map(|l| l.iter().map(|(_, s)| s.clone()).collect())
+            .map(|l| l.iter().filter_map(|(_, s)| s.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -485,7 +514,7 @@ impl Tracker {
         }
         let spec = old.spec.clone();
         let slices = self.slices_for(key);
-        self.index.insert(ServiceRec { spec, slices });
+        Arc::make_mut(&mut self.index).insert(ServiceRec { spec, slices });
         self.dirty = true;
     }
 }
@@ -634,6 +663,43 @@ mod tests {
             .map(|(_, e)| e.ip.to_string())
             .collect();
         assert_eq!(ips, ["10.0.0.2"]);
+    }
+
+    #[test]
+    fn slices_of_non_headless_services_are_kept_by_name_only() {
+        let ips = |ix: &Index| -> Vec<String> {
+            ix.service("a.n")
+                .unwrap()
+                .dns_endpoints()
+                .map(|(_, e)| e.ip.to_string())
+                .collect()
+        };
+        let cluster_ip = Kind::ClusterIp {
+            v4: Some("10.96.0.1".parse().unwrap()),
+            v6: None,
+        };
+        let mut t = Tracker::new();
+        // Before the Service is known the data is kept; a ClusterIP Service drops it.
+        t.apply_slice("a.n", "a-1", slice(vec![ep("10.0.0.1", None, true)]));
+        t.apply_service(spec("a.n", cluster_ip.clone()));
+        assert!(t.slices["a.n"].iter().all(|(_, s)| s.is_none()));
+        t.apply_slice("a.n", "a-2", slice(vec![ep("10.0.0.2", None, true)]));
+        assert!(t.slices["a.n"].iter().all(|(_, s)| s.is_none()));
+        assert!(!t.take_slice_relist());
+        // Turning headless asks for a relist, which brings the endpoints back.
+        t.apply_service(spec("a.n", Kind::Headless));
+        assert!(t.take_slice_relist());
+        assert!(!t.take_slice_relist());
+        assert!(ips(&t.publish()).is_empty());
+        t.relist_start(Resource::Slices);
+        t.apply_slice("a.n", "a-2", slice(vec![ep("10.0.0.2", None, true)]));
+        t.relist_done(Resource::Slices);
+        assert_eq!(ips(&t.publish()), ["10.0.0.2"]);
+        // A headless Service's slices keep their data, so no relist is needed later.
+        t.apply_service(spec("b.n", Kind::Headless));
+        t.apply_slice("b.n", "b-1", slice(vec![ep("10.0.0.3", None, true)]));
+        t.apply_service(spec("b.n", Kind::Headless));
+        assert!(!t.take_slice_relist());
     }
 
     #[test]

@@ -71,11 +71,14 @@ pub async fn run(client: kube::Client, shared: Arc<Shared>) {
         .default_backoff()
         .map(|e| e.map(|e| Change::Service(Box::new(e))))
         .boxed();
-    let slices = watcher::watcher(kube::Api::<EndpointSlice>::all(client), cfg)
-        .default_backoff()
-        .map(|e| e.map(|e| Change::Slice(Box::new(e))))
-        .boxed();
-    let mut events = futures::stream::select(services, slices);
+    // A fresh watcher starts with a complete list (Init .. InitDone).
+    let slices = || {
+        watcher::watcher(kube::Api::<EndpointSlice>::all(client.clone()), cfg.clone())
+            .default_backoff()
+            .map(|e| e.map(|e| Change::Slice(Box::new(e))))
+            .boxed()
+    };
+    let mut events = futures::stream::select(services, slices());
     let mut tracker = Tracker::new();
     let (mut services_synced, mut slices_synced) = (false, false);
     let mut next_publish = Instant::now();
@@ -99,6 +102,10 @@ pub async fn run(client: kube::Client, shared: Arc<Shared>) {
                         Err(e) => tracing::warn!(error = %e, "watch failed; retrying"),
                     }
                     ev = events.next().now_or_never().flatten();
+                }
+                if tracker.take_slice_relist() {
+                    let (services, _) = events.into_inner();
+                    events = futures::stream::select(services, slices());
                 }
                 if services_synced && slices_synced && !shared.synced() {
                     shared.publish(tracker.publish());
