@@ -7,6 +7,7 @@
 //! queues and the writes that apply those decisions.
 
 pub mod cache;
+pub mod cli;
 pub mod deployment;
 pub mod events;
 pub mod gc;

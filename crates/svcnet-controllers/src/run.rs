@@ -249,26 +249,39 @@ where
     })
 }
 
+/// Keys one controller reconciles at the same time.
+const WORKER_CONCURRENCY: usize = 8;
+
 type Reconcile = for<'a> fn(&'a Arc<Shared>, &'a str) -> futures::future::BoxFuture<'a, Result<()>>;
 
 fn worker(s: &Arc<Shared>, name: &'static str, queue: fn(&Shared) -> &Queue, f: Reconcile) -> tokio::task::JoinHandle<()> {
+    // The scheduler places one pod at a time so each decision sees the previous one.
+    let concurrency = if name == "scheduler" { 1 } else { WORKER_CONCURRENCY };
     let s = s.clone();
     tokio::spawn(async move {
         all_synced(&s).await;
         loop {
             let batch = queue(&s).next_batch().await;
-            for k in batch {
-                tracing::trace!(controller = name, key = %k, "sync");
-                if let Err(e) = f(&s, &k).await {
-                    let delay = if code(&e) == Some(409) { Duration::from_millis(100) } else { Duration::from_secs(1) };
-                    if code(&e) == Some(409) {
-                        tracing::debug!(controller = name, key = %k, error = %e, "conflict; retrying");
-                    } else {
-                        tracing::warn!(controller = name, key = %k, error = %e, "reconcile failed; retrying");
+            // Keys of one batch are distinct, so they may run side by side;
+            // the next batch waits, so one key never runs twice at once.
+            futures::stream::iter(batch)
+                .for_each_concurrent(concurrency, |k| {
+                    let s = s.clone();
+                    async move {
+                        tracing::trace!(controller = name, key = %k, "sync");
+                        if let Err(e) = f(&s, &k).await {
+                            let conflict = code(&e) == Some(409);
+                            if conflict {
+                                tracing::debug!(controller = name, key = %k, error = %e, "conflict; retrying");
+                            } else {
+                                tracing::warn!(controller = name, key = %k, error = %e, "reconcile failed; retrying");
+                            }
+                            let delay = if conflict { Duration::from_millis(100) } else { Duration::from_secs(1) };
+                            queue(&s).add_after(k, delay);
+                        }
                     }
-                    queue(&s).add_after(k, delay);
-                }
-            }
+                })
+                .await;
         }
     })
 }
