@@ -459,13 +459,13 @@ async fn list(ctx: Ctx) -> ApiResult<Response> {
             o
         })
         .collect();
-    let body = json!({
-        "kind": format!("{}List", ctx.res.kind),
-        "apiVersion": ctx.res.api_version(),
-        "metadata": meta,
-        "items": items,
-    });
-    Ok(codec::respond(200, &body, ctx.out))
+    // Built by hand: `json!` would serialize every item into a fresh copy.
+    let mut body = serde_json::Map::new();
+    body.insert("kind".into(), json!(format!("{}List", ctx.res.kind)));
+    body.insert("apiVersion".into(), json!(ctx.res.api_version()));
+    body.insert("metadata".into(), meta);
+    body.insert("items".into(), Value::Array(items));
+    Ok(codec::respond(200, &Value::Object(body), ctx.out))
 }
 
 // ---------------------------------------------------------------- create

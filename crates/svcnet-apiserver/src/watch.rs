@@ -58,13 +58,24 @@ fn decode_event(ev: &WatchEvent) -> Option<Change> {
     })
 }
 
+/// One watch event line, serialized straight from the borrowed object (no
+/// copy per watcher); fields in the order a JSON object map sorts them.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    object: &'a Value,
+    #[serde(rename = "type")]
+    typ: &'a str,
+}
+
 fn line(ctx: &Ctx, typ: &str, obj: &Value) -> bytes::Bytes {
-    let obj = if ctx.table && typ != "ERROR" && typ != "BOOKMARK" {
-        tables::one(ctx.res, obj, &ctx.q).unwrap_or_else(|_| obj.clone())
+    let table;
+    let object = if ctx.table && typ != "ERROR" && typ != "BOOKMARK" {
+        table = tables::one(ctx.res, obj, &ctx.q);
+        table.as_ref().unwrap_or(obj)
     } else {
-        obj.clone()
+        obj
     };
-    let mut s = serde_json::to_vec(&json!({"type": typ, "object": obj})).unwrap_or_default();
+    let mut s = serde_json::to_vec(&Line { object, typ }).unwrap_or_default();
     s.push(b'\n');
     bytes::Bytes::from(s)
 }

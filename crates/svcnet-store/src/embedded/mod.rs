@@ -72,6 +72,10 @@ pub struct EmbeddedConfig {
     /// Verify every page checksum when opening (reads the whole file once);
     /// a damaged file is then refused instead of trusted.
     pub verify_on_open: bool,
+    /// Page cache of the database file. redb's own default is 1 GiB, which
+    /// a large store fills and keeps resident; the kernel's page cache
+    /// still holds the file beyond this.
+    pub cache_bytes: usize,
 }
 
 impl Default for EmbeddedConfig {
@@ -84,6 +88,7 @@ impl Default for EmbeddedConfig {
             watch_buffer: 1024,
             progress_interval: Duration::from_secs(5),
             verify_on_open: true,
+            cache_bytes: 256 << 20,
         }
     }
 }
@@ -349,8 +354,12 @@ impl Inner {
             Err(StoreError::Io(_)) | Err(StoreError::Unavailable(_)) => {}
             Err(e) => return Err(e),
         }
-        let verify = config.verify_on_open;
-        let db = guarded_open(&path, |b| b.set_check_integrity_on_open(verify).open(&path))?;
+        let (verify, cache) = (config.verify_on_open, config.cache_bytes);
+        let db = guarded_open(&path, |b| {
+            b.set_check_integrity_on_open(verify)
+                .set_cache_size(cache)
+                .open(&path)
+        })?;
         let rev = Self::validate(&db, &path)?;
         let (queue, rx) = std::sync::mpsc::channel();
         let inner = Self {
