@@ -29,32 +29,46 @@ async fn main() {
     // One running, ready pod on one Ready node.
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).expect("node");
-    nodes.create(&PostParams::default(), &node).await.expect("create node");
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("create node");
     let now = jiff::Timestamp::now().to_string();
     let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": now}]}});
-    nodes.patch_status("n1", &PatchParams::default(), &Patch::Merge(&ready)).await.expect("node ready");
+    nodes
+        .patch_status("n1", &PatchParams::default(), &Patch::Merge(&ready))
+        .await
+        .expect("node ready");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "pause", "labels": {"app": "latency"}},
         "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9"}]}}))
     .expect("pod");
-    pods.create(&PostParams::default(), &pod).await.expect("create pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
     let st = json!({"status": {"phase": "Running", "podIP": "10.244.0.5", "podIPs": [{"ip": "10.244.0.5"}],
         "conditions": [{"type": "Ready", "status": "True"}]}});
-    pods.patch_status("pause", &PatchParams::default(), &Patch::Merge(&st)).await.expect("pod status");
+    pods.patch_status("pause", &PatchParams::default(), &Patch::Merge(&st))
+        .await
+        .expect("pod status");
 
     // When a watch first saw each Endpoints with an address.
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let eps: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let seen_w = seen.clone();
     let watch = tokio::spawn(async move {
-        let stream = watcher(eps, watcher::Config::default()).default_backoff().applied_objects();
+        let stream = watcher(eps, watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
         futures::pin_mut!(stream);
         while let Some(Ok(e)) = stream.next().await {
-            let has = e.subsets.iter().flatten().any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()));
-            if has {
-                if let (Some(name), Ok(mut m)) = (e.metadata.name.clone(), seen_w.lock()) {
-                    m.entry(name).or_insert_with(Instant::now);
-                }
+            let has = e
+                .subsets
+                .iter()
+                .flatten()
+                .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()));
+            if has && let (Some(name), Ok(mut m)) = (e.metadata.name.clone(), seen_w.lock()) {
+                m.entry(name).or_insert_with(Instant::now);
             }
         }
     });
@@ -65,7 +79,12 @@ async fn main() {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..PARALLEL {
-        let (client, next, seen, latencies) = (client.clone(), next.clone(), seen.clone(), latencies.clone());
+        let (client, next, seen, latencies) = (
+            client.clone(),
+            next.clone(),
+            seen.clone(),
+            latencies.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let svcs: Api<Service> = Api::namespaced(client, "default");
             loop {
@@ -99,9 +118,22 @@ async fn main() {
     let total = started.elapsed();
     let mut l = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     l.sort();
-    let pct = |p: f64| l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or_default();
-    println!("Service endpoints latency: {} services, {PARALLEL} at a time, {total:.2?} total", l.len());
-    println!("  p50 {:.1?}  p90 {:.1?}  p99 {:.1?}  max {:.1?}", pct(0.50), pct(0.90), pct(0.99), l.last().copied().unwrap_or_default());
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "Service endpoints latency: {} services, {PARALLEL} at a time, {total:.2?} total",
+        l.len()
+    );
+    println!(
+        "  p50 {:.1?}  p90 {:.1?}  p99 {:.1?}  max {:.1?}",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        l.last().copied().unwrap_or_default()
+    );
     println!("  upstream limits: p50 <= 20s, p99 <= 50s; svcnet target: p99 <= 100ms");
     watch.abort();
     ctl.abort();

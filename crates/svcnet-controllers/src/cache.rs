@@ -26,7 +26,11 @@ pub fn key_of<K: Resource>(obj: &K) -> String {
 
 /// `namespace/name` from parts.
 pub fn key(ns: &str, name: &str) -> String {
-    if ns.is_empty() { name.to_owned() } else { format!("{ns}/{name}") }
+    if ns.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{ns}/{name}")
+    }
 }
 
 /// Splits a key back into (namespace, name).
@@ -35,7 +39,11 @@ pub fn split_key(k: &str) -> (&str, &str) {
 }
 
 fn rv_of<K: Resource>(obj: &K) -> u64 {
-    obj.meta().resource_version.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0)
+    obj.meta()
+        .resource_version
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// What one applied event changed: (old, new) per key.
@@ -59,7 +67,10 @@ pub struct Cache<K> {
 
 impl<K> Clone for Cache<K> {
     fn clone(&self) -> Self {
-        Cache { inner: self.inner.clone(), synced: self.synced.clone() }
+        Cache {
+            inner: self.inner.clone(),
+            synced: self.synced.clone(),
+        }
     }
 }
 
@@ -145,7 +156,9 @@ impl<K: Resource + Clone> Cache<K> {
             Event::Init => g.buffer = Some(HashMap::new()),
             Event::InitApply(obj) => {
                 let k = key_of(&obj);
-                g.buffer.get_or_insert_with(HashMap::new).insert(k, Arc::new(obj));
+                g.buffer
+                    .get_or_insert_with(HashMap::new)
+                    .insert(k, Arc::new(obj));
             }
             Event::InitDone => {
                 let fresh = g.buffer.take().unwrap_or_default();
@@ -189,10 +202,10 @@ fn upsert<K: Resource>(g: &mut Inner<K>, obj: K) -> Option<Change<K>> {
     if g.tombstones.get(&k).is_some_and(|t| *t >= rv) {
         return None;
     }
-    if let Some(cur) = g.objects.get(&k) {
-        if rv_of(cur.as_ref()) >= rv {
-            return None;
-        }
+    if let Some(cur) = g.objects.get(&k)
+        && rv_of(cur.as_ref()) >= rv
+    {
+        return None;
     }
     g.tombstones.remove(&k);
     let new = Arc::new(obj);
@@ -238,7 +251,12 @@ mod tests {
     fn cache_steps() {
         use Step::*;
         let cases: Vec<(&str, Vec<Step>, Vec<&str>, usize)> = vec![
-            ("apply inserts", vec![Ev(Event::Apply(pod("a", 1)))], vec!["ns/a@1"], 1),
+            (
+                "apply inserts",
+                vec![Ev(Event::Apply(pod("a", 1)))],
+                vec!["ns/a@1"],
+                1,
+            ),
             (
                 "older apply ignored",
                 vec![Ev(Event::Apply(pod("a", 5))), Ev(Event::Apply(pod("a", 3)))],
@@ -247,25 +265,40 @@ mod tests {
             ),
             (
                 "own write ahead of the watch",
-                vec![Observe(pod("a", 7)), Ev(Event::Apply(pod("a", 6))), Ev(Event::Apply(pod("a", 7)))],
+                vec![
+                    Observe(pod("a", 7)),
+                    Ev(Event::Apply(pod("a", 6))),
+                    Ev(Event::Apply(pod("a", 7))),
+                ],
                 vec!["ns/a@7"],
                 1,
             ),
             (
                 "delete leaves a tombstone",
-                vec![Ev(Event::Apply(pod("a", 2))), Ev(Event::Delete(pod("a", 3))), Ev(Event::Apply(pod("a", 2)))],
+                vec![
+                    Ev(Event::Apply(pod("a", 2))),
+                    Ev(Event::Delete(pod("a", 3))),
+                    Ev(Event::Apply(pod("a", 2))),
+                ],
                 vec![],
                 2,
             ),
             (
                 "own delete then late event",
-                vec![Ev(Event::Apply(pod("a", 2))), ObserveDeleted("ns/a", 2), Ev(Event::Apply(pod("a", 2)))],
+                vec![
+                    Ev(Event::Apply(pod("a", 2))),
+                    ObserveDeleted("ns/a", 2),
+                    Ev(Event::Apply(pod("a", 2))),
+                ],
                 vec![],
                 2,
             ),
             (
                 "recreated after delete",
-                vec![Ev(Event::Delete(pod("a", 3))), Ev(Event::Apply(pod("a", 9)))],
+                vec![
+                    Ev(Event::Delete(pod("a", 3))),
+                    Ev(Event::Apply(pod("a", 9))),
+                ],
                 vec!["ns/a@9"],
                 1,
             ),

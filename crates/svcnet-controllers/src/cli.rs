@@ -25,7 +25,9 @@ pub enum CliError {
         source: std::io::Error,
     },
     /// Leader-election timings that cannot work.
-    #[error("--leader-elect-renew-deadline ({renew:?}) must be shorter than --leader-elect-lease-duration ({lease:?})")]
+    #[error(
+        "--leader-elect-renew-deadline ({renew:?}) must be shorter than --leader-elect-lease-duration ({lease:?})"
+    )]
     Leader { renew: Duration, lease: Duration },
     /// The kubeconfig could not be loaded.
     #[error("loading the kubeconfig: {0}")]
@@ -83,7 +85,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
@@ -111,8 +115,13 @@ fn dur(v: &str, flag: &'static str) -> Result<Duration, CliError> {
 }
 
 fn pool_text(file: Option<&Path>, flag: &str) -> Result<String, CliError> {
-    let Some(path) = file else { return Ok(flag.to_owned()) };
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::PoolFile { path: path.to_owned(), source })?;
+    let Some(path) = file else {
+        return Ok(flag.to_owned());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::PoolFile {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(text
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
@@ -125,8 +134,14 @@ impl ControllersArgs {
     /// Validates the flags into a [`Config`]; `identity` names this process for leader election.
     pub fn config(&self, identity: &str) -> Result<Config, CliError> {
         let pool = Pool::parse(&pool_text(self.lb_pool_file.as_deref(), &self.lb_pool)?)?;
-        let lease = dur(&self.leader_elect_lease_duration, "leader-elect-lease-duration")?;
-        let renew = dur(&self.leader_elect_renew_deadline, "leader-elect-renew-deadline")?;
+        let lease = dur(
+            &self.leader_elect_lease_duration,
+            "leader-elect-lease-duration",
+        )?;
+        let renew = dur(
+            &self.leader_elect_renew_deadline,
+            "leader-elect-renew-deadline",
+        )?;
         let retry = dur(&self.leader_elect_retry_period, "leader-elect-retry-period")?;
         if self.leader_elect && renew >= lease {
             return Err(CliError::Leader { renew, lease });
@@ -156,20 +171,28 @@ impl ControllersArgs {
 pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, CliError> {
     let cfg = match kubeconfig {
         Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| CliError::Kubeconfig(format!("{}: {e}", p.display())))?;
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .map_err(|e| CliError::Kubeconfig(format!("{}: {e}", p.display())))?;
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
                 .map_err(|e| CliError::Kubeconfig(e.to_string()))?
         }
-        None => kube::Config::infer().await.map_err(|e| CliError::Kubeconfig(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| CliError::Kubeconfig(e.to_string()))?,
     };
     kube::Client::try_from(cfg).map_err(|e| CliError::Kubeconfig(e.to_string()))
 }
 
 /// This process's leader-election identity: host name plus a per-process suffix.
 pub fn identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "svcnet".into());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "svcnet".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("{host}_{}_{nanos:x}", std::process::id())
 }
 
@@ -207,22 +230,62 @@ mod tests {
         let parse = |args: &[&str]| {
             let mut v = vec!["x"];
             v.extend_from_slice(args);
-            Cli::try_parse_from(v).map_err(|e| e.to_string()).and_then(|c| c.a.config("me").map_err(|e| e.to_string()))
+            Cli::try_parse_from(v)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.a.config("me").map_err(|e| e.to_string()))
         };
         let c = parse(&[]).unwrap_or_default_config();
-        assert_eq!(c.timing, Timing { grace: Duration::from_secs(10), eviction: Duration::from_secs(30) });
-        assert!(c.lb_pool.as_ref().is_some_and(|p| p.contains("172.18.0.200".parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])))));
-        let l = c.leader.unwrap_or_else(|| panic!("leader election on by default"));
-        assert_eq!((l.identity.as_str(), l.name.as_str(), l.lease_duration), ("me", "svcnet-controller-manager", Duration::from_secs(15)));
+        assert_eq!(
+            c.timing,
+            Timing {
+                grace: Duration::from_secs(10),
+                eviction: Duration::from_secs(30)
+            }
+        );
+        assert!(c.lb_pool.as_ref().is_some_and(|p| {
+            p.contains(
+                "172.18.0.200"
+                    .parse()
+                    .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+            )
+        }));
+        let l = c
+            .leader
+            .unwrap_or_else(|| panic!("leader election on by default"));
+        assert_eq!(
+            (l.identity.as_str(), l.name.as_str(), l.lease_duration),
+            ("me", "svcnet-controller-manager", Duration::from_secs(15))
+        );
 
-        let c = parse(&["--leader-elect=false", "--lb-pool=", "--node-monitor-grace-period=2s", "--pod-eviction-timeout=1m"]).unwrap_or_default_config();
+        let c = parse(&[
+            "--leader-elect=false",
+            "--lb-pool=",
+            "--node-monitor-grace-period=2s",
+            "--pod-eviction-timeout=1m",
+        ])
+        .unwrap_or_default_config();
         assert!(c.leader.is_none() && c.lb_pool.is_none());
-        assert_eq!(c.timing, Timing { grace: Duration::from_secs(2), eviction: Duration::from_secs(60) });
+        assert_eq!(
+            c.timing,
+            Timing {
+                grace: Duration::from_secs(2),
+                eviction: Duration::from_secs(60)
+            }
+        );
 
         let errs = [
-            (vec!["--node-monitor-grace-period=ten"], "invalid duration \"ten\" for --node-monitor-grace-period: use a number with a unit, e.g. 10s, 500ms, 2m"),
-            (vec!["--lb-pool=nope"], "--lb-pool: invalid LoadBalancer pool entry \"nope\": want a CIDR (10.0.0.0/28), a range (172.18.0.200-172.18.0.250) or an address"),
-            (vec!["--leader-elect-renew-deadline=20s"], "--leader-elect-renew-deadline (20s) must be shorter than --leader-elect-lease-duration (15s)"),
+            (
+                vec!["--node-monitor-grace-period=ten"],
+                "invalid duration \"ten\" for --node-monitor-grace-period: use a number with a unit, e.g. 10s, 500ms, 2m",
+            ),
+            (
+                vec!["--lb-pool=nope"],
+                "--lb-pool: invalid LoadBalancer pool entry \"nope\": want a CIDR (10.0.0.0/28), a range (172.18.0.200-172.18.0.250) or an address",
+            ),
+            (
+                vec!["--leader-elect-renew-deadline=20s"],
+                "--leader-elect-renew-deadline (20s) must be shorter than --leader-elect-lease-duration (15s)",
+            ),
         ];
         for (args, want) in errs {
             assert_eq!(parse(&args).err().as_deref(), Some(want), "{args:?}");
@@ -233,9 +296,16 @@ mod tests {
     fn pool_file() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("pool");
-        std::fs::write(&path, "# lab pool\n10.9.0.1-10.9.0.2\n10.9.1.0/30 # more\n").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(pool_text(Some(&path), "ignored").ok().as_deref(), Some("10.9.0.1-10.9.0.2,10.9.1.0/30"));
-        let missing = pool_text(Some(&dir.path().join("none")), "x").err().map(|e| e.to_string()).unwrap_or_default();
+        std::fs::write(&path, "# lab pool\n10.9.0.1-10.9.0.2\n10.9.1.0/30 # more\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            pool_text(Some(&path), "ignored").ok().as_deref(),
+            Some("10.9.0.1-10.9.0.2,10.9.1.0/30")
+        );
+        let missing = pool_text(Some(&dir.path().join("none")), "x")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(missing.starts_with("reading --lb-pool-file "), "{missing}");
     }
 

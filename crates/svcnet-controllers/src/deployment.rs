@@ -53,7 +53,10 @@ impl Scale {
         if self.from == 0 {
             format!("Scaled {op} replica set {} to {}", self.name, self.to)
         } else {
-            format!("Scaled {op} replica set {} to {} from {}", self.name, self.to, self.from)
+            format!(
+                "Scaled {op} replica set {} to {} from {}",
+                self.name, self.to, self.from
+            )
         }
     }
 }
@@ -78,7 +81,11 @@ pub struct Plan {
 }
 
 /// Resolves an IntOrString against `total`, rounding up or down (upstream `GetScaledValueFromIntOrPercent`).
-pub fn scaled_value(v: Option<&IntOrString>, total: i32, round_up: bool) -> Result<i32, DeploymentError> {
+pub fn scaled_value(
+    v: Option<&IntOrString>,
+    total: i32,
+    round_up: bool,
+) -> Result<i32, DeploymentError> {
     match v {
         None => Ok(0),
         Some(IntOrString::Int(i)) => Ok(*i),
@@ -88,7 +95,11 @@ pub fn scaled_value(v: Option<&IntOrString>, total: i32, round_up: bool) -> Resu
                 .and_then(|n| n.parse().ok())
                 .ok_or_else(|| DeploymentError::BadIntOrPercent(s.clone()))?;
             let num = pct * i64::from(total);
-            let v = if round_up { (num + 99).div_euclid(100) } else { num.div_euclid(100) };
+            let v = if round_up {
+                (num + 99).div_euclid(100)
+            } else {
+                num.div_euclid(100)
+            };
             Ok(v.clamp(0, i64::from(i32::MAX)) as i32)
         }
     }
@@ -119,7 +130,10 @@ fn rs_replicas(rs: &ReplicaSet) -> i32 {
 }
 
 fn rs_available(rs: &ReplicaSet) -> i32 {
-    rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0)
+    rs.status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0)
 }
 
 fn rs_name(rs: &ReplicaSet) -> String {
@@ -135,7 +149,9 @@ pub fn revision(meta: &ObjectMeta) -> i64 {
         .unwrap_or(0)
 }
 
-fn template_without_hash(rs_or_d: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>) -> serde_json::Value {
+fn template_without_hash(
+    rs_or_d: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>,
+) -> serde_json::Value {
     let mut t = rs_or_d.cloned().unwrap_or_default();
     if let Some(l) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         l.remove(hash::LABEL);
@@ -161,16 +177,24 @@ pub fn new_replica_set(d: &Deployment, replicas: i32, revision: i64, max_surge: 
     let h = hash::pod_template_hash(&spec.template, collision);
     let mut template = spec.template.clone();
     let tm = template.metadata.get_or_insert_with(Default::default);
-    tm.labels.get_or_insert_with(BTreeMap::new).insert(hash::LABEL.into(), h.clone());
+    tm.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(hash::LABEL.into(), h.clone());
     let labels = tm.labels.clone();
     let mut selector: LabelSelector = spec.selector.clone();
-    selector.match_labels.get_or_insert_with(BTreeMap::new).insert(hash::LABEL.into(), h.clone());
+    selector
+        .match_labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(hash::LABEL.into(), h.clone());
     let mut annotations = d.metadata.annotations.clone().unwrap_or_default();
     annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     annotations.remove(ANNOTATION_REVISION_HISTORY);
     annotations.insert(ANNOTATION_REVISION.into(), revision.to_string());
     annotations.insert(ANNOTATION_DESIRED.into(), replicas_of(d).to_string());
-    annotations.insert(ANNOTATION_MAX.into(), (replicas_of(d) + max_surge).to_string());
+    annotations.insert(
+        ANNOTATION_MAX.into(),
+        (replicas_of(d) + max_surge).to_string(),
+    );
     ReplicaSet {
         metadata: ObjectMeta {
             name: Some(format!("{}-{h}", d.metadata.name.as_deref().unwrap_or(""))),
@@ -212,13 +236,29 @@ pub fn plan(
     now: Timestamp,
 ) -> Result<Plan, DeploymentError> {
     let desired = replicas(d);
-    let (surge, unavailable) = if is_recreate(d) { (0, 0) } else { fenceposts(d)? };
-    let mut plan = Plan { scale_annotations: (desired, desired + surge), ..Default::default() };
+    let (surge, unavailable) = if is_recreate(d) {
+        (0, 0)
+    } else {
+        fenceposts(d)?
+    };
+    let mut plan = Plan {
+        scale_annotations: (desired, desired + surge),
+        ..Default::default()
+    };
     // Oldest first, as upstream sorts by creation time.
     let mut rses: Vec<&ReplicaSet> = owned.to_vec();
-    rses.sort_by_key(|r| (r.metadata.creation_timestamp.as_ref().map(|t| t.0), r.metadata.name.clone()));
+    rses.sort_by_key(|r| {
+        (
+            r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            r.metadata.name.clone(),
+        )
+    });
     let new_rs = rses.iter().rev().copied().find(|r| is_new_rs(d, r));
-    let old: Vec<&ReplicaSet> = rses.iter().copied().filter(|r| Some(*r) != new_rs).collect();
+    let old: Vec<&ReplicaSet> = rses
+        .iter()
+        .copied()
+        .filter(|r| Some(*r) != new_rs)
+        .collect();
     let max_old_rev = old.iter().map(|r| revision(&r.metadata)).max().unwrap_or(0);
     let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
 
@@ -227,36 +267,45 @@ pub fn plan(
         Some(rs) if revision(&rs.metadata) > max_old_rev => revision(&rs.metadata),
         _ => max_old_rev + 1,
     };
-    if let Some(rs) = new_rs {
-        if revision(&rs.metadata) < new_rev {
-            plan.set_revision = Some((rs_name(rs), new_rev.to_string()));
-        }
+    if let Some(rs) = new_rs
+        && revision(&rs.metadata) < new_rev
+    {
+        plan.set_revision = Some((rs_name(rs), new_rev.to_string()));
     }
-    if new_rs.is_some() || !paused {
-        if revision(&d.metadata) != new_rev {
-            plan.deployment_revision = Some(new_rev.to_string());
-        }
+    if (new_rs.is_some() || !paused) && revision(&d.metadata) != new_rev {
+        plan.deployment_revision = Some(new_rev.to_string());
     }
 
     let mut created = false;
     let mut changed = false;
     if paused {
         // Paused: no rollout, only scaling of the active ReplicaSet.
-        let active: Vec<&ReplicaSet> = rses.iter().copied().filter(|r| rs_replicas(r) > 0).collect();
+        let active: Vec<&ReplicaSet> = rses
+            .iter()
+            .copied()
+            .filter(|r| rs_replicas(r) > 0)
+            .collect();
         let target = new_rs.or(active.last().copied());
-        if active.len() <= 1 {
-            if let Some(rs) = target {
-                if rs_replicas(rs) != desired {
-                    plan.scale.push(Scale { name: rs_name(rs), from: rs_replicas(rs), to: desired });
-                }
-            }
+        if active.len() <= 1
+            && let Some(rs) = target
+            && rs_replicas(rs) != desired
+        {
+            plan.scale.push(Scale {
+                name: rs_name(rs),
+                from: rs_replicas(rs),
+                to: desired,
+            });
         }
         changed = !plan.scale.is_empty();
     } else if is_recreate(d) {
         let old_active: Vec<&&ReplicaSet> = old.iter().filter(|r| rs_replicas(r) > 0).collect();
         if !old_active.is_empty() {
             for rs in old_active {
-                plan.scale.push(Scale { name: rs_name(rs), from: rs_replicas(rs), to: 0 });
+                plan.scale.push(Scale {
+                    name: rs_name(rs),
+                    from: rs_replicas(rs),
+                    to: 0,
+                });
             }
             changed = true;
         } else if old_pods_running == 0 {
@@ -266,7 +315,11 @@ pub fn plan(
                     created = true;
                 }
                 Some(rs) if rs_replicas(rs) != desired => {
-                    plan.scale.push(Scale { name: rs_name(rs), from: rs_replicas(rs), to: desired });
+                    plan.scale.push(Scale {
+                        name: rs_name(rs),
+                        from: rs_replicas(rs),
+                        to: desired,
+                    });
                     changed = true;
                 }
                 Some(_) => {}
@@ -277,7 +330,11 @@ pub fn plan(
         let max_total = desired + surge;
         match new_rs {
             None => {
-                let n = if total >= max_total { 0 } else { (max_total - total).min(desired) };
+                let n = if total >= max_total {
+                    0
+                } else {
+                    (max_total - total).min(desired)
+                };
                 plan.create = Some(new_replica_set(d, n, new_rev, surge));
                 created = true;
             }
@@ -291,7 +348,11 @@ pub fn plan(
                     cur + (max_total - total).min(desired - cur)
                 };
                 if target != cur {
-                    plan.scale.push(Scale { name: rs_name(rs), from: cur, to: target });
+                    plan.scale.push(Scale {
+                        name: rs_name(rs),
+                        from: cur,
+                        to: target,
+                    });
                     changed = true;
                 } else {
                     // The new side is where it should be: scale the old side down.
@@ -328,7 +389,11 @@ pub fn plan(
                         for r in &old {
                             let to = targets.get(&rs_name(r)).copied().unwrap_or(0);
                             if to != rs_replicas(r) {
-                                plan.scale.push(Scale { name: rs_name(r), from: rs_replicas(r), to });
+                                plan.scale.push(Scale {
+                                    name: rs_name(r),
+                                    from: rs_replicas(r),
+                                    to,
+                                });
                             }
                         }
                         changed = !plan.scale.is_empty();
@@ -340,7 +405,12 @@ pub fn plan(
 
     // History: once nothing moves, drop the oldest empty old ReplicaSets past the limit.
     if !changed && !created {
-        let limit = d.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(10).max(0) as usize;
+        let limit = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.revision_history_limit)
+            .unwrap_or(10)
+            .max(0) as usize;
         let mut empty: Vec<&&ReplicaSet> = old
             .iter()
             .filter(|r| {
@@ -351,11 +421,23 @@ pub fn plan(
             .collect();
         empty.sort_by_key(|r| revision(&r.metadata));
         if empty.len() > limit {
-            plan.delete = empty[..empty.len() - limit].iter().map(|r| rs_name(r)).collect();
+            plan.delete = empty[..empty.len() - limit]
+                .iter()
+                .map(|r| rs_name(r))
+                .collect();
         }
     }
 
-    plan.status = status(d, &rses, new_rs, plan.create.as_ref(), created, changed, unavailable, now);
+    plan.status = status(
+        d,
+        &rses,
+        new_rs,
+        plan.create.as_ref(),
+        created,
+        changed,
+        unavailable,
+        now,
+    );
     Ok(plan)
 }
 
@@ -373,9 +455,17 @@ fn status(
     let desired = replicas(d);
     let sum = |f: &dyn Fn(&ReplicaSet) -> i32| rses.iter().map(|r| f(r)).sum::<i32>();
     let total = sum(&|r| r.status.as_ref().map(|s| s.replicas).unwrap_or(0));
-    let ready = sum(&|r| r.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0));
+    let ready = sum(&|r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+    });
     let available = sum(&|r| rs_available(r));
-    let updated = new_rs.and_then(|r| r.status.as_ref()).map(|s| s.replicas).unwrap_or(0);
+    let updated = new_rs
+        .and_then(|r| r.status.as_ref())
+        .map(|s| s.replicas)
+        .unwrap_or(0);
     let old = d.status.clone().unwrap_or_default();
     let mut conditions = old.conditions.clone().unwrap_or_default();
     let min_ok = available >= desired - max_unavailable;
@@ -383,38 +473,106 @@ fn status(
         &mut conditions,
         "Available",
         min_ok,
-        if min_ok { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-        if min_ok { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
+        if min_ok {
+            "MinimumReplicasAvailable"
+        } else {
+            "MinimumReplicasUnavailable"
+        },
+        if min_ok {
+            "Deployment has minimum availability."
+        } else {
+            "Deployment does not have minimum availability."
+        },
         now,
         true,
     );
     let name = new_rs.or(created_rs).map(rs_name).unwrap_or_default();
     let new_replicas = new_rs.map(rs_replicas).unwrap_or(0);
-    let old_total: i32 = rses.iter().filter(|r| Some(**r) != new_rs).map(|r| r.status.as_ref().map(|s| s.replicas).unwrap_or(0)).sum();
-    let complete = new_rs.is_some() && updated == desired && new_replicas == desired && available == desired && old_total == 0 && total == desired;
+    let old_total: i32 = rses
+        .iter()
+        .filter(|r| Some(**r) != new_rs)
+        .map(|r| r.status.as_ref().map(|s| s.replicas).unwrap_or(0))
+        .sum();
+    let complete = new_rs.is_some()
+        && updated == desired
+        && new_replicas == desired
+        && available == desired
+        && old_total == 0
+        && total == desired;
     let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
     let deadline = d.spec.as_ref().and_then(|s| s.progress_deadline_seconds);
-    let current = conditions.iter().find(|c| c.type_ == "Progressing").cloned();
+    let current = conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .cloned();
     if paused {
-        set_condition(&mut conditions, "Progressing", false, "DeploymentPaused", "Deployment is paused", now, false);
+        set_condition(
+            &mut conditions,
+            "Progressing",
+            false,
+            "DeploymentPaused",
+            "Deployment is paused",
+            now,
+            false,
+        );
         // Upstream reports Unknown while paused.
         if let Some(c) = conditions.iter_mut().find(|c| c.type_ == "Progressing") {
             c.status = "Unknown".into();
         }
     } else if complete {
-        set_condition(&mut conditions, "Progressing", true, "NewReplicaSetAvailable", &format!("ReplicaSet \"{name}\" has successfully progressed."), now, false);
+        set_condition(
+            &mut conditions,
+            "Progressing",
+            true,
+            "NewReplicaSetAvailable",
+            &format!("ReplicaSet \"{name}\" has successfully progressed."),
+            now,
+            false,
+        );
     } else if created {
-        set_condition(&mut conditions, "Progressing", true, "NewReplicaSetCreated", &format!("Created new replica set \"{name}\""), now, true);
+        set_condition(
+            &mut conditions,
+            "Progressing",
+            true,
+            "NewReplicaSetCreated",
+            &format!("Created new replica set \"{name}\""),
+            now,
+            true,
+        );
     } else if changed {
-        set_condition(&mut conditions, "Progressing", true, "ReplicaSetUpdated", &format!("ReplicaSet \"{name}\" is progressing."), now, true);
+        set_condition(
+            &mut conditions,
+            "Progressing",
+            true,
+            "ReplicaSetUpdated",
+            &format!("ReplicaSet \"{name}\" is progressing."),
+            now,
+            true,
+        );
     } else if current.is_none() {
-        set_condition(&mut conditions, "Progressing", true, "FoundNewReplicaSet", &format!("Found new replica set \"{name}\""), now, true);
+        set_condition(
+            &mut conditions,
+            "Progressing",
+            true,
+            "FoundNewReplicaSet",
+            &format!("Found new replica set \"{name}\""),
+            now,
+            true,
+        );
     } else if let (Some(c), Some(secs)) = (current, deadline) {
         let last = c.last_update_time.as_ref().map(|t| t.0).unwrap_or(now);
         let timed_out = c.reason.as_deref() != Some("NewReplicaSetAvailable")
             && last + jiff::SignedDuration::from_secs(i64::from(secs)) < now;
         if timed_out {
-            set_condition(&mut conditions, "Progressing", false, "ProgressDeadlineExceeded", &format!("ReplicaSet \"{name}\" has timed out progressing."), now, true);
+            set_condition(
+                &mut conditions,
+                "Progressing",
+                false,
+                "ProgressDeadlineExceeded",
+                &format!("ReplicaSet \"{name}\" has timed out progressing."),
+                now,
+                true,
+            );
         }
     }
     // Upstream lists Available before Progressing.
@@ -447,7 +605,9 @@ fn set_condition(
     let t = Some(Time(now));
     match conds.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
-            let same = c.status == status && c.reason.as_deref() == Some(reason) && c.message.as_deref() == Some(message);
+            let same = c.status == status
+                && c.reason.as_deref() == Some(reason)
+                && c.message.as_deref() == Some(message);
             if c.status != status {
                 c.last_transition_time = t.clone();
             }
@@ -472,7 +632,9 @@ fn set_condition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy, ReplicaSetStatus, RollingUpdateDeployment};
+    use k8s_openapi::api::apps::v1::{
+        DeploymentSpec, DeploymentStrategy, ReplicaSetStatus, RollingUpdateDeployment,
+    };
     use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 
     fn ts(s: i64) -> Timestamp {
@@ -486,13 +648,23 @@ mod tests {
                 ..Default::default()
             }),
             spec: Some(PodSpec {
-                containers: vec![Container { name: "c".into(), image: Some(image.into()), ..Default::default() }],
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some(image.into()),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
         }
     }
 
-    fn deploy(replicas: i32, image: &str, strategy: &str, surge: IntOrString, unavail: IntOrString) -> Deployment {
+    fn deploy(
+        replicas: i32,
+        image: &str,
+        strategy: &str,
+        surge: IntOrString,
+        unavail: IntOrString,
+    ) -> Deployment {
         Deployment {
             metadata: ObjectMeta {
                 name: Some("web".into()),
@@ -510,10 +682,12 @@ mod tests {
                 template: template(image),
                 strategy: Some(DeploymentStrategy {
                     type_: Some(strategy.into()),
-                    rolling_update: (strategy == "RollingUpdate").then_some(RollingUpdateDeployment {
-                        max_surge: Some(surge),
-                        max_unavailable: Some(unavail),
-                    }),
+                    rolling_update: (strategy == "RollingUpdate").then_some(
+                        RollingUpdateDeployment {
+                            max_surge: Some(surge),
+                            max_unavailable: Some(unavail),
+                        },
+                    ),
                 }),
                 revision_history_limit: Some(1),
                 progress_deadline_seconds: Some(600),
@@ -524,7 +698,15 @@ mod tests {
     }
 
     /// A ReplicaSet of `d` with the template of `image`: spec replicas, status replicas, available, revision, age.
-    fn rs(d: &Deployment, image: &str, spec: i32, have: i32, avail: i32, rev: i64, created: i64) -> ReplicaSet {
+    fn rs(
+        d: &Deployment,
+        image: &str,
+        spec: i32,
+        have: i32,
+        avail: i32,
+        rev: i64,
+        created: i64,
+    ) -> ReplicaSet {
         let mut d2 = d.clone();
         if let Some(s) = d2.spec.as_mut() {
             s.template = template(image);
@@ -551,24 +733,40 @@ mod tests {
 
     #[test]
     fn scaled_values() {
-        let cases: Vec<(Option<IntOrString>, i32, bool, Result<i32, DeploymentError>)> = vec![
+        type Row = (Option<IntOrString>, i32, bool, Result<i32, DeploymentError>);
+        let cases: Vec<Row> = vec![
             (None, 10, true, Ok(0)),
             (Some(i(3)), 10, true, Ok(3)),
             (Some(p("25%")), 10, true, Ok(3)),
             (Some(p("25%")), 10, false, Ok(2)),
             (Some(p("100%")), 3, false, Ok(3)),
             (Some(p("0%")), 3, true, Ok(0)),
-            (Some(p("abc")), 3, true, Err(DeploymentError::BadIntOrPercent("abc".into()))),
+            (
+                Some(p("abc")),
+                3,
+                true,
+                Err(DeploymentError::BadIntOrPercent("abc".into())),
+            ),
         ];
         for (v, total, up, want) in cases {
-            assert_eq!(scaled_value(v.as_ref(), total, up), want, "{v:?} of {total}");
+            assert_eq!(
+                scaled_value(v.as_ref(), total, up),
+                want,
+                "{v:?} of {total}"
+            );
         }
         assert_eq!(
             DeploymentError::BadIntOrPercent("x".into()).to_string(),
             "invalid value for IntOrString: invalid type: string is not a percentage: \"x\""
         );
-        assert_eq!(fenceposts(&deploy(4, "a", "RollingUpdate", i(0), i(0))), Ok((0, 1)));
-        assert_eq!(fenceposts(&deploy(4, "a", "RollingUpdate", p("25%"), p("25%"))), Ok((1, 1)));
+        assert_eq!(
+            fenceposts(&deploy(4, "a", "RollingUpdate", i(0), i(0))),
+            Ok((0, 1))
+        );
+        assert_eq!(
+            fenceposts(&deploy(4, "a", "RollingUpdate", p("25%"), p("25%"))),
+            Ok((1, 1))
+        );
     }
 
     /// (name, deployment, [(image, spec, have, avail, rev, created)], old pods running,
@@ -587,12 +785,52 @@ mod tests {
     fn plans() {
         let roll = |n: i32, img: &str| deploy(n, img, "RollingUpdate", i(1), i(1));
         let cases: Vec<Case> = vec![
-            ("first rollout creates the RS at full size", roll(3, "v1"), vec![], 0, Some(3), vec![], vec![]),
-            ("steady state does nothing", roll(3, "v1"), vec![("v1", 3, 3, 3, 1, 0)], 0, None, vec![], vec![]),
-            ("scale up", roll(5, "v1"), vec![("v1", 3, 3, 3, 1, 0)], 0, None, vec![("web-v1", 3, 5)], vec![]),
-            ("scale down", roll(1, "v1"), vec![("v1", 3, 3, 3, 1, 0)], 0, None, vec![("web-v1", 3, 1)], vec![]),
+            (
+                "first rollout creates the RS at full size",
+                roll(3, "v1"),
+                vec![],
+                0,
+                Some(3),
+                vec![],
+                vec![],
+            ),
+            (
+                "steady state does nothing",
+                roll(3, "v1"),
+                vec![("v1", 3, 3, 3, 1, 0)],
+                0,
+                None,
+                vec![],
+                vec![],
+            ),
+            (
+                "scale up",
+                roll(5, "v1"),
+                vec![("v1", 3, 3, 3, 1, 0)],
+                0,
+                None,
+                vec![("web-v1", 3, 5)],
+                vec![],
+            ),
+            (
+                "scale down",
+                roll(1, "v1"),
+                vec![("v1", 3, 3, 3, 1, 0)],
+                0,
+                None,
+                vec![("web-v1", 3, 1)],
+                vec![],
+            ),
             // New template: surge 1 over 3 → new RS with 1.
-            ("rolling starts with the surge", roll(3, "v2"), vec![("v1", 3, 3, 3, 1, 0)], 0, Some(1), vec![], vec![]),
+            (
+                "rolling starts with the surge",
+                roll(3, "v2"),
+                vec![("v1", 3, 3, 3, 1, 0)],
+                0,
+                Some(1),
+                vec![],
+                vec![],
+            ),
             // New RS at 1 not yet available: old may lose only maxUnavailable (1).
             (
                 "old side respects maxUnavailable",
@@ -636,7 +874,11 @@ mod tests {
             (
                 "done rolling: history beyond the limit goes",
                 roll(3, "v3"),
-                vec![("v1", 0, 0, 0, 1, 0), ("v2", 0, 0, 0, 2, 1), ("v3", 3, 3, 3, 3, 2)],
+                vec![
+                    ("v1", 0, 0, 0, 1, 0),
+                    ("v2", 0, 0, 0, 2, 1),
+                    ("v3", 3, 3, 3, 3, 2),
+                ],
                 0,
                 None,
                 vec![],
@@ -671,20 +913,32 @@ mod tests {
             ),
         ];
         for (name, d, sets, running, want_create, want_scale, want_delete) in cases {
-            let owned: Vec<ReplicaSet> =
-                sets.iter().map(|(img, s, h, a, r, c)| rs(&d, img, *s, *h, *a, *r, *c)).collect();
+            let owned: Vec<ReplicaSet> = sets
+                .iter()
+                .map(|(img, s, h, a, r, c)| rs(&d, img, *s, *h, *a, *r, *c))
+                .collect();
             let refs: Vec<&ReplicaSet> = owned.iter().collect();
             let got = match plan(&d, &refs, running, ts(100)) {
                 Ok(p) => p,
                 Err(e) => panic!("{name}: {e}"),
             };
             assert_eq!(
-                got.create.as_ref().and_then(|r| r.spec.as_ref()).and_then(|s| s.replicas),
+                got.create
+                    .as_ref()
+                    .and_then(|r| r.spec.as_ref())
+                    .and_then(|s| s.replicas),
                 want_create,
                 "{name}: create"
             );
-            let scales: Vec<(String, i32, i32)> = got.scale.iter().map(|s| (s.name.clone(), s.from, s.to)).collect();
-            let want_scale: Vec<(String, i32, i32)> = want_scale.iter().map(|(n, f, t)| ((*n).to_owned(), *f, *t)).collect();
+            let scales: Vec<(String, i32, i32)> = got
+                .scale
+                .iter()
+                .map(|s| (s.name.clone(), s.from, s.to))
+                .collect();
+            let want_scale: Vec<(String, i32, i32)> = want_scale
+                .iter()
+                .map(|(n, f, t)| ((*n).to_owned(), *f, *t))
+                .collect();
             assert_eq!(scales, want_scale, "{name}: scale");
             assert_eq!(got.delete, want_delete, "{name}: delete");
         }
@@ -701,9 +955,18 @@ mod tests {
         assert_eq!(ann.get(ANNOTATION_DESIRED).map(String::as_str), Some("3"));
         assert_eq!(ann.get(ANNOTATION_MAX).map(String::as_str), Some("4"));
         let spec = r.spec.clone().unwrap_or_default();
-        assert_eq!(spec.selector.match_labels.unwrap_or_default().get(hash::LABEL), Some(&h));
+        assert_eq!(
+            spec.selector
+                .match_labels
+                .unwrap_or_default()
+                .get(hash::LABEL),
+            Some(&h)
+        );
         assert!(is_new_rs(&d, &r));
-        assert!(!is_new_rs(&deploy(3, "v2", "RollingUpdate", i(1), i(1)), &r));
+        assert!(!is_new_rs(
+            &deploy(3, "v2", "RollingUpdate", i(1), i(1)),
+            &r
+        ));
     }
 
     #[test]
@@ -713,34 +976,87 @@ mod tests {
         let got = plan(&d, &[&r], 0, ts(5)).unwrap_or_default();
         let s = got.status;
         assert_eq!(
-            (s.replicas, s.updated_replicas, s.ready_replicas, s.available_replicas, s.unavailable_replicas, s.observed_generation),
+            (
+                s.replicas,
+                s.updated_replicas,
+                s.ready_replicas,
+                s.available_replicas,
+                s.unavailable_replicas,
+                s.observed_generation
+            ),
             (Some(3), Some(3), Some(3), Some(3), Some(0), Some(2))
         );
         let conds: Vec<(String, String, String, String)> = s
             .conditions
             .unwrap_or_default()
             .into_iter()
-            .map(|c| (c.type_, c.status, c.reason.unwrap_or_default(), c.message.unwrap_or_default()))
+            .map(|c| {
+                (
+                    c.type_,
+                    c.status,
+                    c.reason.unwrap_or_default(),
+                    c.message.unwrap_or_default(),
+                )
+            })
             .collect();
         assert_eq!(
             conds,
             [
-                ("Available".into(), "True".into(), "MinimumReplicasAvailable".into(), "Deployment has minimum availability.".into()),
-                ("Progressing".into(), "True".into(), "NewReplicaSetAvailable".into(), "ReplicaSet \"web-v1\" has successfully progressed.".into()),
+                (
+                    "Available".into(),
+                    "True".into(),
+                    "MinimumReplicasAvailable".into(),
+                    "Deployment has minimum availability.".into()
+                ),
+                (
+                    "Progressing".into(),
+                    "True".into(),
+                    "NewReplicaSetAvailable".into(),
+                    "ReplicaSet \"web-v1\" has successfully progressed.".into()
+                ),
             ]
         );
         let short = rs(&d, "v1", 3, 3, 1, 1, 0);
         let s = plan(&d, &[&short], 0, ts(5)).unwrap_or_default().status;
-        let avail = s.conditions.unwrap_or_default().into_iter().find(|c| c.type_ == "Available").unwrap_or_default();
-        assert_eq!((avail.status.as_str(), avail.reason.as_deref()), ("False", Some("MinimumReplicasUnavailable")));
+        let avail = s
+            .conditions
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.type_ == "Available")
+            .unwrap_or_default();
+        assert_eq!(
+            (avail.status.as_str(), avail.reason.as_deref()),
+            ("False", Some("MinimumReplicasUnavailable"))
+        );
     }
 
     #[test]
     fn scale_messages() {
         let cases = [
-            (Scale { name: "web-1".into(), from: 0, to: 3 }, "Scaled up replica set web-1 to 3"),
-            (Scale { name: "web-1".into(), from: 3, to: 1 }, "Scaled down replica set web-1 to 1 from 3"),
-            (Scale { name: "web-1".into(), from: 1, to: 2 }, "Scaled up replica set web-1 to 2 from 1"),
+            (
+                Scale {
+                    name: "web-1".into(),
+                    from: 0,
+                    to: 3,
+                },
+                "Scaled up replica set web-1 to 3",
+            ),
+            (
+                Scale {
+                    name: "web-1".into(),
+                    from: 3,
+                    to: 1,
+                },
+                "Scaled down replica set web-1 to 1 from 3",
+            ),
+            (
+                Scale {
+                    name: "web-1".into(),
+                    from: 1,
+                    to: 2,
+                },
+                "Scaled up replica set web-1 to 2 from 1",
+            ),
         ];
         for (s, want) in cases {
             assert_eq!(s.message(), want);

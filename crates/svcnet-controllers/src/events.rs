@@ -30,11 +30,30 @@ pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
 }
 
 /// The Event object for one occurrence (upstream's recorder naming: `<object>.<hex nanoseconds>`).
-pub fn build(component: &str, obj: ObjectReference, kind: Kind, reason: &str, message: &str, now: Timestamp) -> Event {
-    let ns = obj.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
-    let name = format!("{}.{:x}", obj.name.as_deref().unwrap_or("unknown"), now.as_nanosecond());
+pub fn build(
+    component: &str,
+    obj: ObjectReference,
+    kind: Kind,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> Event {
+    let ns = obj
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let name = format!(
+        "{}.{:x}",
+        obj.name.as_deref().unwrap_or("unknown"),
+        now.as_nanosecond()
+    );
     Event {
-        metadata: ObjectMeta { name: Some(name), namespace: Some(ns), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(ns),
+            ..Default::default()
+        },
         involved_object: obj,
         reason: Some(reason.into()),
         message: Some(message.into()),
@@ -42,7 +61,10 @@ pub fn build(component: &str, obj: ObjectReference, kind: Kind, reason: &str, me
             Kind::Normal => "Normal".into(),
             Kind::Warning => "Warning".into(),
         }),
-        source: Some(EventSource { component: Some(component.into()), host: None }),
+        source: Some(EventSource {
+            component: Some(component.into()),
+            host: None,
+        }),
         first_timestamp: Some(Time(now)),
         last_timestamp: Some(Time(now)),
         event_time: None::<MicroTime>,
@@ -74,7 +96,14 @@ impl Recorder {
     }
 
     /// Records one event about `obj` from `component`.
-    pub fn record(&self, component: &str, obj: ObjectReference, kind: Kind, reason: &str, message: &str) {
+    pub fn record(
+        &self,
+        component: &str,
+        obj: ObjectReference,
+        kind: Kind,
+        reason: &str,
+        message: &str,
+    ) {
         let ev = build(component, obj, kind, reason, message, Timestamp::now());
         let ns = ev.metadata.namespace.clone().unwrap_or_default();
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
@@ -103,18 +132,41 @@ mod tests {
             ..Default::default()
         };
         let now = Timestamp::from_second(16).unwrap_or(Timestamp::UNIX_EPOCH);
-        let ev = build("default-scheduler", reference(&pod), Kind::Normal, "Scheduled", "Successfully assigned ns/web-1 to n1", now);
+        let ev = build(
+            "default-scheduler",
+            reference(&pod),
+            Kind::Normal,
+            "Scheduled",
+            "Successfully assigned ns/web-1 to n1",
+            now,
+        );
         assert_eq!(ev.metadata.name.as_deref(), Some("web-1.3b9aca000"));
         assert_eq!(ev.metadata.namespace.as_deref(), Some("ns"));
         assert_eq!(ev.involved_object.kind.as_deref(), Some("Pod"));
         assert_eq!(ev.involved_object.api_version.as_deref(), Some("v1"));
         assert_eq!(ev.type_.as_deref(), Some("Normal"));
-        assert_eq!(ev.source.and_then(|s| s.component).as_deref(), Some("default-scheduler"));
+        assert_eq!(
+            ev.source.and_then(|s| s.component).as_deref(),
+            Some("default-scheduler")
+        );
         let node = k8s_openapi::api::core::v1::Node {
-            metadata: ObjectMeta { name: Some("n1".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
-        let ev = build("node-controller", reference(&node), Kind::Warning, "NodeNotReady", "x", now);
-        assert_eq!((ev.metadata.namespace.as_deref(), ev.type_.as_deref()), (Some("default"), Some("Warning")));
+        let ev = build(
+            "node-controller",
+            reference(&node),
+            Kind::Warning,
+            "NodeNotReady",
+            "x",
+            now,
+        );
+        assert_eq!(
+            (ev.metadata.namespace.as_deref(), ev.type_.as_deref()),
+            (Some("default"), Some("Warning"))
+        );
     }
 }

@@ -46,11 +46,28 @@ pub enum Policy {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Delete the object, checking first that these owner uids are really gone or going.
-    Delete { kind: String, namespace: String, name: String, uid: String, policy: Policy, owners: Vec<OwnerReference> },
+    Delete {
+        kind: String,
+        namespace: String,
+        name: String,
+        uid: String,
+        policy: Policy,
+        owners: Vec<OwnerReference>,
+    },
     /// Drop the owner references with these uids.
-    RemoveOwners { kind: String, namespace: String, name: String, uids: Vec<String> },
+    RemoveOwners {
+        kind: String,
+        namespace: String,
+        name: String,
+        uids: Vec<String>,
+    },
     /// Drop a finalizer (its work is done).
-    RemoveFinalizer { kind: String, namespace: String, name: String, finalizer: String },
+    RemoveFinalizer {
+        kind: String,
+        namespace: String,
+        name: String,
+        finalizer: String,
+    },
 }
 
 fn ref_kind(r: &OwnerReference) -> String {
@@ -82,12 +99,18 @@ pub fn plan(objs: &[Node], watched: &BTreeSet<String>) -> Vec<Action> {
                 Some(owner) if owner.deleting && owner.finalizers.iter().any(|f| f == ORPHAN) => {
                     drop_refs.push(r.uid.clone())
                 }
-                Some(owner) if owner.deleting && owner.finalizers.iter().any(|f| f == FOREGROUND) => waiting = true,
+                Some(owner)
+                    if owner.deleting && owner.finalizers.iter().any(|f| f == FOREGROUND) =>
+                {
+                    waiting = true
+                }
                 Some(_) => solid = true,
             }
         }
         let orphaned_by_policy = o.owners.iter().any(|r| {
-            by_uid.get(r.uid.as_str()).is_some_and(|w| w.deleting && w.finalizers.iter().any(|f| f == ORPHAN))
+            by_uid
+                .get(r.uid.as_str())
+                .is_some_and(|w| w.deleting && w.finalizers.iter().any(|f| f == ORPHAN))
         });
         if solid || orphaned_by_policy {
             if !drop_refs.is_empty() {
@@ -109,7 +132,11 @@ pub fn plan(objs: &[Node], watched: &BTreeSet<String>) -> Vec<Action> {
             name: o.name.clone(),
             uid: o.uid.clone(),
             // Only dependents that have dependents of their own need the foreground treatment.
-            policy: if waiting && dependents.contains_key(o.uid.as_str()) { Policy::Foreground } else { Policy::Background },
+            policy: if waiting && dependents.contains_key(o.uid.as_str()) {
+                Policy::Foreground
+            } else {
+                Policy::Background
+            },
             owners: o.owners.clone(),
         });
     }
@@ -136,7 +163,13 @@ mod tests {
     const POD: &str = "v1/Pod";
     const DEPLOY: &str = "apps/v1/Deployment";
 
-    fn obj(kind: &str, name: &str, owners: &[(&str, &str)], deleting: bool, finalizers: &[&str]) -> Node {
+    fn obj(
+        kind: &str,
+        name: &str,
+        owners: &[(&str, &str)],
+        deleting: bool,
+        finalizers: &[&str],
+    ) -> Node {
         Node {
             kind: kind.into(),
             namespace: "ns".into(),
@@ -165,7 +198,9 @@ mod tests {
         match a {
             Action::Delete { name, policy, .. } => format!("delete {name} {policy:?}"),
             Action::RemoveOwners { name, uids, .. } => format!("unown {name} {}", uids.join(",")),
-            Action::RemoveFinalizer { name, finalizer, .. } => format!("finalize {name} {finalizer}"),
+            Action::RemoveFinalizer {
+                name, finalizer, ..
+            } => format!("finalize {name} {finalizer}"),
         }
     }
 
@@ -173,13 +208,35 @@ mod tests {
     fn plans() {
         let watched: BTreeSet<String> = [RS, POD, DEPLOY].iter().map(|s| (*s).to_owned()).collect();
         let cases: Vec<(&str, Vec<Node>, Vec<&str>)> = vec![
-            ("owner present: nothing", vec![obj(RS, "rs", &[], false, &[]), obj(POD, "p", &[(RS, "rs")], false, &[])], vec![]),
-            ("owner gone: background delete", vec![obj(POD, "p", &[(RS, "rs")], false, &[])], vec!["delete p Background"]),
-            ("already deleting: wait", vec![obj(POD, "p", &[(RS, "rs")], true, &[])], vec![]),
-            ("owner of an unwatched kind", vec![obj(POD, "p", &[("v1/ConfigMap", "cm")], false, &[])], vec![]),
+            (
+                "owner present: nothing",
+                vec![
+                    obj(RS, "rs", &[], false, &[]),
+                    obj(POD, "p", &[(RS, "rs")], false, &[]),
+                ],
+                vec![],
+            ),
+            (
+                "owner gone: background delete",
+                vec![obj(POD, "p", &[(RS, "rs")], false, &[])],
+                vec!["delete p Background"],
+            ),
+            (
+                "already deleting: wait",
+                vec![obj(POD, "p", &[(RS, "rs")], true, &[])],
+                vec![],
+            ),
+            (
+                "owner of an unwatched kind",
+                vec![obj(POD, "p", &[("v1/ConfigMap", "cm")], false, &[])],
+                vec![],
+            ),
             (
                 "one of two owners gone",
-                vec![obj(RS, "a", &[], false, &[]), obj(POD, "p", &[(RS, "a"), (RS, "b")], false, &[])],
+                vec![
+                    obj(RS, "a", &[], false, &[]),
+                    obj(POD, "p", &[(RS, "a"), (RS, "b")], false, &[]),
+                ],
                 vec!["unown p uid-b"],
             ),
             (
@@ -198,10 +255,17 @@ mod tests {
             ),
             (
                 "orphan: release then finalize",
-                vec![obj(RS, "rs", &[], true, &[ORPHAN]), obj(POD, "p", &[(RS, "rs")], false, &[])],
+                vec![
+                    obj(RS, "rs", &[], true, &[ORPHAN]),
+                    obj(POD, "p", &[(RS, "rs")], false, &[]),
+                ],
                 vec!["unown p uid-rs"],
             ),
-            ("orphan: nothing left", vec![obj(RS, "rs", &[], true, &[ORPHAN])], vec!["finalize rs orphan"]),
+            (
+                "orphan: nothing left",
+                vec![obj(RS, "rs", &[], true, &[ORPHAN])],
+                vec!["finalize rs orphan"],
+            ),
         ];
         for (name, objs, want) in cases {
             let got: Vec<String> = plan(&objs, &watched).iter().map(show).collect();

@@ -24,7 +24,9 @@ fn fnv32a(data: &[u8], mut h: u32) -> u32 {
 
 /// Upstream's `rand.SafeEncodeString`: each byte mapped into the safe alphabet.
 pub fn safe_encode(s: &str) -> String {
-    s.bytes().map(|b| SAFE[usize::from(b) % SAFE.len()] as char).collect()
+    s.bytes()
+        .map(|b| SAFE[usize::from(b) % SAFE.len()] as char)
+        .collect()
 }
 
 /// The hash of `template` (without its own `pod-template-hash` label) and
@@ -55,9 +57,16 @@ mod tests {
             labels.insert(LABEL.into(), h.into());
         }
         PodTemplateSpec {
-            metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+            metadata: Some(ObjectMeta {
+                labels: Some(labels),
+                ..Default::default()
+            }),
             spec: Some(PodSpec {
-                containers: vec![Container { name: "c".into(), image: Some(image.into()), ..Default::default() }],
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some(image.into()),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
         }
@@ -66,7 +75,11 @@ mod tests {
     #[test]
     fn fnv_known_values() {
         // Published FNV-1a 32-bit test vectors.
-        for (input, want) in [("", 0x811c_9dc5u32), ("a", 0xe40c_292c), ("foobar", 0xbf9c_f968)] {
+        for (input, want) in [
+            ("", 0x811c_9dc5u32),
+            ("a", 0xe40c_292c),
+            ("foobar", 0xbf9c_f968),
+        ] {
             assert_eq!(fnv32a(input.as_bytes(), 0x811c_9dc5), want, "{input:?}");
         }
     }
@@ -85,7 +98,12 @@ mod tests {
         assert!(a.bytes().all(|b| SAFE.contains(&b)), "{a}");
         let cases = [
             ("same template", template("nginx:1", None), None, true),
-            ("own label ignored", template("nginx:1", Some("xyz")), None, true),
+            (
+                "own label ignored",
+                template("nginx:1", Some("xyz")),
+                None,
+                true,
+            ),
             ("new image", template("nginx:2", None), None, false),
             ("collision count", template("nginx:1", None), Some(1), false),
         ];

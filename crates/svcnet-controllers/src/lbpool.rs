@@ -15,10 +15,14 @@ use k8s_openapi::api::core::v1::{LoadBalancerIngress, Service};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
     /// Not an address, a CIDR or a `first-last` range.
-    #[error("invalid LoadBalancer pool entry {0:?}: want a CIDR (10.0.0.0/28), a range (172.18.0.200-172.18.0.250) or an address")]
+    #[error(
+        "invalid LoadBalancer pool entry {0:?}: want a CIDR (10.0.0.0/28), a range (172.18.0.200-172.18.0.250) or an address"
+    )]
     Syntax(String),
     /// A range whose end is before its start, or mixes families.
-    #[error("invalid LoadBalancer pool range {0:?}: the end must not be before the start, in the same IP family")]
+    #[error(
+        "invalid LoadBalancer pool range {0:?}: the end must not be before the start, in the same IP family"
+    )]
     Range(String),
 }
 
@@ -64,10 +68,18 @@ impl Pool {
                     return Err(bad());
                 }
                 let host = bits - len;
-                let mask: u128 = if host >= 128 { u128::MAX } else { (1u128 << host) - 1 };
+                let mask: u128 = if host >= 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << host) - 1
+                };
                 let first = to_u128(ip) & !mask;
                 let last = first | mask;
-                let (first, last) = if ip.is_ipv4() && host >= 2 { (first + 1, last - 1) } else { (first, last) };
+                let (first, last) = if ip.is_ipv4() && host >= 2 {
+                    (first + 1, last - 1)
+                } else {
+                    (first, last)
+                };
                 ranges.push((from_u128(first, ip), from_u128(last, ip)));
             } else {
                 let ip: IpAddr = part.parse().map_err(|_| bad())?;
@@ -84,9 +96,9 @@ impl Pool {
 
     /// Whether `ip` is in the pool.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.ranges
-            .iter()
-            .any(|(a, b)| a.is_ipv4() == ip.is_ipv4() && to_u128(*a) <= to_u128(ip) && to_u128(ip) <= to_u128(*b))
+        self.ranges.iter().any(|(a, b)| {
+            a.is_ipv4() == ip.is_ipv4() && to_u128(*a) <= to_u128(ip) && to_u128(ip) <= to_u128(*b)
+        })
     }
 
     /// The lowest address not in `used`.
@@ -125,7 +137,12 @@ fn current_ip(svc: &Service) -> Option<IpAddr> {
 }
 
 fn requested_ip(svc: &Service) -> Option<Result<IpAddr, String>> {
-    let r = svc.spec.as_ref()?.load_balancer_ip.as_deref().filter(|s| !s.is_empty())?;
+    let r = svc
+        .spec
+        .as_ref()?
+        .load_balancer_ip
+        .as_deref()
+        .filter(|s| !s.is_empty())?;
     Some(r.parse().map_err(|_| r.to_owned()))
 }
 
@@ -142,7 +159,11 @@ pub enum Assignment {
 
 /// Assignments for every Service (`ns/name` → decision), given the pool and
 /// this controller's class. Services another controller handles are absent.
-pub fn assign(services: &[&Service], pool: &Pool, class: Option<&str>) -> BTreeMap<String, Assignment> {
+pub fn assign(
+    services: &[&Service],
+    pool: &Pool,
+    class: Option<&str>,
+) -> BTreeMap<String, Assignment> {
     let mut out = BTreeMap::new();
     let mut used: BTreeSet<IpAddr> = BTreeSet::new();
     let key = |s: &Service| crate::cache::key_of(s);
@@ -150,7 +171,12 @@ pub fn assign(services: &[&Service], pool: &Pool, class: Option<&str>) -> BTreeM
     for s in services {
         if handles(s, class) {
             ours.push(s);
-        } else if class.is_none() || s.spec.as_ref().and_then(|x| x.load_balancer_class.as_deref()) == class {
+        } else if class.is_none()
+            || s.spec
+                .as_ref()
+                .and_then(|x| x.load_balancer_class.as_deref())
+                == class
+        {
             // Not (or no longer) a LoadBalancer: give its address back.
             if current_ip(s).is_some_and(|ip| pool.contains(ip)) {
                 out.insert(key(s), Assignment::Release);
@@ -162,7 +188,11 @@ pub fn assign(services: &[&Service], pool: &Pool, class: Option<&str>) -> BTreeM
     let mut pending: Vec<&Service> = Vec::new();
     for s in &ours {
         match (current_ip(s), requested_ip(s)) {
-            (Some(ip), req) if pool.contains(ip) && !used.contains(&ip) && req.as_ref().is_none_or(|r| r == &Ok(ip)) => {
+            (Some(ip), req)
+                if pool.contains(ip)
+                    && !used.contains(&ip)
+                    && req.as_ref().is_none_or(|r| r == &Ok(ip)) =>
+            {
                 used.insert(ip);
                 out.insert(key(s), Assignment::Ip(ip));
             }
@@ -170,20 +200,23 @@ pub fn assign(services: &[&Service], pool: &Pool, class: Option<&str>) -> BTreeM
         }
     }
     // 2. Requests, then 3. the rest.
-    let (requests, rest): (Vec<&Service>, Vec<&Service>) = pending.into_iter().partition(|s| requested_ip(s).is_some());
+    let (requests, rest): (Vec<&Service>, Vec<&Service>) =
+        pending.into_iter().partition(|s| requested_ip(s).is_some());
     for s in requests {
         let a = match requested_ip(s) {
-            Some(Ok(ip)) if !pool.contains(ip) => {
-                Assignment::Pending(format!("requested loadBalancerIP {ip} is not in the address pool"))
-            }
-            Some(Ok(ip)) if used.contains(&ip) => {
-                Assignment::Pending(format!("requested loadBalancerIP {ip} is already allocated"))
-            }
+            Some(Ok(ip)) if !pool.contains(ip) => Assignment::Pending(format!(
+                "requested loadBalancerIP {ip} is not in the address pool"
+            )),
+            Some(Ok(ip)) if used.contains(&ip) => Assignment::Pending(format!(
+                "requested loadBalancerIP {ip} is already allocated"
+            )),
             Some(Ok(ip)) => {
                 used.insert(ip);
                 Assignment::Ip(ip)
             }
-            Some(Err(raw)) => Assignment::Pending(format!("requested loadBalancerIP {raw:?} is not an IP address")),
+            Some(Err(raw)) => Assignment::Pending(format!(
+                "requested loadBalancerIP {raw:?} is not an IP address"
+            )),
             None => continue,
         };
         out.insert(key(s), a);
@@ -207,7 +240,11 @@ pub fn assign(services: &[&Service], pool: &Pool, class: Option<&str>) -> BTreeM
 
 /// The ingress list for an address.
 pub fn ingress(ip: IpAddr) -> Vec<LoadBalancerIngress> {
-    vec![LoadBalancerIngress { ip: Some(ip.to_string()), ip_mode: Some("VIP".into()), ..Default::default() }]
+    vec![LoadBalancerIngress {
+        ip: Some(ip.to_string()),
+        ip_mode: Some("VIP".into()),
+        ..Default::default()
+    }]
 }
 
 /// The ingress currently in the Service status (empty when none).
@@ -228,14 +265,30 @@ mod tests {
     #[test]
     fn parse_pools() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let cases: Vec<(&str, Result<Vec<(IpAddr, IpAddr)>, PoolError>)> = vec![
-            ("172.18.0.200-172.18.0.250", Ok(vec![(ip("172.18.0.200"), ip("172.18.0.250"))])),
+        type Row = (&'static str, Result<Vec<(IpAddr, IpAddr)>, PoolError>);
+        let cases: Vec<Row> = vec![
+            (
+                "172.18.0.200-172.18.0.250",
+                Ok(vec![(ip("172.18.0.200"), ip("172.18.0.250"))]),
+            ),
             ("10.0.0.0/30", Ok(vec![(ip("10.0.0.1"), ip("10.0.0.2"))])),
             ("10.0.0.7/32", Ok(vec![(ip("10.0.0.7"), ip("10.0.0.7"))])),
-            ("10.0.0.5, fd00::1-fd00::3", Ok(vec![(ip("10.0.0.5"), ip("10.0.0.5")), (ip("fd00::1"), ip("fd00::3"))])),
+            (
+                "10.0.0.5, fd00::1-fd00::3",
+                Ok(vec![
+                    (ip("10.0.0.5"), ip("10.0.0.5")),
+                    (ip("fd00::1"), ip("fd00::3")),
+                ]),
+            ),
             ("", Ok(vec![])),
-            ("10.0.0.9-10.0.0.1", Err(PoolError::Range("10.0.0.9-10.0.0.1".into()))),
-            ("10.0.0.1-fd00::1", Err(PoolError::Range("10.0.0.1-fd00::1".into()))),
+            (
+                "10.0.0.9-10.0.0.1",
+                Err(PoolError::Range("10.0.0.9-10.0.0.1".into())),
+            ),
+            (
+                "10.0.0.1-fd00::1",
+                Err(PoolError::Range("10.0.0.1-fd00::1".into())),
+            ),
             ("10.0.0.0/33", Err(PoolError::Syntax("10.0.0.0/33".into()))),
             ("pool", Err(PoolError::Syntax("pool".into()))),
         ];
@@ -248,12 +301,22 @@ mod tests {
         );
     }
 
-    fn svc(name: &str, type_: &str, class: Option<&str>, requested: Option<&str>, current: Option<&str>, age: i64) -> Service {
+    fn svc(
+        name: &str,
+        type_: &str,
+        class: Option<&str>,
+        requested: Option<&str>,
+        current: Option<&str>,
+        age: i64,
+    ) -> Service {
         Service {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("ns".into()),
-                creation_timestamp: Some(Time(jiff::Timestamp::from_second(1_700_000_000 + age).unwrap_or(jiff::Timestamp::UNIX_EPOCH))),
+                creation_timestamp: Some(Time(
+                    jiff::Timestamp::from_second(1_700_000_000 + age)
+                        .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                )),
                 ..Default::default()
             },
             spec: Some(ServiceSpec {
@@ -264,7 +327,10 @@ mod tests {
             }),
             status: current.map(|c| ServiceStatus {
                 load_balancer: Some(LoadBalancerStatus {
-                    ingress: Some(vec![LoadBalancerIngress { ip: Some(c.into()), ..Default::default() }]),
+                    ingress: Some(vec![LoadBalancerIngress {
+                        ip: Some(c.into()),
+                        ..Default::default()
+                    }]),
                 }),
                 ..Default::default()
             }),
@@ -278,25 +344,121 @@ mod tests {
         let pending = |s: &str| Assignment::Pending(s.into());
         type Case = (&'static str, Vec<Service>, Vec<(&'static str, Assignment)>);
         let cases: Vec<Case> = vec![
-            ("first free in creation order", vec![svc("b", "LoadBalancer", None, None, None, 2), svc("a", "LoadBalancer", None, None, None, 1)], vec![("ns/a", ip("10.1.0.1")), ("ns/b", ip("10.1.0.2"))]),
-            ("existing kept", vec![svc("a", "LoadBalancer", None, None, None, 1), svc("b", "LoadBalancer", None, None, Some("10.1.0.1"), 2)], vec![("ns/a", ip("10.1.0.2")), ("ns/b", ip("10.1.0.1"))]),
-            ("request honoured", vec![svc("a", "LoadBalancer", None, None, None, 1), svc("b", "LoadBalancer", None, Some("10.1.0.1"), None, 2)], vec![("ns/a", ip("10.1.0.2")), ("ns/b", ip("10.1.0.1"))]),
-            ("request outside the pool", vec![svc("a", "LoadBalancer", None, Some("192.0.2.1"), None, 1)], vec![("ns/a", pending("requested loadBalancerIP 192.0.2.1 is not in the address pool"))]),
-            ("request taken", vec![svc("a", "LoadBalancer", None, None, Some("10.1.0.3"), 1), svc("b", "LoadBalancer", None, Some("10.1.0.3"), None, 2)], vec![("ns/a", ip("10.1.0.3")), ("ns/b", pending("requested loadBalancerIP 10.1.0.3 is already allocated"))]),
-            ("changed request moves", vec![svc("a", "LoadBalancer", None, Some("10.1.0.2"), Some("10.1.0.1"), 1)], vec![("ns/a", ip("10.1.0.2"))]),
-            ("pool exhausted", (0..4).map(|i| svc(&format!("s{i}"), "LoadBalancer", None, None, None, i)).collect(), vec![("ns/s0", ip("10.1.0.1")), ("ns/s1", ip("10.1.0.2")), ("ns/s2", ip("10.1.0.3")), ("ns/s3", pending("no addresses left in the LoadBalancer pool"))]),
-            ("other class ignored", vec![svc("a", "LoadBalancer", Some("example.com/lb"), None, None, 1)], vec![]),
-            ("type change releases", vec![svc("a", "NodePort", None, None, Some("10.1.0.1"), 1), svc("b", "ClusterIP", None, None, None, 2)], vec![("ns/a", Assignment::Release)]),
+            (
+                "first free in creation order",
+                vec![
+                    svc("b", "LoadBalancer", None, None, None, 2),
+                    svc("a", "LoadBalancer", None, None, None, 1),
+                ],
+                vec![("ns/a", ip("10.1.0.1")), ("ns/b", ip("10.1.0.2"))],
+            ),
+            (
+                "existing kept",
+                vec![
+                    svc("a", "LoadBalancer", None, None, None, 1),
+                    svc("b", "LoadBalancer", None, None, Some("10.1.0.1"), 2),
+                ],
+                vec![("ns/a", ip("10.1.0.2")), ("ns/b", ip("10.1.0.1"))],
+            ),
+            (
+                "request honoured",
+                vec![
+                    svc("a", "LoadBalancer", None, None, None, 1),
+                    svc("b", "LoadBalancer", None, Some("10.1.0.1"), None, 2),
+                ],
+                vec![("ns/a", ip("10.1.0.2")), ("ns/b", ip("10.1.0.1"))],
+            ),
+            (
+                "request outside the pool",
+                vec![svc("a", "LoadBalancer", None, Some("192.0.2.1"), None, 1)],
+                vec![(
+                    "ns/a",
+                    pending("requested loadBalancerIP 192.0.2.1 is not in the address pool"),
+                )],
+            ),
+            (
+                "request taken",
+                vec![
+                    svc("a", "LoadBalancer", None, None, Some("10.1.0.3"), 1),
+                    svc("b", "LoadBalancer", None, Some("10.1.0.3"), None, 2),
+                ],
+                vec![
+                    ("ns/a", ip("10.1.0.3")),
+                    (
+                        "ns/b",
+                        pending("requested loadBalancerIP 10.1.0.3 is already allocated"),
+                    ),
+                ],
+            ),
+            (
+                "changed request moves",
+                vec![svc(
+                    "a",
+                    "LoadBalancer",
+                    None,
+                    Some("10.1.0.2"),
+                    Some("10.1.0.1"),
+                    1,
+                )],
+                vec![("ns/a", ip("10.1.0.2"))],
+            ),
+            (
+                "pool exhausted",
+                (0..4)
+                    .map(|i| svc(&format!("s{i}"), "LoadBalancer", None, None, None, i))
+                    .collect(),
+                vec![
+                    ("ns/s0", ip("10.1.0.1")),
+                    ("ns/s1", ip("10.1.0.2")),
+                    ("ns/s2", ip("10.1.0.3")),
+                    (
+                        "ns/s3",
+                        pending("no addresses left in the LoadBalancer pool"),
+                    ),
+                ],
+            ),
+            (
+                "other class ignored",
+                vec![svc(
+                    "a",
+                    "LoadBalancer",
+                    Some("example.com/lb"),
+                    None,
+                    None,
+                    1,
+                )],
+                vec![],
+            ),
+            (
+                "type change releases",
+                vec![
+                    svc("a", "NodePort", None, None, Some("10.1.0.1"), 1),
+                    svc("b", "ClusterIP", None, None, None, 2),
+                ],
+                vec![("ns/a", Assignment::Release)],
+            ),
         ];
         for (name, services, want) in cases {
             let refs: Vec<&Service> = services.iter().collect();
             let got = assign(&refs, &pool, None);
-            let want: BTreeMap<String, Assignment> = want.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            let want: BTreeMap<String, Assignment> =
+                want.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
             assert_eq!(got, want, "{name}");
         }
-        let none = assign(&[&svc("a", "LoadBalancer", None, None, None, 1)], &Pool::default(), None);
-        assert_eq!(none.get("ns/a"), Some(&pending("no LoadBalancer address pool is configured")));
-        let classed = assign(&[&svc("a", "LoadBalancer", Some("x"), None, None, 1)], &pool, Some("x"));
+        let none = assign(
+            &[&svc("a", "LoadBalancer", None, None, None, 1)],
+            &Pool::default(),
+            None,
+        );
+        assert_eq!(
+            none.get("ns/a"),
+            Some(&pending("no LoadBalancer address pool is configured"))
+        );
+        let classed = assign(
+            &[&svc("a", "LoadBalancer", Some("x"), None, None, 1)],
+            &pool,
+            Some("x"),
+        );
         assert_eq!(classed.get("ns/a"), Some(&ip("10.1.0.1")));
     }
 }

@@ -28,7 +28,11 @@ pub enum LeaderError {
     },
     /// We were leading and could not renew in time.
     #[error("lost the lease {namespace}/{name}: not renewed within {deadline:?}")]
-    Lost { namespace: String, name: String, deadline: Duration },
+    Lost {
+        namespace: String,
+        name: String,
+        deadline: Duration,
+    },
 }
 
 /// Timing of leader election (client-go defaults are 15 s / 10 s / 2 s).
@@ -63,13 +67,25 @@ pub enum Step {
 
 /// Holder of a Lease.
 pub fn holder(lease: &Lease) -> Option<&str> {
-    lease.spec.as_ref()?.holder_identity.as_deref().filter(|h| !h.is_empty())
+    lease
+        .spec
+        .as_ref()?
+        .holder_identity
+        .as_deref()
+        .filter(|h| !h.is_empty())
 }
 
 /// The step for `lease` given our identity and how long its record has
 /// stayed unchanged as we observed it.
-pub fn decide(lease: Option<&Lease>, me: &str, unchanged_for: Duration, lease_duration: Duration) -> Step {
-    let Some(lease) = lease else { return Step::Create };
+pub fn decide(
+    lease: Option<&Lease>,
+    me: &str,
+    unchanged_for: Duration,
+    lease_duration: Duration,
+) -> Step {
+    let Some(lease) = lease else {
+        return Step::Create;
+    };
     match holder(lease) {
         Some(h) if h == me => Step::Renew,
         None => Step::TakeOver,
@@ -81,7 +97,11 @@ pub fn decide(lease: Option<&Lease>, me: &str, unchanged_for: Duration, lease_du
 /// The Lease content for holding it at `now` (keeping name, resourceVersion).
 pub fn held(lease: Option<&Lease>, s: &Settings, now: Timestamp) -> Lease {
     let mut l = lease.cloned().unwrap_or_else(|| Lease {
-        metadata: ObjectMeta { name: Some(s.name.clone()), namespace: Some(s.namespace.clone()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(s.name.clone()),
+            namespace: Some(s.namespace.clone()),
+            ..Default::default()
+        },
         spec: None,
     });
     let prev = l.spec.clone().unwrap_or_default();
@@ -89,7 +109,11 @@ pub fn held(lease: Option<&Lease>, s: &Settings, now: Timestamp) -> Lease {
     l.spec = Some(LeaseSpec {
         holder_identity: Some(s.identity.clone()),
         lease_duration_seconds: Some(s.lease_duration.as_secs().max(1) as i32),
-        acquire_time: if ours { prev.acquire_time.clone() } else { Some(MicroTime(now)) },
+        acquire_time: if ours {
+            prev.acquire_time.clone()
+        } else {
+            Some(MicroTime(now))
+        },
         renew_time: Some(MicroTime(now)),
         lease_transitions: Some(match (ours, lease) {
             (true, _) | (false, None) => prev.lease_transitions.unwrap_or(0),
@@ -112,30 +136,64 @@ pub struct Elector {
 impl Elector {
     /// An elector for the Lease in `s`.
     pub fn new(client: kube::Client, s: Settings) -> Self {
-        Elector { api: Api::namespaced(client, &s.namespace), s, last_record: None, last_change: Instant::now() }
+        Elector {
+            api: Api::namespaced(client, &s.namespace),
+            s,
+            last_record: None,
+            last_change: Instant::now(),
+        }
     }
 
     fn err(&self, source: kube::Error) -> LeaderError {
-        LeaderError::Api { namespace: self.s.namespace.clone(), name: self.s.name.clone(), source }
+        LeaderError::Api {
+            namespace: self.s.namespace.clone(),
+            name: self.s.name.clone(),
+            source,
+        }
     }
 
     /// One attempt: Ok(true) when we hold the Lease afterwards.
     pub async fn try_once(&mut self) -> Result<bool, LeaderError> {
-        let cur = self.api.get_opt(&self.s.name).await.map_err(|e| self.err(e))?;
+        let cur = self
+            .api
+            .get_opt(&self.s.name)
+            .await
+            .map_err(|e| self.err(e))?;
         let record = cur.as_ref().map(|l| {
-            (holder(l).map(str::to_owned), l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0))
+            (
+                holder(l).map(str::to_owned),
+                l.spec
+                    .as_ref()
+                    .and_then(|s| s.renew_time.as_ref())
+                    .map(|t| t.0),
+            )
         });
         if record != self.last_record {
             self.last_record = record;
             self.last_change = Instant::now();
         }
-        let step = decide(cur.as_ref(), &self.s.identity, self.last_change.elapsed(), self.s.lease_duration);
+        let step = decide(
+            cur.as_ref(),
+            &self.s.identity,
+            self.last_change.elapsed(),
+            self.s.lease_duration,
+        );
         let now = Timestamp::now();
         let res = match step {
             Step::Follow => return Ok(false),
-            Step::Create => self.api.create(&PostParams::default(), &held(None, &self.s, now)).await,
+            Step::Create => {
+                self.api
+                    .create(&PostParams::default(), &held(None, &self.s, now))
+                    .await
+            }
             Step::Renew | Step::TakeOver => {
-                self.api.replace(&self.s.name, &PostParams::default(), &held(cur.as_ref(), &self.s, now)).await
+                self.api
+                    .replace(
+                        &self.s.name,
+                        &PostParams::default(),
+                        &held(cur.as_ref(), &self.s, now),
+                    )
+                    .await
             }
         };
         match res {
@@ -143,7 +201,13 @@ impl Elector {
                 if step == Step::TakeOver || step == Step::Create {
                     tracing::info!(identity = %self.s.identity, lease = %self.s.name, "became leader");
                 }
-                self.last_record = Some((holder(&l).map(str::to_owned), l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0)));
+                self.last_record = Some((
+                    holder(&l).map(str::to_owned),
+                    l.spec
+                        .as_ref()
+                        .and_then(|s| s.renew_time.as_ref())
+                        .map(|t| t.0),
+                ));
                 self.last_change = Instant::now();
                 Ok(true)
             }
@@ -174,7 +238,9 @@ impl Elector {
                 Ok(true) => last_ok = Instant::now(),
                 Ok(false) => {
                     // Someone else holds it now.
-                    if self.last_record.as_ref().and_then(|r| r.0.as_deref()) != Some(self.s.identity.as_str()) {
+                    if self.last_record.as_ref().and_then(|r| r.0.as_deref())
+                        != Some(self.s.identity.as_str())
+                    {
                         return LeaderError::Lost {
                             namespace: self.s.namespace.clone(),
                             name: self.s.name.clone(),
@@ -201,7 +267,12 @@ mod tests {
 
     fn lease(holder: Option<&str>, transitions: i32) -> Lease {
         Lease {
-            metadata: ObjectMeta { name: Some("l".into()), namespace: Some("kube-system".into()), resource_version: Some("7".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("l".into()),
+                namespace: Some("kube-system".into()),
+                resource_version: Some("7".into()),
+                ..Default::default()
+            },
             spec: Some(LeaseSpec {
                 holder_identity: holder.map(Into::into),
                 lease_transitions: Some(transitions),
@@ -219,11 +290,25 @@ mod tests {
             ("ours", Some(lease(Some("me"), 0)), 100, Step::Renew),
             ("free", Some(lease(None, 0)), 0, Step::TakeOver),
             ("empty holder", Some(lease(Some(""), 0)), 0, Step::TakeOver),
-            ("other, fresh", Some(lease(Some("other"), 0)), 15, Step::Follow),
-            ("other, silent", Some(lease(Some("other"), 0)), 16, Step::TakeOver),
+            (
+                "other, fresh",
+                Some(lease(Some("other"), 0)),
+                15,
+                Step::Follow,
+            ),
+            (
+                "other, silent",
+                Some(lease(Some("other"), 0)),
+                16,
+                Step::TakeOver,
+            ),
         ];
         for (name, l, secs, want) in cases {
-            assert_eq!(decide(l.as_ref(), "me", Duration::from_secs(secs), d), want, "{name}");
+            assert_eq!(
+                decide(l.as_ref(), "me", Duration::from_secs(secs), d),
+                want,
+                "{name}"
+            );
         }
     }
 
@@ -250,9 +335,42 @@ mod tests {
             )
         };
         let cases = vec![
-            ("create", None, (None, Some("me".to_owned()), Some(0), Some(true), Some(true), Some(15))),
-            ("renew keeps acquire time", Some(lease(Some("me"), 2)), (Some("7".to_owned()), Some("me".to_owned()), Some(2), Some(false), Some(true), Some(15))),
-            ("take over counts a transition", Some(lease(Some("other"), 2)), (Some("7".to_owned()), Some("me".to_owned()), Some(3), Some(true), Some(true), Some(15))),
+            (
+                "create",
+                None,
+                (
+                    None,
+                    Some("me".to_owned()),
+                    Some(0),
+                    Some(true),
+                    Some(true),
+                    Some(15),
+                ),
+            ),
+            (
+                "renew keeps acquire time",
+                Some(lease(Some("me"), 2)),
+                (
+                    Some("7".to_owned()),
+                    Some("me".to_owned()),
+                    Some(2),
+                    Some(false),
+                    Some(true),
+                    Some(15),
+                ),
+            ),
+            (
+                "take over counts a transition",
+                Some(lease(Some("other"), 2)),
+                (
+                    Some("7".to_owned()),
+                    Some("me".to_owned()),
+                    Some(3),
+                    Some(true),
+                    Some(true),
+                    Some(15),
+                ),
+            ),
         ];
         for (name, cur, want) in cases {
             assert_eq!(row(held(cur.as_ref(), &s, now)), want, "{name}");

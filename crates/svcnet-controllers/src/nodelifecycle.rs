@@ -25,7 +25,10 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { grace: Duration::from_secs(10), eviction: Duration::from_secs(30) }
+        Timing {
+            grace: Duration::from_secs(10),
+            eviction: Duration::from_secs(30),
+        }
     }
 }
 
@@ -78,17 +81,35 @@ impl Tracker {
     }
 
     /// Records the node's heartbeat at monotonic time `now` and decides.
-    pub fn observe(&mut self, node: &str, heartbeat: Option<Timestamp>, now: Duration, t: Timing) -> Decision {
-        let s = self.seen.entry(node.to_owned()).or_insert(Seen { heartbeat, at: now, lost_at: None });
+    pub fn observe(
+        &mut self,
+        node: &str,
+        heartbeat: Option<Timestamp>,
+        now: Duration,
+        t: Timing,
+    ) -> Decision {
+        let s = self.seen.entry(node.to_owned()).or_insert(Seen {
+            heartbeat,
+            at: now,
+            lost_at: None,
+        });
         if s.heartbeat != heartbeat {
-            *s = Seen { heartbeat, at: now, lost_at: None };
+            *s = Seen {
+                heartbeat,
+                at: now,
+                lost_at: None,
+            };
         }
         if now.saturating_sub(s.at) <= t.grace {
             s.lost_at = None;
             return Decision::Healthy;
         }
         let lost_at = *s.lost_at.get_or_insert(now);
-        if now.saturating_sub(lost_at) >= t.eviction { Decision::Evict } else { Decision::Lost }
+        if now.saturating_sub(lost_at) >= t.eviction {
+            Decision::Evict
+        } else {
+            Decision::Lost
+        }
     }
 
     /// How long the node has been lost at `now` (None while healthy).
@@ -100,7 +121,11 @@ impl Tracker {
 /// The node's conditions with every status set Unknown (upstream's
 /// `tryUpdateNodeHealth`), or None when they already are.
 pub fn unknown_conditions(node: &Node, now: Timestamp) -> Option<Vec<NodeCondition>> {
-    let mut conds = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let mut conds = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
     let mut changed = false;
     for type_ in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
         match conds.iter_mut().find(|c| c.type_ == type_) {
@@ -131,8 +156,15 @@ pub fn unknown_conditions(node: &Node, now: Timestamp) -> Option<Vec<NodeConditi
 /// The node's taints with (lost) or without (healthy) the unreachable
 /// NoSchedule/NoExecute pair; None when nothing changes.
 pub fn taints(node: &Node, lost: bool, now: Timestamp) -> Option<Vec<Taint>> {
-    let cur = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    let has = |effect: &str| cur.iter().any(|t| t.key == TAINT_UNREACHABLE && t.effect == effect);
+    let cur = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    let has = |effect: &str| {
+        cur.iter()
+            .any(|t| t.key == TAINT_UNREACHABLE && t.effect == effect)
+    };
     if lost {
         if has("NoSchedule") && has("NoExecute") {
             return None;
@@ -153,13 +185,21 @@ pub fn taints(node: &Node, lost: bool, now: Timestamp) -> Option<Vec<Taint>> {
         if !has("NoSchedule") && !has("NoExecute") {
             return None;
         }
-        Some(cur.into_iter().filter(|t| t.key != TAINT_UNREACHABLE).collect())
+        Some(
+            cur.into_iter()
+                .filter(|t| t.key != TAINT_UNREACHABLE)
+                .collect(),
+        )
     }
 }
 
 /// The pod's conditions with Ready set False (upstream `MarkPodsNotReady`), or None when it already is.
 pub fn not_ready_conditions(pod: &Pod, now: Timestamp) -> Option<Vec<PodCondition>> {
-    let mut conds = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let mut conds = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
     let c = conds.iter_mut().find(|c| c.type_ == "Ready")?;
     if c.status == "False" {
         return None;
@@ -173,8 +213,16 @@ pub fn not_ready_conditions(pod: &Pod, now: Timestamp) -> Option<Vec<PodConditio
 /// toleration of the unreachable NoExecute taint, its `tolerationSeconds`
 /// with one, never (None) when it tolerates forever.
 pub fn eviction_delay(pod: &Pod, default: Duration) -> Option<Duration> {
-    let taint = Taint { key: TAINT_UNREACHABLE.into(), effect: "NoExecute".into(), ..Default::default() };
-    let tols = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[]);
+    let taint = Taint {
+        key: TAINT_UNREACHABLE.into(),
+        effect: "NoExecute".into(),
+        ..Default::default()
+    };
+    let tols = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or(&[]);
     let matching: Vec<_> = tols.iter().filter(|t| tolerates(t, &taint)).collect();
     if matching.is_empty() {
         return Some(default);
@@ -182,7 +230,9 @@ pub fn eviction_delay(pod: &Pod, default: Duration) -> Option<Duration> {
     matching
         .iter()
         .map(|t| t.toleration_seconds)
-        .try_fold(None::<i64>, |acc, s| s.map(|s| Some(acc.map_or(s, |a: i64| a.min(s)))))
+        .try_fold(None::<i64>, |acc, s| {
+            s.map(|s| Some(acc.map_or(s, |a: i64| a.min(s))))
+        })
         .flatten()
         .map(|s| Duration::from_secs(s.max(0) as u64))
 }
@@ -192,7 +242,10 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{NodeSpec, NodeStatus, PodSpec, PodStatus, Toleration};
 
-    const T: Timing = Timing { grace: Duration::from_secs(10), eviction: Duration::from_secs(30) };
+    const T: Timing = Timing {
+        grace: Duration::from_secs(10),
+        eviction: Duration::from_secs(30),
+    };
 
     fn ts(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap_or(Timestamp::UNIX_EPOCH)
@@ -218,18 +271,30 @@ mod tests {
         }
         // A node first seen stale still gets a full grace period.
         let mut fresh = Tracker::new();
-        assert_eq!(fresh.observe("n2", Some(ts(-1000)), secs(100), T), Decision::Healthy);
-        assert_eq!(fresh.observe("n2", Some(ts(-1000)), secs(111), T), Decision::Lost);
+        assert_eq!(
+            fresh.observe("n2", Some(ts(-1000)), secs(100), T),
+            Decision::Healthy
+        );
+        assert_eq!(
+            fresh.observe("n2", Some(ts(-1000)), secs(111), T),
+            Decision::Lost
+        );
         assert_eq!(fresh.lost_for("n2", secs(115)), Some(secs(4)));
         fresh.forget("n2");
         assert_eq!(fresh.lost_for("n2", secs(115)), None);
-        assert_eq!(fresh.observe("n2", Some(ts(-1000)), secs(112), T), Decision::Healthy);
+        assert_eq!(
+            fresh.observe("n2", Some(ts(-1000)), secs(112), T),
+            Decision::Healthy
+        );
     }
 
     fn node(conds: &[(&str, &str)], taints: Vec<Taint>) -> Node {
         Node {
             metadata: Default::default(),
-            spec: Some(NodeSpec { taints: Some(taints), ..Default::default() }),
+            spec: Some(NodeSpec {
+                taints: Some(taints),
+                ..Default::default()
+            }),
             status: Some(NodeStatus {
                 conditions: Some(
                     conds
@@ -258,21 +323,50 @@ mod tests {
 
     #[test]
     fn conditions_go_unknown() {
-        let got = unknown_conditions(&node(&[("Ready", "True")], vec![]), ts(10)).unwrap_or_default();
-        let rows: Vec<(String, String, String)> =
-            got.iter().map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone().unwrap_or_default())).collect();
+        let got =
+            unknown_conditions(&node(&[("Ready", "True")], vec![]), ts(10)).unwrap_or_default();
+        let rows: Vec<(String, String, String)> = got
+            .iter()
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
         assert_eq!(
             rows,
             [
                 ("Ready".into(), "Unknown".into(), "NodeStatusUnknown".into()),
-                ("MemoryPressure".into(), "Unknown".into(), "NodeStatusNeverUpdated".into()),
-                ("DiskPressure".into(), "Unknown".into(), "NodeStatusNeverUpdated".into()),
-                ("PIDPressure".into(), "Unknown".into(), "NodeStatusNeverUpdated".into()),
+                (
+                    "MemoryPressure".into(),
+                    "Unknown".into(),
+                    "NodeStatusNeverUpdated".into()
+                ),
+                (
+                    "DiskPressure".into(),
+                    "Unknown".into(),
+                    "NodeStatusNeverUpdated".into()
+                ),
+                (
+                    "PIDPressure".into(),
+                    "Unknown".into(),
+                    "NodeStatusNeverUpdated".into()
+                ),
             ]
         );
-        assert_eq!(got[0].message.as_deref(), Some("Kubelet stopped posting node status."));
+        assert_eq!(
+            got[0].message.as_deref(),
+            Some("Kubelet stopped posting node status.")
+        );
         let all_unknown = node(
-            &[("Ready", "Unknown"), ("MemoryPressure", "Unknown"), ("DiskPressure", "Unknown"), ("PIDPressure", "Unknown")],
+            &[
+                ("Ready", "Unknown"),
+                ("MemoryPressure", "Unknown"),
+                ("DiskPressure", "Unknown"),
+                ("PIDPressure", "Unknown"),
+            ],
             vec![],
         );
         assert_eq!(unknown_conditions(&all_unknown, ts(10)), None);
@@ -280,8 +374,18 @@ mod tests {
 
     #[test]
     fn taint_changes() {
-        let other = Taint { key: "dedicated".into(), effect: "NoSchedule".into(), ..Default::default() };
-        let keys = |v: Option<Vec<Taint>>| v.map(|v| v.into_iter().map(|t| format!("{}:{}", t.key, t.effect)).collect::<Vec<_>>());
+        let other = Taint {
+            key: "dedicated".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        let keys = |v: Option<Vec<Taint>>| {
+            v.map(|v| {
+                v.into_iter()
+                    .map(|t| format!("{}:{}", t.key, t.effect))
+                    .collect::<Vec<_>>()
+            })
+        };
         let healthy = node(&[], vec![other.clone()]);
         assert_eq!(
             keys(taints(&healthy, true, ts(0))),
@@ -294,15 +398,27 @@ mod tests {
         assert_eq!(keys(taints(&healthy, false, ts(0))), None);
         let tainted = node(&[], taints(&healthy, true, ts(0)).unwrap_or_default());
         assert_eq!(keys(taints(&tainted, true, ts(0))), None);
-        assert_eq!(keys(taints(&tainted, false, ts(0))), Some(vec!["dedicated:NoSchedule".into()]));
+        assert_eq!(
+            keys(taints(&tainted, false, ts(0))),
+            Some(vec!["dedicated:NoSchedule".into()])
+        );
     }
 
     fn pod(ready: Option<&str>, tols: Vec<Toleration>) -> Pod {
         Pod {
             metadata: Default::default(),
-            spec: Some(PodSpec { tolerations: Some(tols), ..Default::default() }),
+            spec: Some(PodSpec {
+                tolerations: Some(tols),
+                ..Default::default()
+            }),
             status: Some(PodStatus {
-                conditions: ready.map(|r| vec![PodCondition { type_: "Ready".into(), status: r.into(), ..Default::default() }]),
+                conditions: ready.map(|r| {
+                    vec![PodCondition {
+                        type_: "Ready".into(),
+                        status: r.into(),
+                        ..Default::default()
+                    }]
+                }),
                 ..Default::default()
             }),
         }
@@ -311,8 +427,14 @@ mod tests {
     #[test]
     fn pods_not_ready_and_evicted() {
         let got = not_ready_conditions(&pod(Some("True"), vec![]), ts(1)).unwrap_or_default();
-        assert_eq!((got[0].status.as_str(), got[0].last_transition_time.clone()), ("False", Some(Time(ts(1)))));
-        assert_eq!(not_ready_conditions(&pod(Some("False"), vec![]), ts(1)), None);
+        assert_eq!(
+            (got[0].status.as_str(), got[0].last_transition_time.clone()),
+            ("False", Some(Time(ts(1))))
+        );
+        assert_eq!(
+            not_ready_conditions(&pod(Some("False"), vec![]), ts(1)),
+            None
+        );
         assert_eq!(not_ready_conditions(&pod(None, vec![]), ts(1)), None);
 
         let d = Duration::from_secs(30);
@@ -325,10 +447,26 @@ mod tests {
         };
         let cases: Vec<(&str, Vec<Toleration>, Option<Duration>)> = vec![
             ("no toleration", vec![], Some(d)),
-            ("unrelated toleration", vec![tol(Some("other"), None)], Some(d)),
-            ("tolerates for 5s", vec![tol(Some(TAINT_UNREACHABLE), Some(5))], Some(Duration::from_secs(5))),
-            ("tolerates forever", vec![tol(Some(TAINT_UNREACHABLE), None)], None),
-            ("shortest wins", vec![tol(None, Some(9)), tol(Some(TAINT_UNREACHABLE), Some(4))], Some(Duration::from_secs(4))),
+            (
+                "unrelated toleration",
+                vec![tol(Some("other"), None)],
+                Some(d),
+            ),
+            (
+                "tolerates for 5s",
+                vec![tol(Some(TAINT_UNREACHABLE), Some(5))],
+                Some(Duration::from_secs(5)),
+            ),
+            (
+                "tolerates forever",
+                vec![tol(Some(TAINT_UNREACHABLE), None)],
+                None,
+            ),
+            (
+                "shortest wins",
+                vec![tol(None, Some(9)), tol(Some(TAINT_UNREACHABLE), Some(4))],
+                Some(Duration::from_secs(4)),
+            ),
         ];
         for (name, tols, want) in cases {
             assert_eq!(eviction_delay(&pod(None, tols), d), want, "{name}");

@@ -108,7 +108,10 @@ mod tests {
         let t = tokio::spawn(async move { q2.next_batch().await });
         tokio::task::yield_now().await;
         q.add("x");
-        let got = tokio::time::timeout(Duration::from_secs(5), t).await.ok().and_then(|r| r.ok());
+        let got = tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .ok()
+            .and_then(|r| r.ok());
         assert_eq!(got, Some(vec!["x".to_owned()]));
     }
 

@@ -15,7 +15,10 @@ pub const BURST_REPLICAS: usize = 500;
 
 /// The controller owner reference of an object.
 pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true))
+    meta.owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
 }
 
 /// A controller owner reference to `owner` (blockOwnerDeletion set, as upstream).
@@ -32,7 +35,11 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferenc
 
 /// Whether the pod counts toward a ReplicaSet's replicas: not finished, not terminating.
 pub fn is_active(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("");
     pod.metadata.deletion_timestamp.is_none() && phase != "Succeeded" && phase != "Failed"
 }
 
@@ -55,7 +62,11 @@ pub fn claim<'a, K: Resource>(
     selector: &Selector,
     objs: &[&'a K],
 ) -> Claims<'a, K> {
-    let mut c = Claims { owned: Vec::new(), adopt: Vec::new(), release: Vec::new() };
+    let mut c = Claims {
+        owned: Vec::new(),
+        adopt: Vec::new(),
+        release: Vec::new(),
+    };
     let uid = owner.uid.as_deref().unwrap_or("");
     let empty = BTreeMap::new();
     for o in objs {
@@ -63,7 +74,8 @@ pub fn claim<'a, K: Resource>(
         if m.namespace != owner.namespace {
             continue;
         }
-        let selected = !selector.matches_nothing() && selector.matches(m.labels.as_ref().unwrap_or(&empty));
+        let selected =
+            !selector.matches_nothing() && selector.matches(m.labels.as_ref().unwrap_or(&empty));
         match controller_of(m) {
             Some(r) if r.uid == uid => {
                 if selected {
@@ -74,7 +86,8 @@ pub fn claim<'a, K: Resource>(
             }
             Some(_) => {}
             None => {
-                if selected && owner.deletion_timestamp.is_none() && m.deletion_timestamp.is_none() {
+                if selected && owner.deletion_timestamp.is_none() && m.deletion_timestamp.is_none()
+                {
                     c.adopt.push(*o)
                 }
             }
@@ -132,7 +145,11 @@ pub fn sort_for_deletion(pods: &mut [&Pod]) {
     }
     let key = |p: &Pod| {
         let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-        let rank = node.as_ref().and_then(|n| per_node.get(n)).copied().unwrap_or(0);
+        let rank = node
+            .as_ref()
+            .and_then(|n| per_node.get(n))
+            .copied()
+            .unwrap_or(0);
         (
             node.is_some(),
             phase_rank(p),
@@ -151,14 +168,21 @@ pub fn sort_for_deletion(pods: &mut [&Pod]) {
 pub fn pod_diff(replicas: i32, active: &[&Pod]) -> PodDiff {
     let want = usize::try_from(replicas).unwrap_or(0);
     if active.len() < want {
-        return PodDiff { create: (want - active.len()).min(BURST_REPLICAS), delete: Vec::new() };
+        return PodDiff {
+            create: (want - active.len()).min(BURST_REPLICAS),
+            delete: Vec::new(),
+        };
     }
     let extra = (active.len() - want).min(BURST_REPLICAS);
     let mut sorted = active.to_vec();
     sort_for_deletion(&mut sorted);
     PodDiff {
         create: 0,
-        delete: sorted.iter().take(extra).map(|p| p.metadata.name.clone().unwrap_or_default()).collect(),
+        delete: sorted
+            .iter()
+            .take(extra)
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect(),
     }
 }
 
@@ -170,13 +194,18 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
     if min_ready_seconds <= 0 {
         return true;
     }
-    ready_since(pod).is_some_and(|t| t + jiff::SignedDuration::from_secs(i64::from(min_ready_seconds)) <= now)
+    ready_since(pod)
+        .is_some_and(|t| t + jiff::SignedDuration::from_secs(i64::from(min_ready_seconds)) <= now)
 }
 
 /// The pod a ReplicaSet creates: its template, named `<rs>-<random>` by the
 /// API server (`generateName`), controlled by the ReplicaSet.
 pub fn new_pod(rs: &ReplicaSet) -> Pod {
-    let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
     let tm = template.metadata.unwrap_or_default();
     Pod {
         metadata: ObjectMeta {
@@ -203,7 +232,11 @@ pub fn status(rs: &ReplicaSet, owned: &[&Pod], now: Timestamp) -> ReplicaSetStat
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    let min_ready = rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+    let min_ready = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
     let count = |f: &dyn Fn(&Pod) -> bool| active.iter().filter(|p| f(p)).count() as i32;
     let fully = count(&|p| {
         let l = p.metadata.labels.clone().unwrap_or_default();
@@ -242,7 +275,10 @@ mod tests {
                 creation_timestamp: Some(Time(ts(created))),
                 ..Default::default()
             },
-            spec: Some(PodSpec { node_name: node.map(Into::into), ..Default::default() }),
+            spec: Some(PodSpec {
+                node_name: node.map(Into::into),
+                ..Default::default()
+            }),
             status: Some(PodStatus {
                 phase: Some(phase.into()),
                 conditions: ready.map(|r| {
@@ -277,14 +313,21 @@ mod tests {
         let c = pod("c", Some("n1"), "Running", None, 3);
         let d = pod("d", Some("n2"), "Running", Some(5), 4);
         let e = pod("e", Some("n1"), "Running", Some(5), 5);
-        let cases: Vec<(&str, i32, Vec<&Pod>, usize, Vec<&str>)> = vec![
+        type Row<'a> = (&'static str, i32, Vec<&'a Pod>, usize, Vec<&'static str>);
+        let cases: Vec<Row<'_>> = vec![
             ("nothing to do", 2, vec![&a, &d], 0, vec![]),
             ("create missing", 3, vec![&a], 2, vec![]),
             ("negative replicas", -1, vec![], 0, vec![]),
             ("unscheduled first", 3, vec![&a, &b, &c, &d], 0, vec!["b"]),
             ("not ready before ready", 2, vec![&a, &c, &d], 0, vec!["c"]),
             // a and e share n1: they go before d; a became ready more recently.
-            ("crowded node, ready later", 1, vec![&a, &d, &e], 0, vec!["a", "e"]),
+            (
+                "crowded node, ready later",
+                1,
+                vec![&a, &d, &e],
+                0,
+                vec!["a", "e"],
+            ),
             ("scale to zero", 0, vec![&a, &b], 0, vec!["b", "a"]),
         ];
         for (name, replicas, active, create, delete) in cases {
@@ -292,7 +335,9 @@ mod tests {
             assert_eq!(got.create, create, "{name}");
             assert_eq!(got.delete, delete, "{name}");
         }
-        let many: Vec<Pod> = (0..600).map(|i| pod(&format!("p{i}"), None, "Pending", None, i)).collect();
+        let many: Vec<Pod> = (0..600)
+            .map(|i| pod(&format!("p{i}"), None, "Pending", None, i))
+            .collect();
         let refs: Vec<&Pod> = many.iter().collect();
         assert_eq!(pod_diff(1000, &refs).create, 400);
         assert_eq!(pod_diff(0, &refs).delete.len(), BURST_REPLICAS);
@@ -317,7 +362,11 @@ mod tests {
         let mut elsewhere = pod("elsewhere", None, "Running", None, 1);
         elsewhere.metadata.namespace = Some("other".into());
         let all = [&mine, &other, &orphan, &relabeled, &dying, &elsewhere];
-        let names = |v: &[&Pod]| v.iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect::<Vec<_>>();
+        let names = |v: &[&Pod]| {
+            v.iter()
+                .map(|p| p.metadata.name.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
         let c = claim(&owner, &sel, &all);
         assert_eq!(names(&c.owned), ["mine"]);
         assert_eq!(names(&c.adopt), ["orphan"]);
@@ -332,14 +381,21 @@ mod tests {
     #[test]
     fn statuses() {
         let rs = ReplicaSet {
-            metadata: ObjectMeta { name: Some("rs".into()), generation: Some(3), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("rs".into()),
+                generation: Some(3),
+                ..Default::default()
+            },
             spec: Some(ReplicaSetSpec {
                 replicas: Some(3),
                 min_ready_seconds: Some(10),
                 selector: LabelSelector::default(),
                 template: Some(PodTemplateSpec {
                     metadata: Some(ObjectMeta {
-                        labels: Some(BTreeMap::from([("app".into(), "web".into()), ("v".into(), "1".into())])),
+                        labels: Some(BTreeMap::from([
+                            ("app".into(), "web".into()),
+                            ("v".into(), "1".into()),
+                        ])),
                         ..Default::default()
                     }),
                     spec: None,
@@ -356,7 +412,13 @@ mod tests {
         let finished = pod("d", Some("n"), "Succeeded", None, 0);
         let s = status(&rs, &[&full, &recent, &unready, &finished], ts(100));
         assert_eq!(
-            (s.replicas, s.fully_labeled_replicas, s.ready_replicas, s.available_replicas, s.observed_generation),
+            (
+                s.replicas,
+                s.fully_labeled_replicas,
+                s.ready_replicas,
+                s.available_replicas,
+                s.observed_generation
+            ),
             (3, Some(1), Some(2), Some(1), Some(3))
         );
     }
@@ -386,7 +448,22 @@ mod tests {
         assert_eq!(p.metadata.generate_name.as_deref(), Some("web-abc-"));
         assert_eq!(p.metadata.namespace.as_deref(), Some("ns"));
         let r = controller_of(&p.metadata).cloned().unwrap_or_default();
-        assert_eq!((r.kind.as_str(), r.api_version.as_str(), r.uid.as_str(), r.block_owner_deletion), ("ReplicaSet", "apps/v1", "u9", Some(true)));
-        assert_eq!(p.metadata.labels.unwrap_or_default().get("app").map(String::as_str), Some("web"));
+        assert_eq!(
+            (
+                r.kind.as_str(),
+                r.api_version.as_str(),
+                r.uid.as_str(),
+                r.block_owner_deletion
+            ),
+            ("ReplicaSet", "apps/v1", "u9", Some(true))
+        );
+        assert_eq!(
+            p.metadata
+                .labels
+                .unwrap_or_default()
+                .get("app")
+                .map(String::as_str),
+            Some("web")
+        );
     }
 }

@@ -21,7 +21,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Binding, Endpoints, Node, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
+    PropagationPolicy,
+};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 use kube::{Api, Resource};
@@ -66,7 +69,10 @@ fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> RunError {
 
 fn code(e: &RunError) -> Option<u16> {
     match e {
-        RunError::Api { source: kube::Error::Api(s), .. } => Some(s.code),
+        RunError::Api {
+            source: kube::Error::Api(s),
+            ..
+        } => Some(s.code),
         _ => None,
     }
 }
@@ -110,7 +116,9 @@ pub struct Controllers {
 
 impl std::fmt::Debug for Controllers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Controllers").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Controllers")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -179,7 +187,11 @@ impl Controllers {
 
     /// Runs forever (leading first, when leader election is configured).
     pub async fn run(self) -> Result<()> {
-        let mut elector = self.cfg.leader.clone().map(|s| Elector::new(self.client.clone(), s));
+        let mut elector = self
+            .cfg
+            .leader
+            .clone()
+            .map(|s| Elector::new(self.client.clone(), s));
         if let Some(e) = elector.as_mut() {
             e.acquire().await;
         }
@@ -213,7 +225,13 @@ fn saw<K: Resource + Clone>(s: &Shared, cache: &Cache<K>, route: Route<K>, obj: 
     }
 }
 
-fn saw_deleted<K: Resource + Clone>(s: &Shared, cache: &Cache<K>, route: Route<K>, key: &str, rv: u64) {
+fn saw_deleted<K: Resource + Clone>(
+    s: &Shared,
+    cache: &Cache<K>,
+    route: Route<K>,
+    key: &str,
+    rv: u64,
+) {
     if let Some((old, new)) = cache.observe_deleted(key, rv) {
         route(s, old.as_deref(), new.as_deref());
     }
@@ -227,9 +245,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 type Route<K> = fn(&Shared, Option<&K>, Option<&K>);
 
-fn informer<K>(s: &Arc<Shared>, api: Api<K>, cache: &Cache<K>, route: Route<K>) -> tokio::task::JoinHandle<()>
+fn informer<K>(
+    s: &Arc<Shared>,
+    api: Api<K>,
+    cache: &Cache<K>,
+    route: Route<K>,
+) -> tokio::task::JoinHandle<()>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let s = s.clone();
     let cache = cache.clone();
@@ -254,9 +283,18 @@ const WORKER_CONCURRENCY: usize = 8;
 
 type Reconcile = for<'a> fn(&'a Arc<Shared>, &'a str) -> futures::future::BoxFuture<'a, Result<()>>;
 
-fn worker(s: &Arc<Shared>, name: &'static str, queue: fn(&Shared) -> &Queue, f: Reconcile) -> tokio::task::JoinHandle<()> {
+fn worker(
+    s: &Arc<Shared>,
+    name: &'static str,
+    queue: fn(&Shared) -> &Queue,
+    f: Reconcile,
+) -> tokio::task::JoinHandle<()> {
     // The scheduler places one pod at a time so each decision sees the previous one.
-    let concurrency = if name == "scheduler" { 1 } else { WORKER_CONCURRENCY };
+    let concurrency = if name == "scheduler" {
+        1
+    } else {
+        WORKER_CONCURRENCY
+    };
     let s = s.clone();
     tokio::spawn(async move {
         all_synced(&s).await;
@@ -305,19 +343,64 @@ fn start(s: &Arc<Shared>) -> Tasks {
         informer(s, Api::all(cl.clone()), &s.c.endpoints, route_endpoints),
         informer(s, Api::all(cl.clone()), &s.c.slices, route_slice),
         informer(s, Api::all(cl.clone()), &s.c.nodes, route_node),
-        informer(s, Api::namespaced(cl.clone(), "kube-node-lease"), &s.c.leases, |_, _, _| {}),
+        informer(
+            s,
+            Api::namespaced(cl.clone(), "kube-node-lease"),
+            &s.c.leases,
+            |_, _, _| {},
+        ),
         informer(s, Api::all(cl.clone()), &s.c.deployments, route_deployment),
         informer(s, Api::all(cl.clone()), &s.c.replicasets, route_replicaset),
-        worker(s, "endpoints", |s| &s.q.endpoints, |s, k| Box::pin(sync_endpoints(s, k))),
-        worker(s, "endpointslice", |s| &s.q.slices, |s, k| Box::pin(sync_slices(s, k))),
-        worker(s, "endpointslicemirroring", |s| &s.q.mirror, |s, k| Box::pin(sync_mirror(s, k))),
-        worker(s, "replicaset", |s| &s.q.replicasets, |s, k| Box::pin(sync_replicaset(s, k))),
-        worker(s, "deployment", |s| &s.q.deployments, |s, k| Box::pin(sync_deployment(s, k))),
-        worker(s, "scheduler", |s| &s.q.scheduler, |s, k| Box::pin(schedule_pod(s, k))),
-        worker(s, "garbage-collector", |s| &s.q.gc, |s, _| Box::pin(collect_garbage(s))),
+        worker(
+            s,
+            "endpoints",
+            |s| &s.q.endpoints,
+            |s, k| Box::pin(sync_endpoints(s, k)),
+        ),
+        worker(
+            s,
+            "endpointslice",
+            |s| &s.q.slices,
+            |s, k| Box::pin(sync_slices(s, k)),
+        ),
+        worker(
+            s,
+            "endpointslicemirroring",
+            |s| &s.q.mirror,
+            |s, k| Box::pin(sync_mirror(s, k)),
+        ),
+        worker(
+            s,
+            "replicaset",
+            |s| &s.q.replicasets,
+            |s, k| Box::pin(sync_replicaset(s, k)),
+        ),
+        worker(
+            s,
+            "deployment",
+            |s| &s.q.deployments,
+            |s, k| Box::pin(sync_deployment(s, k)),
+        ),
+        worker(
+            s,
+            "scheduler",
+            |s| &s.q.scheduler,
+            |s, k| Box::pin(schedule_pod(s, k)),
+        ),
+        worker(
+            s,
+            "garbage-collector",
+            |s| &s.q.gc,
+            |s, _| Box::pin(collect_garbage(s)),
+        ),
     ];
     if s.cfg.lb_pool.as_ref().is_some_and(|p| !p.is_empty()) {
-        t.push(worker(s, "service-lb", |s| &s.q.lb, |s, _| Box::pin(sync_load_balancers(s))));
+        t.push(worker(
+            s,
+            "service-lb",
+            |s| &s.q.lb,
+            |s, _| Box::pin(sync_load_balancers(s)),
+        ));
     }
     let s2 = s.clone();
     t.push(tokio::spawn(async move { node_lifecycle(s2).await }));
@@ -360,7 +443,10 @@ fn queue_pending(s: &Shared) {
 }
 
 fn unscheduled(p: &Pod) -> bool {
-    p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_none_or(str::is_empty)
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_none_or(str::is_empty)
         && p.metadata.deletion_timestamp.is_none()
         && is_active(p)
 }
@@ -368,7 +454,11 @@ fn unscheduled(p: &Pod) -> bool {
 fn gc_relevant<K: Resource>(old: Option<&K>, new: Option<&K>) -> bool {
     match (old, new) {
         (_, None) => true,
-        (None, Some(n)) => n.meta().owner_references.as_ref().is_some_and(|o| !o.is_empty()),
+        (None, Some(n)) => n
+            .meta()
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| !o.is_empty()),
         (Some(_), Some(n)) => n.meta().deletion_timestamp.is_some(),
     }
 }
@@ -388,10 +478,10 @@ fn route_pod(s: &Shared, old: Option<&Pod>, new: Option<&Pod>) {
                 let rk = key(ns, &r.name);
                 s.q.replicasets.add(rk.clone());
                 // Recreate waits for old pods to go: tell the Deployment.
-                if let Some(rs) = s.c.replicasets.get(&rk) {
-                    if let Some(d) = controller_of(&rs.metadata).filter(|d| d.kind == "Deployment") {
-                        s.q.deployments.add(key(ns, &d.name));
-                    }
+                if let Some(rs) = s.c.replicasets.get(&rk)
+                    && let Some(d) = controller_of(&rs.metadata).filter(|d| d.kind == "Deployment")
+                {
+                    s.q.deployments.add(key(ns, &d.name));
                 }
             }
             Some(_) => {}
@@ -447,7 +537,9 @@ fn route_endpoints(s: &Shared, old: Option<&Endpoints>, new: Option<&Endpoints>)
 fn route_slice(s: &Shared, old: Option<&EndpointSlice>, new: Option<&EndpointSlice>) {
     for sl in old.into_iter().chain(new) {
         let labels = sl.metadata.labels.clone().unwrap_or_default();
-        let Some(svc) = labels.get(ep::LABEL_SERVICE_NAME) else { continue };
+        let Some(svc) = labels.get(ep::LABEL_SERVICE_NAME) else {
+            continue;
+        };
         let k = key(sl.metadata.namespace.as_deref().unwrap_or(""), svc);
         match labels.get(ep::LABEL_MANAGED_BY).map(String::as_str) {
             Some(ep::ENDPOINTSLICE_CONTROLLER) => s.q.slices.add(k),
@@ -465,7 +557,8 @@ fn route_node(s: &Shared, old: Option<&Node>, new: Option<&Node>) {
     // Slices leave out pods of unknown nodes and carry zones: resync on node set changes.
     let changed_set = old.is_none() || new.is_none();
     let zone = |n: Option<&Node>| {
-        n.and_then(|n| n.metadata.labels.as_ref()).and_then(|l| l.get("topology.kubernetes.io/zone").cloned())
+        n.and_then(|n| n.metadata.labels.as_ref())
+            .and_then(|l| l.get("topology.kubernetes.io/zone").cloned())
     };
     if changed_set || zone(old) != zone(new) {
         for svc in s.c.services.list() {
@@ -528,7 +621,9 @@ async fn sync_endpoints(s: &Arc<Shared>, k: &str) -> Result<()> {
     };
     let pods = s.c.pods.list_ns(ns);
     let refs: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
-    let Some(desired) = ep::compute_endpoints(&svc, &refs) else { return Ok(()) };
+    let Some(desired) = ep::compute_endpoints(&svc, &refs) else {
+        return Ok(());
+    };
     let existing = s.c.endpoints.get(k);
     let Some(write) = ep::endpoints_update(existing.as_deref(), &desired) else {
         tracing::debug!(key = k, "endpoints unchanged");
@@ -547,7 +642,10 @@ async fn sync_endpoints(s: &Arc<Shared>, k: &str) -> Result<()> {
 }
 
 fn rv(m: &ObjectMeta) -> u64 {
-    m.resource_version.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0)
+    m.resource_version
+        .as_deref()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
 }
 
 fn slice_opts(s: &Shared) -> ep::SliceOptions {
@@ -557,11 +655,20 @@ fn slice_opts(s: &Shared) -> ep::SliceOptions {
         node_zones: nodes
             .iter()
             .filter_map(|n| {
-                let zone = n.metadata.labels.as_ref()?.get("topology.kubernetes.io/zone")?;
+                let zone = n
+                    .metadata
+                    .labels
+                    .as_ref()?
+                    .get("topology.kubernetes.io/zone")?;
                 Some((n.metadata.name.clone()?, zone.clone()))
             })
             .collect(),
-        known_nodes: Some(nodes.iter().filter_map(|n| n.metadata.name.clone()).collect()),
+        known_nodes: Some(
+            nodes
+                .iter()
+                .filter_map(|n| n.metadata.name.clone())
+                .collect(),
+        ),
     }
 }
 
@@ -584,7 +691,13 @@ async fn apply_slice_diff(s: &Shared, ns: &str, diff: ep::SliceDiff) -> Result<(
         let name = sl.metadata.name.clone().unwrap_or_default();
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {
-                saw_deleted(s, &s.c.slices, route_slice, &key(ns, &name), rv(&sl.metadata));
+                saw_deleted(
+                    s,
+                    &s.c.slices,
+                    route_slice,
+                    &key(ns, &name),
+                    rv(&sl.metadata),
+                );
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(api_err(format!("deleting endpointslice {ns}/{name}"))(e)),
@@ -612,7 +725,15 @@ async fn sync_slices(s: &Arc<Shared>, k: &str) -> Result<()> {
     let (ns, name) = split_key(k);
     let existing = slices_of(s, ns, name, ep::ENDPOINTSLICE_CONTROLLER);
     let Some(svc) = s.c.services.get(k) else {
-        return apply_slice_diff(s, ns, ep::SliceDiff { delete: existing, ..Default::default() }).await;
+        return apply_slice_diff(
+            s,
+            ns,
+            ep::SliceDiff {
+                delete: existing,
+                ..Default::default()
+            },
+        )
+        .await;
     };
     // Upstream gives ExternalName Services no slices (and leaves existing ones).
     if svc.spec.as_ref().and_then(|x| x.type_.as_deref()) == Some("ExternalName") {
@@ -629,20 +750,30 @@ async fn sync_mirror(s: &Arc<Shared>, k: &str) -> Result<()> {
     let existing = slices_of(s, ns, name, ep::MIRRORING_CONTROLLER);
     let diff = match (s.c.services.get(k), s.c.endpoints.get(k)) {
         (Some(svc), Some(e)) => ep::mirror_endpoints_to_slices(&e, &svc, &existing),
-        _ => ep::SliceDiff { delete: existing, ..Default::default() },
+        _ => ep::SliceDiff {
+            delete: existing,
+            ..Default::default()
+        },
     };
     apply_slice_diff(s, ns, diff).await
 }
 
 // ---------------------------------------------------------------- replicasets
 
-fn selector_of(ls: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> Result<Selector> {
+fn selector_of(
+    ls: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> Result<Selector> {
     Selector::from_label_selector(Some(ls)).map_err(|e| RunError::Invalid(e.to_string()))
 }
 
-async fn set_owner_refs(api: &Api<DynamicObject>, meta: &ObjectMeta, refs: Vec<OwnerReference>) -> Result<DynamicObject> {
+async fn set_owner_refs(
+    api: &Api<DynamicObject>,
+    meta: &ObjectMeta,
+    refs: Vec<OwnerReference>,
+) -> Result<DynamicObject> {
     let name = meta.name.clone().unwrap_or_default();
-    let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": meta.resource_version}});
+    let patch =
+        json!({"metadata": {"ownerReferences": refs, "resourceVersion": meta.resource_version}});
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(api_err(format!("setting owners of {name}")))
@@ -650,16 +781,24 @@ async fn set_owner_refs(api: &Api<DynamicObject>, meta: &ObjectMeta, refs: Vec<O
 
 fn dynamic<K: Resource<DynamicType = ()>>(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     let ar = ApiResource::erase::<K>(&());
-    if ns.is_empty() { Api::all_with(client.clone(), &ar) } else { Api::namespaced_with(client.clone(), ns, &ar) }
+    if ns.is_empty() {
+        Api::all_with(client.clone(), &ar)
+    } else {
+        Api::namespaced_with(client.clone(), ns, &ar)
+    }
 }
 
 fn typed<K: DeserializeOwned>(o: DynamicObject) -> Option<K> {
-    serde_json::to_value(o).ok().and_then(|v| serde_json::from_value(v).ok())
+    serde_json::to_value(o)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
 }
 
 async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
     let (ns, _) = split_key(k);
-    let Some(rs) = s.c.replicasets.get(k) else { return Ok(()) };
+    let Some(rs) = s.c.replicasets.get(k) else {
+        return Ok(());
+    };
     if rs.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
@@ -678,8 +817,14 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
     }
     let uid = rs.metadata.uid.clone().unwrap_or_default();
     for p in &claims.release {
-        let owners: Vec<OwnerReference> =
-            p.metadata.owner_references.clone().unwrap_or_default().into_iter().filter(|o| o.uid != uid).collect();
+        let owners: Vec<OwnerReference> = p
+            .metadata
+            .owner_references
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| o.uid != uid)
+            .collect();
         if let Some(pod) = typed::<Pod>(set_owner_refs(&dynpods, &p.metadata, owners).await?) {
             saw(s, &s.c.pods, route_pod, pod);
         }
@@ -692,15 +837,30 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
     let rsref = reference(rs.as_ref());
     let mut failure = None;
     for _ in 0..diff.create {
-        match api.create(&PostParams::default(), &replicaset::new_pod(&rs)).await {
+        match api
+            .create(&PostParams::default(), &replicaset::new_pod(&rs))
+            .await
+        {
             Ok(p) => {
                 let msg = format!("Created pod: {}", p.metadata.name.as_deref().unwrap_or(""));
-                s.events.record("replicaset-controller", rsref.clone(), Kind::Normal, "SuccessfulCreate", &msg);
+                s.events.record(
+                    "replicaset-controller",
+                    rsref.clone(),
+                    Kind::Normal,
+                    "SuccessfulCreate",
+                    &msg,
+                );
                 saw(s, &s.c.pods, route_pod, p);
             }
             Err(e) => {
                 let msg = format!("Error creating: {}", kube_message(&e));
-                s.events.record("replicaset-controller", rsref.clone(), Kind::Warning, "FailedCreate", &msg);
+                s.events.record(
+                    "replicaset-controller",
+                    rsref.clone(),
+                    Kind::Warning,
+                    "FailedCreate",
+                    &msg,
+                );
                 failure = Some(api_err(format!("creating pods for {k}"))(e));
                 break;
             }
@@ -709,13 +869,23 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
     for name in &diff.delete {
         match api.delete(name, &DeleteParams::default()).await {
             Ok(either) => {
-                s.events.record("replicaset-controller", rsref.clone(), Kind::Normal, "SuccessfulDelete", &format!("Deleted pod: {name}"));
+                s.events.record(
+                    "replicaset-controller",
+                    rsref.clone(),
+                    Kind::Normal,
+                    "SuccessfulDelete",
+                    &format!("Deleted pod: {name}"),
+                );
                 match either {
                     either::Either::Left(p) => {
                         saw(s, &s.c.pods, route_pod, p);
                     }
                     either::Either::Right(_) => {
-                        let last = s.c.pods.get(&key(ns, name)).map(|p| rv(&p.metadata)).unwrap_or(0);
+                        let last =
+                            s.c.pods
+                                .get(&key(ns, name))
+                                .map(|p| rv(&p.metadata))
+                                .unwrap_or(0);
                         saw_deleted(s, &s.c.pods, route_pod, &key(ns, name), last);
                     }
                 }
@@ -723,7 +893,13 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
                 let msg = format!("Error deleting: {}", kube_message(&e));
-                s.events.record("replicaset-controller", rsref.clone(), Kind::Warning, "FailedDelete", &msg);
+                s.events.record(
+                    "replicaset-controller",
+                    rsref.clone(),
+                    Kind::Warning,
+                    "FailedDelete",
+                    &msg,
+                );
                 failure = Some(api_err(format!("deleting pod {ns}/{name}"))(e));
                 break;
             }
@@ -731,13 +907,12 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
     }
     // Status from what the cache holds now (our writes included).
     let uid = rs.metadata.uid.clone().unwrap_or_default();
-    let now_pods: Vec<Arc<Pod>> = s
-        .c
-        .pods
-        .list_ns(ns)
-        .into_iter()
-        .filter(|p| controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
-        .collect();
+    let now_pods: Vec<Arc<Pod>> =
+        s.c.pods
+            .list_ns(ns)
+            .into_iter()
+            .filter(|p| controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
+            .collect();
     let owned_now: Vec<&Pod> = now_pods.iter().map(|p| p.as_ref()).collect();
     let status = replicaset::status(&rs, &owned_now, Timestamp::now());
     if rs.status.as_ref() != Some(&status) {
@@ -745,7 +920,11 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
         let mut upd = (*rs).clone();
         upd.status = Some(status.clone());
         let obj = rsapi
-            .replace_status(rs.metadata.name.as_deref().unwrap_or(""), &PostParams::default(), &upd)
+            .replace_status(
+                rs.metadata.name.as_deref().unwrap_or(""),
+                &PostParams::default(),
+                &upd,
+            )
             .await
             .map_err(api_err(format!("updating status of replicaset {k}")))?;
         saw(s, &s.c.replicasets, route_replicaset, obj);
@@ -753,7 +932,8 @@ async fn sync_replicaset(s: &Arc<Shared>, k: &str) -> Result<()> {
     // Pods ready but not yet available need another look once minReadySeconds pass.
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     if min_ready > 0 && status.ready_replicas != status.available_replicas {
-        s.q.replicasets.add_after(k.to_owned(), Duration::from_secs(min_ready as u64));
+        s.q.replicasets
+            .add_after(k.to_owned(), Duration::from_secs(min_ready as u64));
     }
     failure.map_or(Ok(()), Err)
 }
@@ -769,7 +949,9 @@ fn kube_message(e: &kube::Error) -> String {
 
 async fn sync_deployment(s: &Arc<Shared>, k: &str) -> Result<()> {
     let (ns, name) = split_key(k);
-    let Some(d) = s.c.deployments.get(k) else { return Ok(()) };
+    let Some(d) = s.c.deployments.get(k) else {
+        return Ok(());
+    };
     if d.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
@@ -794,27 +976,41 @@ async fn sync_deployment(s: &Arc<Shared>, k: &str) -> Result<()> {
         }
     }
     for r in &claims.release {
-        let owners = r.metadata.owner_references.clone().unwrap_or_default().into_iter().filter(|o| o.uid != uid).collect();
+        let owners = r
+            .metadata
+            .owner_references
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| o.uid != uid)
+            .collect();
         if let Some(x) = typed::<ReplicaSet>(set_owner_refs(&dynrs, &r.metadata, owners).await?) {
             saw(s, &s.c.replicasets, route_replicaset, x);
         }
     }
     let mut owned: Vec<&ReplicaSet> = claims.owned.clone();
     owned.extend(claims.adopt.iter().copied());
-    let old_uids: BTreeSet<String> =
-        owned.iter().filter(|r| !deployment::is_new_rs(&d, r)).filter_map(|r| r.metadata.uid.clone()).collect();
-    let old_running = s
-        .c
-        .pods
-        .list_ns(ns)
+    let old_uids: BTreeSet<String> = owned
         .iter()
-        .filter(|p| controller_of(&p.metadata).is_some_and(|o| old_uids.contains(&o.uid)))
-        .filter(|p| {
-            let phase = p.status.as_ref().and_then(|x| x.phase.as_deref()).unwrap_or("");
-            phase != "Succeeded" && phase != "Failed"
-        })
-        .count();
-    let plan = deployment::plan(&d, &owned, old_running, Timestamp::now()).map_err(|e| RunError::Invalid(e.to_string()))?;
+        .filter(|r| !deployment::is_new_rs(&d, r))
+        .filter_map(|r| r.metadata.uid.clone())
+        .collect();
+    let old_running =
+        s.c.pods
+            .list_ns(ns)
+            .iter()
+            .filter(|p| controller_of(&p.metadata).is_some_and(|o| old_uids.contains(&o.uid)))
+            .filter(|p| {
+                let phase = p
+                    .status
+                    .as_ref()
+                    .and_then(|x| x.phase.as_deref())
+                    .unwrap_or("");
+                phase != "Succeeded" && phase != "Failed"
+            })
+            .count();
+    let plan = deployment::plan(&d, &owned, old_running, Timestamp::now())
+        .map_err(|e| RunError::Invalid(e.to_string()))?;
     let rsapi: Api<ReplicaSet> = Api::namespaced(s.client.clone(), ns);
     let mut status = plan.status.clone();
     if let Some(new) = &plan.create {
@@ -822,17 +1018,34 @@ async fn sync_deployment(s: &Arc<Shared>, k: &str) -> Result<()> {
             Ok(r) => {
                 let n = r.spec.as_ref().and_then(|x| x.replicas).unwrap_or(0);
                 if n > 0 {
-                    let msg = deployment::Scale { name: r.metadata.name.clone().unwrap_or_default(), from: 0, to: n }.message();
-                    s.events.record("deployment-controller", dref.clone(), Kind::Normal, "ScalingReplicaSet", &msg);
+                    let msg = deployment::Scale {
+                        name: r.metadata.name.clone().unwrap_or_default(),
+                        from: 0,
+                        to: n,
+                    }
+                    .message();
+                    s.events.record(
+                        "deployment-controller",
+                        dref.clone(),
+                        Kind::Normal,
+                        "ScalingReplicaSet",
+                        &msg,
+                    );
                 }
                 saw(s, &s.c.replicasets, route_replicaset, r);
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 // Same name, other template (or not ours): a hash collision. Upstream bumps collisionCount.
                 let nm = new.metadata.name.clone().unwrap_or_default();
-                let theirs = rsapi.get_opt(&nm).await.map_err(api_err(format!("reading replicaset {ns}/{nm}")))?;
+                let theirs = rsapi
+                    .get_opt(&nm)
+                    .await
+                    .map_err(api_err(format!("reading replicaset {ns}/{nm}")))?;
                 match theirs {
-                    Some(t) if deployment::is_new_rs(&d, &t) && controller_of(&t.metadata).is_some_and(|o| o.uid == uid) => {
+                    Some(t)
+                        if deployment::is_new_rs(&d, &t)
+                            && controller_of(&t.metadata).is_some_and(|o| o.uid == uid) =>
+                    {
                         saw(s, &s.c.replicasets, route_replicaset, t);
                     }
                     _ => {
@@ -867,11 +1080,20 @@ async fn sync_deployment(s: &Arc<Shared>, k: &str) -> Result<()> {
             .patch(&sc.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(api_err(format!("scaling replicaset {ns}/{}", sc.name)))?;
-        s.events.record("deployment-controller", dref.clone(), Kind::Normal, "ScalingReplicaSet", &sc.message());
+        s.events.record(
+            "deployment-controller",
+            dref.clone(),
+            Kind::Normal,
+            "ScalingReplicaSet",
+            &sc.message(),
+        );
         saw(s, &s.c.replicasets, route_replicaset, r);
     }
     for old in &plan.delete {
-        let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
         match rsapi.delete(old, &dp).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -900,7 +1122,8 @@ async fn sync_deployment(s: &Arc<Shared>, k: &str) -> Result<()> {
     // Progress deadlines and minReadySeconds move with time alone.
     let wait = spec.min_ready_seconds.unwrap_or(0).max(1) as u64;
     if !plan.scale.is_empty() || plan.create.is_some() {
-        s.q.deployments.add_after(k.to_owned(), Duration::from_secs(wait));
+        s.q.deployments
+            .add_after(k.to_owned(), Duration::from_secs(wait));
     }
     Ok(())
 }
@@ -923,11 +1146,17 @@ fn warn_once(s: &Shared, k: &str, obj: ObjectReference, reason: &str, msg: &str)
 
 async fn schedule_pod(s: &Arc<Shared>, k: &str) -> Result<()> {
     let (ns, name) = split_key(k);
-    let Some(pod) = s.c.pods.get(k) else { return Ok(()) };
+    let Some(pod) = s.c.pods.get(k) else {
+        return Ok(());
+    };
     if !unscheduled(&pod) || lock(&s.assumed).contains_key(k) {
         return Ok(());
     }
-    let wanted = pod.spec.as_ref().and_then(|x| x.scheduler_name.as_deref()).unwrap_or("default-scheduler");
+    let wanted = pod
+        .spec
+        .as_ref()
+        .and_then(|x| x.scheduler_name.as_deref())
+        .unwrap_or("default-scheduler");
     if wanted != s.cfg.scheduler_name {
         return Ok(());
     }
@@ -951,7 +1180,11 @@ async fn schedule_pod(s: &Arc<Shared>, k: &str) -> Result<()> {
         Ok(node) => {
             let node_name = node.metadata.name.clone().unwrap_or_default();
             let binding = Binding {
-                metadata: ObjectMeta { name: Some(name.to_owned()), namespace: Some(ns.to_owned()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(name.to_owned()),
+                    namespace: Some(ns.to_owned()),
+                    ..Default::default()
+                },
                 target: ObjectReference {
                     api_version: Some("v1".into()),
                     kind: Some("Node".into()),
@@ -960,14 +1193,21 @@ async fn schedule_pod(s: &Arc<Shared>, k: &str) -> Result<()> {
                 },
             };
             let api: Api<Pod> = Api::namespaced(s.client.clone(), ns);
-                        let res: std::result::Result<serde_json::Value, kube::Error> =
-                api.create_subresource("binding", name, &PostParams::default(), &binding).await;
+            let res: std::result::Result<serde_json::Value, kube::Error> = api
+                .create_subresource("binding", name, &PostParams::default(), &binding)
+                .await;
             match res {
                 Ok(_) => {
                     lock(&s.assumed).insert(k.to_owned(), node_name.clone());
                     lock(&s.warned).remove(k);
                     let msg = format!("Successfully assigned {ns}/{name} to {node_name}");
-                    s.events.record("default-scheduler", reference(pod.as_ref()), Kind::Normal, "Scheduled", &msg);
+                    s.events.record(
+                        "default-scheduler",
+                        reference(pod.as_ref()),
+                        Kind::Normal,
+                        "Scheduled",
+                        &msg,
+                    );
                     Ok(())
                 }
                 // Already bound by someone: the watch will tell.
@@ -985,11 +1225,15 @@ async fn schedule_pod(s: &Arc<Shared>, k: &str) -> Result<()> {
                     "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg,
                     "lastTransitionTime": Timestamp::now().to_string(),
                 }]}});
-                if let Ok(p) = api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+                if let Ok(p) = api
+                    .patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+                    .await
+                {
                     saw(s, &s.c.pods, route_pod, p);
                 }
             }
-            s.q.scheduler.add_after(k.to_owned(), Duration::from_secs(5));
+            s.q.scheduler
+                .add_after(k.to_owned(), Duration::from_secs(5));
             Ok(())
         }
     }
@@ -998,21 +1242,35 @@ async fn schedule_pod(s: &Arc<Shared>, k: &str) -> Result<()> {
 // ---------------------------------------------------------------- LoadBalancer
 
 async fn sync_load_balancers(s: &Arc<Shared>) -> Result<()> {
-    let Some(pool) = s.cfg.lb_pool.as_ref() else { return Ok(()) };
+    let Some(pool) = s.cfg.lb_pool.as_ref() else {
+        return Ok(());
+    };
     let services = s.c.services.list();
     let refs: Vec<&Service> = services.iter().map(|x| x.as_ref()).collect();
     let plan = lbpool::assign(&refs, pool, s.cfg.lb_class.as_deref());
     let mut failure = None;
     for (k, a) in plan {
-        let Some(svc) = s.c.services.get(&k) else { continue };
+        let Some(svc) = s.c.services.get(&k) else {
+            continue;
+        };
         let (ns, name) = split_key(&k);
         let cur = lbpool::current_ingress(&svc);
         let (want, event) = match &a {
-            Assignment::Ip(ip) => (lbpool::ingress(*ip), Some(("EnsuredLoadBalancer", "Ensured load balancer"))),
-            Assignment::Release => (Vec::new(), Some(("DeletedLoadBalancer", "Deleted load balancer"))),
+            Assignment::Ip(ip) => (
+                lbpool::ingress(*ip),
+                Some(("EnsuredLoadBalancer", "Ensured load balancer")),
+            ),
+            Assignment::Release => (
+                Vec::new(),
+                Some(("DeletedLoadBalancer", "Deleted load balancer")),
+            ),
             Assignment::Pending(msg) => {
                 warn_once(s, &k, reference(svc.as_ref()), "AllocationFailed", msg);
-                let ours = cur.iter().any(|i| i.ip.as_deref().and_then(|ip| ip.parse().ok()).is_some_and(|ip| pool.contains(ip)));
+                let ours = cur.iter().any(|i| {
+                    i.ip.as_deref()
+                        .and_then(|ip| ip.parse().ok())
+                        .is_some_and(|ip| pool.contains(ip))
+                });
                 if !ours {
                     continue;
                 }
@@ -1023,18 +1281,35 @@ async fn sync_load_balancers(s: &Arc<Shared>) -> Result<()> {
             continue;
         }
         let api: Api<Service> = Api::namespaced(s.client.clone(), ns);
-        let ingress = if want.is_empty() { serde_json::Value::Null } else { json!(want) };
+        let ingress = if want.is_empty() {
+            serde_json::Value::Null
+        } else {
+            json!(want)
+        };
         let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
-        match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(obj) => {
                 if let Some((reason, msg)) = event {
-                    s.events.record("service-lb-controller", reference(&obj), Kind::Normal, reason, msg);
+                    s.events.record(
+                        "service-lb-controller",
+                        reference(&obj),
+                        Kind::Normal,
+                        reason,
+                        msg,
+                    );
                 }
                 lock(&s.warned).remove(&k);
                 saw(s, &s.c.services, route_service, obj);
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => failure = Some(api_err(format!("setting the load balancer status of {k}"))(e)),
+            Err(e) => {
+                failure = Some(api_err(format!("setting the load balancer status of {k}"))(
+                    e,
+                ))
+            }
         }
     }
     failure.map_or(Ok(()), Err)
@@ -1060,11 +1335,18 @@ async fn node_lifecycle_once(s: &Arc<Shared>) -> Result<()> {
     for node in s.c.nodes.list() {
         let name = node.metadata.name.clone().unwrap_or_default();
         let lease = s.c.leases.get(&key("kube-node-lease", &name));
-        let renew = lease.as_ref().and_then(|l| l.spec.as_ref()).and_then(|x| x.renew_time.as_ref()).map(|t| t.0);
+        let renew = lease
+            .as_ref()
+            .and_then(|l| l.spec.as_ref())
+            .and_then(|x| x.renew_time.as_ref())
+            .map(|t| t.0);
         let hb = nodelifecycle::heartbeat(&node, renew);
         let (decision, lost_for) = {
             let mut t = lock(&s.tracker);
-            (t.observe(&name, hb, now_mono, s.cfg.timing), t.lost_for(&name, now_mono))
+            (
+                t.observe(&name, hb, now_mono, s.cfg.timing),
+                t.lost_for(&name, now_mono),
+            )
         };
         let lost = decision != Decision::Healthy;
         if let Some(taints) = nodelifecycle::taints(&node, lost, now) {
@@ -1086,7 +1368,13 @@ async fn node_lifecycle_once(s: &Arc<Shared>) -> Result<()> {
                 .await
                 .map_err(api_err(format!("marking node {name} unknown")))?;
             let msg = format!("Node {name} status is now: NodeNotReady");
-            s.events.record("node-controller", reference(&obj), Kind::Normal, "NodeNotReady", &msg);
+            s.events.record(
+                "node-controller",
+                reference(&obj),
+                Kind::Normal,
+                "NodeNotReady",
+                &msg,
+            );
             saw(s, &s.c.nodes, route_node, obj);
         }
         let on_node: Vec<Arc<Pod>> = s
@@ -1102,16 +1390,23 @@ async fn node_lifecycle_once(s: &Arc<Shared>) -> Result<()> {
             let api: Api<Pod> = Api::namespaced(s.client.clone(), &ns);
             if let Some(conds) = nodelifecycle::not_ready_conditions(&p, now) {
                 let patch = json!({"status": {"conditions": conds}});
-                match api.patch_status(&pname, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                match api
+                    .patch_status(&pname, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
                     Ok(obj) => {
                         saw(s, &s.c.pods, route_pod, obj);
                     }
                     Err(kube::Error::Api(e)) if e.code == 404 => continue,
-                    Err(e) => return Err(api_err(format!("marking pod {ns}/{pname} not ready"))(e)),
+                    Err(e) => {
+                        return Err(api_err(format!("marking pod {ns}/{pname} not ready"))(e));
+                    }
                 }
             }
             let due = nodelifecycle::eviction_delay(&p, s.cfg.timing.eviction);
-            if p.metadata.deletion_timestamp.is_none() && due.zip(lost_for).is_some_and(|(d, l)| l >= d) {
+            if p.metadata.deletion_timestamp.is_none()
+                && due.zip(lost_for).is_some_and(|(d, l)| l >= d)
+            {
                 match api.delete(&pname, &DeleteParams::default()).await {
                     Ok(either::Either::Left(obj)) => {
                         saw(s, &s.c.pods, route_pod, obj);
@@ -1121,7 +1416,13 @@ async fn node_lifecycle_once(s: &Arc<Shared>) -> Result<()> {
                     Err(e) => return Err(api_err(format!("evicting pod {ns}/{pname}"))(e)),
                 }
                 let msg = format!("Marking for deletion Pod {ns}/{pname}");
-                s.events.record("taint-eviction-controller", reference(p.as_ref()), Kind::Normal, "TaintManagerEviction", &msg);
+                s.events.record(
+                    "taint-eviction-controller",
+                    reference(p.as_ref()),
+                    Kind::Normal,
+                    "TaintManagerEviction",
+                    &msg,
+                );
             }
         }
     }
@@ -1166,18 +1467,32 @@ fn resource_for(kind: &str) -> Option<(ApiResource, bool)> {
 
 fn dyn_api(s: &Shared, kind: &str, ns: &str) -> Option<Api<DynamicObject>> {
     let (ar, namespaced) = resource_for(kind)?;
-    Some(if namespaced { Api::namespaced_with(s.client.clone(), ns, &ar) } else { Api::all_with(s.client.clone(), &ar) })
+    Some(if namespaced {
+        Api::namespaced_with(s.client.clone(), ns, &ar)
+    } else {
+        Api::all_with(s.client.clone(), &ar)
+    })
 }
 
 /// Whether an owner really is gone (or deleting in the foreground), read live.
 async fn owner_gone(s: &Shared, ns: &str, r: &OwnerReference) -> Result<bool> {
     let kind = format!("{}/{}", r.api_version, r.kind);
-    let Some(api) = dyn_api(s, &kind, ns) else { return Ok(false) };
-    match api.get_opt(&r.name).await.map_err(api_err(format!("reading owner {}/{}", r.kind, r.name)))? {
+    let Some(api) = dyn_api(s, &kind, ns) else {
+        return Ok(false);
+    };
+    match api
+        .get_opt(&r.name)
+        .await
+        .map_err(api_err(format!("reading owner {}/{}", r.kind, r.name)))?
+    {
         None => Ok(true),
         Some(o) if o.metadata.uid.as_deref() != Some(r.uid.as_str()) => Ok(true),
         Some(o) => Ok(o.metadata.deletion_timestamp.is_some()
-            && o.metadata.finalizers.iter().flatten().any(|f| f == gc::FOREGROUND)),
+            && o.metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == gc::FOREGROUND)),
     }
 }
 
@@ -1207,10 +1522,10 @@ async fn collect_garbage(s: &Arc<Shared>) -> Result<()> {
     .collect();
     let mut failure = None;
     for a in gc::plan(&objs, &watched) {
-        if let Err(e) = gc_apply(s, a).await {
-            if code(&e) != Some(404) {
-                failure = Some(e);
-            }
+        if let Err(e) = gc_apply(s, a).await
+            && code(&e) != Some(404)
+        {
+            failure = Some(e);
         }
     }
     if failure.is_some() {
@@ -1222,37 +1537,84 @@ async fn collect_garbage(s: &Arc<Shared>) -> Result<()> {
 
 async fn gc_apply(s: &Shared, a: gc::Action) -> Result<()> {
     match a {
-        gc::Action::Delete { kind, namespace, name, uid, policy, owners } => {
+        gc::Action::Delete {
+            kind,
+            namespace,
+            name,
+            uid,
+            policy,
+            owners,
+        } => {
             for r in &owners {
                 if !owner_gone(s, &namespace, r).await? {
                     return Ok(());
                 }
             }
-            let Some(api) = dyn_api(s, &kind, &namespace) else { return Ok(()) };
+            let Some(api) = dyn_api(s, &kind, &namespace) else {
+                return Ok(());
+            };
             let dp = DeleteParams {
                 propagation_policy: Some(match policy {
                     gc::Policy::Background => PropagationPolicy::Background,
                     gc::Policy::Foreground => PropagationPolicy::Foreground,
                 }),
-                preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
                 ..Default::default()
             };
             tracing::debug!(%kind, %namespace, %name, "collecting garbage");
-            api.delete(&name, &dp).await.map_err(api_err(format!("collecting {kind} {namespace}/{name}")))?;
+            api.delete(&name, &dp)
+                .await
+                .map_err(api_err(format!("collecting {kind} {namespace}/{name}")))?;
             Ok(())
         }
-        gc::Action::RemoveOwners { kind, namespace, name, uids } => {
-            let Some(api) = dyn_api(s, &kind, &namespace) else { return Ok(()) };
-            let cur = api.get(&name).await.map_err(api_err(format!("reading {kind} {namespace}/{name}")))?;
-            let keep: Vec<OwnerReference> =
-                cur.metadata.owner_references.clone().unwrap_or_default().into_iter().filter(|o| !uids.contains(&o.uid)).collect();
+        gc::Action::RemoveOwners {
+            kind,
+            namespace,
+            name,
+            uids,
+        } => {
+            let Some(api) = dyn_api(s, &kind, &namespace) else {
+                return Ok(());
+            };
+            let cur = api
+                .get(&name)
+                .await
+                .map_err(api_err(format!("reading {kind} {namespace}/{name}")))?;
+            let keep: Vec<OwnerReference> = cur
+                .metadata
+                .owner_references
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| !uids.contains(&o.uid))
+                .collect();
             set_owner_refs(&api, &cur.metadata, keep).await?;
             Ok(())
         }
-        gc::Action::RemoveFinalizer { kind, namespace, name, finalizer } => {
-            let Some(api) = dyn_api(s, &kind, &namespace) else { return Ok(()) };
-            let cur = api.get(&name).await.map_err(api_err(format!("reading {kind} {namespace}/{name}")))?;
-            let keep: Vec<String> = cur.metadata.finalizers.clone().unwrap_or_default().into_iter().filter(|f| *f != finalizer).collect();
+        gc::Action::RemoveFinalizer {
+            kind,
+            namespace,
+            name,
+            finalizer,
+        } => {
+            let Some(api) = dyn_api(s, &kind, &namespace) else {
+                return Ok(());
+            };
+            let cur = api
+                .get(&name)
+                .await
+                .map_err(api_err(format!("reading {kind} {namespace}/{name}")))?;
+            let keep: Vec<String> = cur
+                .metadata
+                .finalizers
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| *f != finalizer)
+                .collect();
             let patch = json!({"metadata": {"finalizers": keep, "resourceVersion": cur.metadata.resource_version}});
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await

@@ -51,26 +51,36 @@ fn ready_status(node: &Node) -> &str {
 
 /// The node's taints plus the implicit ones of a node that is not Ready.
 pub fn effective_taints(node: &Node) -> Vec<Taint> {
-    let mut taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let mut taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
     let implicit = match ready_status(node) {
         "True" => None,
         "False" => Some(TAINT_NOT_READY),
         _ => Some(TAINT_UNREACHABLE),
     };
-    if let Some(key) = implicit {
-        if !taints.iter().any(|t| t.key == key && t.effect == "NoSchedule") {
-            taints.push(Taint { key: key.into(), effect: "NoSchedule".into(), ..Default::default() });
-        }
+    if let Some(key) = implicit
+        && !taints
+            .iter()
+            .any(|t| t.key == key && t.effect == "NoSchedule")
+    {
+        taints.push(Taint {
+            key: key.into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        });
     }
     taints
 }
 
 /// Whether `tol` tolerates `taint` (upstream `Toleration.ToleratesTaint`).
 pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = tol.effect.as_deref().filter(|e| !e.is_empty()) {
-        if e != taint.effect {
-            return false;
-        }
+    if let Some(e) = tol.effect.as_deref().filter(|e| !e.is_empty())
+        && e != taint.effect
+    {
+        return false;
     }
     let key = tol.key.as_deref().unwrap_or("");
     if !key.is_empty() && key != taint.key {
@@ -78,13 +88,20 @@ pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
     }
     match tol.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        "Equal" | "" => tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("") && !key.is_empty(),
+        "Equal" | "" => {
+            tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+                && !key.is_empty()
+        }
         _ => false,
     }
 }
 
 fn untolerated<'a>(pod: &Pod, taints: &'a [Taint]) -> Option<&'a Taint> {
-    let tols = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[]);
+    let tols = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or(&[]);
     taints
         .iter()
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
@@ -94,9 +111,18 @@ fn untolerated<'a>(pod: &Pod, taints: &'a [Taint]) -> Option<&'a Taint> {
 /// Why `node` cannot take `pod`, in upstream's words; None when it fits.
 pub fn filter(pod: &Pod, node: &Node) -> Option<String> {
     let spec = pod.spec.as_ref();
-    if node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) {
+    if node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false)
+    {
         let tols = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or(&[]);
-        let t = Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
+        let t = Taint {
+            key: "node.kubernetes.io/unschedulable".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
         if !tols.iter().any(|tol| tolerates(tol, &t)) {
             return Some("node(s) were unschedulable".into());
         }
@@ -108,7 +134,11 @@ pub fn filter(pod: &Pod, node: &Node) -> Option<String> {
         }
     }
     if let Some(t) = untolerated(pod, &effective_taints(node)) {
-        return Some(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value.as_deref().unwrap_or("")));
+        return Some(format!(
+            "node(s) had untolerated taint {{{}: {}}}",
+            t.key,
+            t.value.as_deref().unwrap_or("")
+        ));
     }
     None
 }
@@ -127,9 +157,15 @@ pub fn schedule<'a>(pod: &Pod, nodes: &[&'a Node], placed: &[&Pod]) -> Result<&'
     let owner = controller_of(&pod.metadata).map(|o| o.uid.clone());
     let mut per_node: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for p in placed {
-        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else { continue };
+        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            continue;
+        };
         // Terminating pods still occupy their node; finished ones do not.
-        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("");
         if phase != "Succeeded" && phase != "Failed" {
             let e = per_node.entry(node).or_default();
             let same = owner.is_some()
@@ -147,7 +183,10 @@ pub fn schedule<'a>(pod: &Pod, nodes: &[&'a Node], placed: &[&Pod]) -> Result<&'
             let (same, total) = per_node.get(name).copied().unwrap_or((0, 0));
             (same, total, name.to_owned())
         })
-        .ok_or(FitError { nodes: nodes.len(), reasons })
+        .ok_or(FitError {
+            nodes: nodes.len(),
+            reasons,
+        })
 }
 
 #[cfg(test)]
@@ -156,16 +195,35 @@ mod tests {
     use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, PodSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-    fn node(name: &str, ready: &str, unschedulable: bool, labels: &[(&str, &str)], taints: Vec<Taint>) -> Node {
+    fn node(
+        name: &str,
+        ready: &str,
+        unschedulable: bool,
+        labels: &[(&str, &str)],
+        taints: Vec<Taint>,
+    ) -> Node {
         Node {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                labels: Some(labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).into(), (*v).into()))
+                        .collect(),
+                ),
                 ..Default::default()
             },
-            spec: Some(NodeSpec { unschedulable: Some(unschedulable), taints: Some(taints), ..Default::default() }),
+            spec: Some(NodeSpec {
+                unschedulable: Some(unschedulable),
+                taints: Some(taints),
+                ..Default::default()
+            }),
             status: Some(NodeStatus {
-                conditions: Some(vec![NodeCondition { type_: "Ready".into(), status: ready.into(), ..Default::default() }]),
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
         }
@@ -177,17 +235,28 @@ mod tests {
                 name: Some(name.into()),
                 namespace: Some("ns".into()),
                 owner_references: owner.map(|u| {
-                    vec![OwnerReference { uid: u.into(), controller: Some(true), ..Default::default() }]
+                    vec![OwnerReference {
+                        uid: u.into(),
+                        controller: Some(true),
+                        ..Default::default()
+                    }]
                 }),
                 ..Default::default()
             },
-            spec: Some(PodSpec { node_name: node.map(Into::into), ..Default::default() }),
+            spec: Some(PodSpec {
+                node_name: node.map(Into::into),
+                ..Default::default()
+            }),
             status: None,
         }
     }
 
     fn taint(key: &str, effect: &str) -> Taint {
-        Taint { key: key.into(), effect: effect.into(), ..Default::default() }
+        Taint {
+            key: key.into(),
+            effect: effect.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -198,12 +267,25 @@ mod tests {
         }
         let mut tolerant = pod("t", None, None);
         if let Some(s) = tolerant.spec.as_mut() {
-            s.tolerations = Some(vec![Toleration { operator: Some("Exists".into()), ..Default::default() }]);
+            s.tolerations = Some(vec![Toleration {
+                operator: Some("Exists".into()),
+                ..Default::default()
+            }]);
         }
         let plain = pod("p", None, None);
         let cases: Vec<(&str, &Pod, Node, Option<&str>)> = vec![
-            ("ready node fits", &plain, node("n", "True", false, &[], vec![]), None),
-            ("unschedulable", &plain, node("n", "True", true, &[], vec![]), Some("node(s) were unschedulable")),
+            (
+                "ready node fits",
+                &plain,
+                node("n", "True", false, &[], vec![]),
+                None,
+            ),
+            (
+                "unschedulable",
+                &plain,
+                node("n", "True", true, &[], vec![]),
+                Some("node(s) were unschedulable"),
+            ),
             (
                 "not ready",
                 &plain,
@@ -222,15 +304,48 @@ mod tests {
                 node("n", "True", false, &[("disk", "hdd")], vec![]),
                 Some("node(s) didn't match Pod's node affinity/selector"),
             ),
-            ("selector match", &picky, node("n", "True", false, &[("disk", "ssd")], vec![]), None),
+            (
+                "selector match",
+                &picky,
+                node("n", "True", false, &[("disk", "ssd")], vec![]),
+                None,
+            ),
             (
                 "NoSchedule taint",
                 &plain,
-                node("n", "True", false, &[], vec![taint("dedicated", "NoSchedule")]),
+                node(
+                    "n",
+                    "True",
+                    false,
+                    &[],
+                    vec![taint("dedicated", "NoSchedule")],
+                ),
                 Some("node(s) had untolerated taint {dedicated: }"),
             ),
-            ("PreferNoSchedule is soft", &plain, node("n", "True", false, &[], vec![taint("x", "PreferNoSchedule")]), None),
-            ("tolerated", &tolerant, node("n", "False", true, &[], vec![taint("dedicated", "NoExecute")]), None),
+            (
+                "PreferNoSchedule is soft",
+                &plain,
+                node(
+                    "n",
+                    "True",
+                    false,
+                    &[],
+                    vec![taint("x", "PreferNoSchedule")],
+                ),
+                None,
+            ),
+            (
+                "tolerated",
+                &tolerant,
+                node(
+                    "n",
+                    "False",
+                    true,
+                    &[],
+                    vec![taint("dedicated", "NoExecute")],
+                ),
+                None,
+            ),
         ];
         for (name, p, n, want) in cases {
             assert_eq!(filter(p, &n).as_deref(), want, "{name}");
@@ -250,11 +365,16 @@ mod tests {
             ("empty cluster: lowest name", vec![], "n1"),
             ("spread siblings first", vec![&sib1], "n2"),
             ("then balance totals", vec![&other1], "n1"),
-            ("siblings outweigh totals", vec![&sib1, &other1, &other2], "n2"),
+            (
+                "siblings outweigh totals",
+                vec![&sib1, &other1, &other2],
+                "n2",
+            ),
         ];
         let p = pod("new", Some("rs"), None);
         for (name, placed, want) in cases {
-            let got = schedule(&p, &nodes, &placed).map(|n| n.metadata.name.clone().unwrap_or_default());
+            let got =
+                schedule(&p, &nodes, &placed).map(|n| n.metadata.name.clone().unwrap_or_default());
             assert_eq!(got.as_deref(), Ok(want), "{name}");
         }
     }

@@ -26,7 +26,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -42,7 +45,10 @@ impl Drop for Task {
 
 pub fn spawn_controllers(client: kube::Client, cfg: Config) -> Task {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "svcnet_controllers=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "svcnet_controllers=warn".into()),
+        )
         .with_test_writer()
         .try_init();
     Task(tokio::spawn(async move {
@@ -77,7 +83,10 @@ pub async fn apply(client: &kube::Client, ns: Option<&str>, v: serde_json::Value
         ("Node", None) => "/api/v1/nodes".to_owned(),
         other => panic!("apply: unsupported {other:?}"),
     };
-    let req = http::Request::post(url).header("content-type", "application/json").body(body).expect("request");
+    let req = http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .expect("request");
     let r: Result<serde_json::Value, _> = client.request(req).await;
     if let Err(e) = r {
         panic!("creating {kind} {name}: {e}");
@@ -92,7 +101,13 @@ pub async fn add_node(client: &kube::Client, name: &str) {
     let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": name, "namespace": "kube-node-lease"},
         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now_micro()}});
-    leases.create(&PostParams::default(), &serde_json::from_value(lease).expect("lease")).await.expect("create lease");
+    leases
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(lease).expect("lease"),
+        )
+        .await
+        .expect("create lease");
 }
 
 pub async fn set_node_ready(client: &kube::Client, name: &str) {
@@ -100,11 +115,16 @@ pub async fn set_node_ready(client: &kube::Client, name: &str) {
     let now = jiff::Timestamp::now().to_string();
     let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
         "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}]}});
-    nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("node ready");
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("node ready");
 }
 
 pub fn now_micro() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }
 
 /// Renews the Leases of the nodes in `alive` every 300 ms.
@@ -112,10 +132,15 @@ pub fn heartbeats(client: kube::Client, alive: Arc<Mutex<BTreeSet<String>>>) -> 
     Task(tokio::spawn(async move {
         let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
         loop {
-            let names: Vec<String> = alive.lock().map(|a| a.iter().cloned().collect()).unwrap_or_default();
+            let names: Vec<String> = alive
+                .lock()
+                .map(|a| a.iter().cloned().collect())
+                .unwrap_or_default();
             for n in names {
                 let patch = json!({"spec": {"renewTime": now_micro()}});
-                let _ = leases.patch(&n, &PatchParams::default(), &Patch::Merge(&patch)).await;
+                let _ = leases
+                    .patch(&n, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -133,13 +158,19 @@ pub fn next_ip() -> String {
 pub async fn set_pod_status(client: &kube::Client, ns: &str, name: &str, ready: bool) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let cur = pods.get(name).await.expect("pod");
-    let ip = cur.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_else(next_ip);
+    let ip = cur
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_else(next_ip);
     let now = jiff::Timestamp::now().to_string();
     let st = if ready { "True" } else { "False" };
     let patch = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
         "conditions": [{"type": "Ready", "status": st, "lastTransitionTime": now},
                        {"type": "ContainersReady", "status": st, "lastTransitionTime": now}]}});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("pod status");
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("pod status");
 }
 
 /// A fake kubelet for the nodes in `alive`: makes bound pods Ready after
@@ -152,7 +183,9 @@ pub fn kubelet(client: kube::Client, alive: Arc<Mutex<BTreeSet<String>>>, delay:
             let names: BTreeSet<String> = alive.lock().map(|a| a.clone()).unwrap_or_default();
             if let Ok(list) = pods.list(&ListParams::default()).await {
                 for p in list.items {
-                    let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else { continue };
+                    let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+                        continue;
+                    };
                     if !names.contains(&node) {
                         continue;
                     }
@@ -161,7 +194,15 @@ pub fn kubelet(client: kube::Client, alive: Arc<Mutex<BTreeSet<String>>>, delay:
                     let uid = p.metadata.uid.clone().unwrap_or_default();
                     if p.metadata.deletion_timestamp.is_some() {
                         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-                        let _ = api.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
+                        let _ = api
+                            .delete(
+                                &name,
+                                &DeleteParams {
+                                    grace_period_seconds: Some(0),
+                                    ..Default::default()
+                                },
+                            )
+                            .await;
                         continue;
                     }
                     let ready = svcnet_core::endpoints::pod_is_ready(&p);
@@ -187,5 +228,10 @@ pub async fn cluster() -> (Cluster, kube::Client) {
 }
 
 pub async fn namespace(client: &kube::Client, ns: &str) {
-    apply(client, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await;
+    apply(
+        client,
+        None,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    )
+    .await;
 }
