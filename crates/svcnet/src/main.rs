@@ -37,6 +37,8 @@ enum Command {
     },
     /// Run the node proxy (kube-proxy): Services and EndpointSlices → nftables, iptables or userspace rules.
     Proxy(ProxyArgs),
+    /// Run the controllers (deployments, replicasets, scheduler, endpoints, LoadBalancer IPs, node lifecycle, GC).
+    Controllers(svcnet_controllers::cli::ControllersArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(a) => agent(a).await,
         Command::Builtin { args } => std::process::exit(svcnet_agent::builtin_main(args).await),
         Command::Proxy(a) => proxy(a).await,
+        Command::Controllers(a) => controllers(a).await,
     }
 }
 
@@ -302,4 +305,25 @@ async fn shutdown_signal() {
 
 async fn futures_pending() {
     std::future::pending::<()>().await
+}
+
+async fn controllers(a: svcnet_controllers::cli::ControllersArgs) -> anyhow::Result<()> {
+    let identity = svcnet_controllers::cli::identity();
+    let cfg = a.config(&identity)?;
+    let client = svcnet_controllers::cli::client(a.kubeconfig.as_deref()).await?;
+    eprintln!(
+        "svcnet controllers as {identity} (leader election {}, LoadBalancer pool {})",
+        if cfg.leader.is_some() { "on" } else { "off" },
+        if cfg.lb_pool.is_some() {
+            a.lb_pool_file
+                .as_ref()
+                .map_or(a.lb_pool.clone(), |p| p.display().to_string())
+        } else {
+            "none".into()
+        }
+    );
+    svcnet_controllers::Controllers::new(client, cfg)
+        .run_until(shutdown_signal())
+        .await
+        .context("controllers")
 }
