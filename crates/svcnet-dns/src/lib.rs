@@ -4,6 +4,7 @@
 //! current from the API; `server` owns the sockets; `forward` asks upstream resolvers.
 
 pub mod answer;
+mod batch;
 pub mod convert;
 pub mod forward;
 pub mod index;

@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::os::fd::AsRawFd;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
 use crate::answer::{self, Outcome, Transport, Zone, fast};
+use crate::batch;
 use crate::forward::Forwarder;
 use crate::index::Shared;
 use crate::metrics::Metrics;
@@ -57,6 +60,9 @@ impl Config {
     }
 }
 
+/// UDP receive buffer size asked for.
+const RCVBUF: usize = 4 << 20;
+
 #[derive(Debug)]
 struct State {
     shared: Arc<Shared>,
@@ -83,6 +89,9 @@ impl Server {
     pub async fn bind(cfg: &Config, shared: Arc<Shared>) -> Result<Server, ServerError> {
         let zone = Zone::new(&cfg.cluster_domain, cfg.ttl)?;
         let (udp, tcp) = bind_pair(cfg.listen).await?;
+        // Bursts of queries (many clients at once) overflow the default receive buffer, and
+        // the kernel then drops them silently; best effort, the kernel may cap it.
+        let _ = nix::sys::socket::setsockopt(&udp, nix::sys::socket::sockopt::RcvBuf, &RCVBUF);
         let http = match cfg.metrics_listen {
             Some(a) => Some(
                 TcpListener::bind(a)
@@ -164,47 +173,69 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), ServerE
 
 async fn udp_loop(sock: Arc<UdpSocket>, st: Arc<State>) {
     let mut reader = st.shared.reader();
-    let mut buf = vec![0u8; 65535];
-    let mut out = Vec::with_capacity(answer::MAX_UDP_PAYLOAD as usize);
+    let fd = sock.as_raw_fd();
+    // calloc'd: only the bytes datagrams actually fill are touched.
+    let mut bufs: Vec<Vec<u8>> = (0..batch::BATCH).map(|_| vec![0u8; batch::SLOT]).collect();
+    let mut outs: Vec<Vec<u8>> = (0..batch::BATCH)
+        .map(|_| Vec::with_capacity(answer::MAX_UDP_PAYLOAD as usize))
+        .collect();
+    let mut got = Vec::with_capacity(batch::BATCH);
+    let mut ready = Vec::with_capacity(batch::BATCH);
     loop {
-        let (n, peer) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
-            // ICMP errors from earlier sends surface here on some systems; keep serving.
-            Err(_) => continue,
-        };
-        let start = Instant::now();
-        let (ix, pkt) = (reader.get(), &buf[..n]);
-        if let Some(qtype) = fast::answer_fast(ix, &st.zone, pkt, Transport::Udp, &mut out) {
-            let _ = sock.send_to(&out, peer).await;
-            st.metrics.record(
-                Some(qtype),
-                ResponseCode::NoError,
-                Transport::Udp,
-                start.elapsed(),
-            );
+        got.clear();
+        // ICMP errors from earlier sends surface here on some systems; keep serving.
+        if sock.readable().await.is_err()
+            || sock
+                .try_io(Interest::READABLE, || batch::recv(fd, &mut bufs, &mut got))
+                .is_err()
+        {
             continue;
         }
-        let a = answer::answer(ix, &st.zone, pkt, Transport::Udp);
-        match a.outcome {
-            Outcome::Reply(bytes) => {
-                let _ = sock.send_to(&bytes, peer).await;
-                st.metrics
-                    .record(a.qtype, a.rcode, Transport::Udp, start.elapsed());
+        let start = Instant::now();
+        let ix = reader.get();
+        ready.clear();
+        for &(slot, n, peer) in &got {
+            let (pkt, out) = (&bufs[slot][..n], &mut outs[slot]);
+            if let Some(qtype) = fast::answer_fast(ix, &st.zone, pkt, Transport::Udp, out) {
+                ready.push((slot, peer, Some(qtype), ResponseCode::NoError));
+                continue;
             }
-            Outcome::Drop => st.metrics.dropped(),
-            Outcome::Forward(req) => {
-                // Bounded: past the limit a query is dropped and the client retries.
-                let Ok(permit) = st.forwards.clone().try_acquire_owned() else {
-                    st.metrics.dropped();
-                    continue;
-                };
-                let (sock, st) = (sock.clone(), st.clone());
-                tokio::spawn(async move {
-                    let bytes = forward(&st, &req, Transport::Udp, start).await;
-                    let _ = sock.send_to(&bytes, peer).await;
-                    drop(permit);
-                });
+            let a = answer::answer(ix, &st.zone, pkt, Transport::Udp);
+            match a.outcome {
+                Outcome::Reply(bytes) => {
+                    *out = bytes;
+                    ready.push((slot, peer, a.qtype, a.rcode));
+                }
+                Outcome::Drop => st.metrics.dropped(),
+                Outcome::Forward(req) => {
+                    // Bounded: past the limit a query is dropped and the client retries.
+                    let Ok(permit) = st.forwards.clone().try_acquire_owned() else {
+                        st.metrics.dropped();
+                        continue;
+                    };
+                    let (sock, st) = (sock.clone(), st.clone());
+                    tokio::spawn(async move {
+                        let bytes = forward(&st, &req, Transport::Udp, start).await;
+                        let _ = sock.send_to(&bytes, peer).await;
+                        drop(permit);
+                    });
+                }
             }
+        }
+        let msgs: Vec<(&[u8], SocketAddr)> = ready
+            .iter()
+            .map(|&(slot, peer, _, _)| (outs[slot].as_slice(), peer))
+            .collect();
+        let sent = sock
+            .try_io(Interest::WRITABLE, || batch::send(fd, &msgs))
+            .unwrap_or(0);
+        // Whatever the socket did not take at once goes out one by one.
+        for (b, peer) in &msgs[sent..] {
+            let _ = sock.send_to(b, *peer).await;
+        }
+        let took = start.elapsed();
+        for &(_, _, qtype, rcode) in &ready {
+            st.metrics.record(qtype, rcode, Transport::Udp, took);
         }
     }
 }
