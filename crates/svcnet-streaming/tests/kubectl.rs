@@ -15,14 +15,6 @@ use svcnet_testkit::Cluster;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The API server's connect.rs, compiled here until lib.rs declares the module.
-#[allow(unreachable_pub)]
-mod apiserver_shim {
-    pub use svcnet_apiserver::*;
-    #[path = "../../../svcnet-apiserver/src/connect.rs"]
-    pub mod connect;
-}
-
 const TOKEN: &str = "agent-secret-token";
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -354,7 +346,7 @@ async fn setup() -> Fixture {
     let cluster = Cluster::start().await;
     cluster
         .api
-        .set_connector(Arc::new(apiserver_shim::connect::AgentConnector::new(
+        .set_connector(Arc::new(svcnet_apiserver::connect::AgentConnector::new(
             TOKEN,
         )));
     let o = cluster.apply_text(OBJECTS).await;

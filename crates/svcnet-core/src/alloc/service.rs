@@ -121,7 +121,6 @@ pub fn service_cluster_ips(spec: &ServiceSpec) -> Vec<IpAddr> {
     ips.iter().filter_map(|ip| ip.parse().ok()).collect()
 }
 
-
 /// Allocates what a new Service needs: ClusterIPs per family (requested
 /// ones or random), node ports (requested or random; ports with the same
 /// number share one) and a healthCheckNodePort. Fills them into `spec`.
