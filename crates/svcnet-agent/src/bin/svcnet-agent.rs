@@ -4,6 +4,8 @@ use clap::Parser;
 
 #[derive(Debug, Parser)]
 #[command(name = "svcnet-agent")]
+// Parsed once at start: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Cmd {
     /// Run the node agent.
     Agent(svcnet_agent::AgentArgs),
