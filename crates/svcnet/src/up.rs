@@ -529,11 +529,7 @@ async fn run_cluster(a: &UpArgs, plan: &Plan, dir: &Path, logs: &Path) -> anyhow
     let c = start(
         "controllers",
         "controllers",
-        &[
-            ("--kubeconfig", kc.clone()),
-            ("--lb-pool", LB_POOL.into()),
-            ("--cluster-cidr", plan.pod_cidr.to_string()),
-        ],
+        &[("--kubeconfig", kc.clone()), ("--lb-pool", LB_POOL.into())],
         None,
         logs,
     )
@@ -594,9 +590,7 @@ async fn run_cluster(a: &UpArgs, plan: &Plan, dir: &Path, logs: &Path) -> anyhow
             &[
                 ("--kubeconfig", kc.clone()),
                 ("--hostname-override", n.name.clone()),
-                ("--node-name", n.name.clone()),
                 ("--proxy-mode", mode.as_str().into()),
-                ("--mode", mode.as_str().into()),
                 ("--cluster-cidr", plan.pod_cidr.to_string()),
             ],
             Some(&n.netns),
