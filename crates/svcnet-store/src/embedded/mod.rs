@@ -161,9 +161,24 @@ impl EmbeddedStore {
     pub async fn open_with(dir: impl AsRef<Path>, config: EmbeddedConfig) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         let interval = config.compaction_interval;
-        let (inner, queue) = tokio::task::spawn_blocking(move || Inner::open(&dir, config))
-            .await
-            .map_err(join_err)??;
+        // A store dropped a moment ago in this process may still be closing
+        // (a watch task or the writer letting go of it): wait for it briefly
+        // before reporting the directory as in use.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        let (inner, queue) = loop {
+            let (d, c) = (dir.clone(), config.clone());
+            match tokio::task::spawn_blocking(move || Inner::open(&d, c))
+                .await
+                .map_err(join_err)?
+            {
+                Err(StoreError::Unavailable(m))
+                    if m.contains("already open") && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => break other?,
+            }
+        };
         let inner = Arc::new(inner);
         commit::spawn_writer(Arc::downgrade(&inner), queue)?;
         tokio::spawn(compaction_loop(Arc::downgrade(&inner), interval));
