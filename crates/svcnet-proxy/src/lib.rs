@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod nftables;
 pub mod plan;
 pub mod proxy;
+pub mod relay;
 pub mod runner;
 pub mod tracker;
 pub mod userspace;
