@@ -1,20 +1,32 @@
 //! The Service registry: ClusterIP and NodePort allocation in the same store
 //! transaction as the Service write, release on delete and on type changes.
 //!
-//! The allocators (from `svcnet_core::alloc`) are persisted as snapshots under
-//! `/registry/ranges/…`; each Service write guards them by revision, so a
-//! second API server writing meanwhile makes the transaction fail and this
-//! one reloads and retries. At start the state is rebuilt from the stored
-//! Services and rewritten if the snapshot is missing or disagrees.
+//! Every allocated ClusterIP and node port is a key of its own
+//! (`/registry/allocations/serviceips/<ip>`, `…/servicenodeports/<port>`,
+//! the value naming the owning Service), like upstream's IPAddress objects.
+//! A Service write carries `Absent` guards for what it newly takes and
+//! deletes what it gives up, in the same transaction as the Service, so
+//! concurrent writes of different Services never conflict and the store's
+//! group commit batches them. In memory each API server keeps bitmaps of
+//! what is taken (the `svcnet_core::alloc` allocators) to choose free values:
+//! a choice is reserved there under a short lock before the transaction,
+//! undone if the transaction fails, and values given up are released only
+//! after it commits. A lost race (another API server took a value) reloads
+//! the bitmaps from the store and retries.
+//!
+//! At start the bitmaps are rebuilt from the stored Services (they are the
+//! truth) and the allocation keys repaired against them: missing keys are
+//! written, keys no Service holds are deleted.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::ServiceSpec;
-use serde_json::Value;
-use svcnet_core::alloc::service::{self as svc_alloc, ServiceAllocError};
-use svcnet_core::alloc::{
-    AllocError, AllocFieldError, AllocSnapshot, IpAllocator, PortAllocator, PortRange,
-};
+use serde_json::{Value, json};
+use svcnet_core::alloc::service::{self as svc_alloc, AllocChanges, ServiceAllocError};
+use svcnet_core::alloc::{AllocError, AllocFieldError, IpAllocator, PortAllocator, PortRange};
 use svcnet_core::field_errors::{BadValue, ErrorType, FieldError};
-use svcnet_store::{Compare, Op, RangeRequest, Revision, Store};
+use svcnet_store::{Compare, KeyValue, Op, RangeRequest, Revision, Store};
 use tokio::sync::Mutex;
 
 use crate::handlers::{guard, put};
@@ -23,16 +35,32 @@ use crate::status::{ApiError, ApiResult};
 use crate::strategy;
 use crate::{Api, storage};
 
-const IP_KEY: &[u8] = b"/registry/ranges/serviceips";
-const PORT_KEY: &[u8] = b"/registry/ranges/servicenodeports";
+const IP_PREFIX: &str = "/registry/allocations/serviceips/";
+const PORT_PREFIX: &str = "/registry/allocations/servicenodeports/";
 const SERVICES_PREFIX: &[u8] = b"/registry/services/";
+/// Snapshot keys of the previous layout (one bitmap per range); removed at start.
+const LEGACY_KEYS: [&[u8]; 2] = [
+    b"/registry/ranges/serviceips",
+    b"/registry/ranges/servicenodeports",
+];
+
+fn ip_key(ip: IpAddr) -> Vec<u8> {
+    format!("{IP_PREFIX}{ip}").into_bytes()
+}
+
+fn port_key(port: i32) -> Vec<u8> {
+    format!("{PORT_PREFIX}{port}").into_bytes()
+}
+
+/// The value of an allocation key: who holds it.
+fn owner_value(owner: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "service": owner })).unwrap_or_default()
+}
 
 #[derive(Debug, Clone)]
 struct Allocs {
     ips: IpAllocator,
     ports: PortAllocator,
-    ip_rev: Option<Revision>,
-    port_rev: Option<Revision>,
 }
 
 /// Allocation state shared by all Service writes of this API server.
@@ -40,6 +68,7 @@ struct Allocs {
 pub struct ServiceRegistry {
     cidr: String,
     range: PortRange,
+    /// `None` until loaded, and after a lost race (reloaded on next use).
     state: Mutex<Option<Allocs>>,
 }
 
@@ -55,6 +84,129 @@ fn field_error(res: &Resource, svc: &Value, e: AllocFieldError) -> ApiError {
         detail: e.detail,
     };
     strategy::invalid(res, storage::name_of(svc), &[fe])
+}
+
+fn spec_of(v: &Value) -> ApiResult<ServiceSpec> {
+    serde_json::from_value(v["spec"].clone())
+        .map_err(|e| ApiError::internal(format!("service spec: {e}")))
+}
+
+/// `namespace/name` of a stored Service.
+fn owner_of(v: &Value) -> String {
+    format!(
+        "{}/{}",
+        v["metadata"]["namespace"].as_str().unwrap_or_default(),
+        storage::name_of(v)
+    )
+}
+
+/// Reads every key under `prefix` at `revision` (or the current one).
+async fn range_all(
+    store: &dyn Store,
+    prefix: &[u8],
+    revision: Option<Revision>,
+) -> Result<(Vec<KeyValue>, Revision), svcnet_store::StoreError> {
+    let mut out = Vec::new();
+    let (mut start, mut rev) = (None, revision);
+    loop {
+        let r = store
+            .range(RangeRequest {
+                prefix: prefix.to_vec(),
+                start,
+                limit: 1000,
+                revision: rev,
+            })
+            .await?;
+        rev = Some(r.revision);
+        let more = r.more;
+        let mut next = r.kvs.last().map(|k| k.key.clone()).unwrap_or_default();
+        out.extend(r.kvs);
+        if !more {
+            return Ok((out, r.revision));
+        }
+        next.push(0);
+        start = Some(next);
+    }
+}
+
+/// What to write so that the allocation keys match the Services: the
+/// compares and ops of one repair transaction (pure).
+fn repair_plan(
+    ip_owners: &BTreeMap<IpAddr, String>,
+    port_owners: &BTreeMap<i32, String>,
+    ip_keys: &[KeyValue],
+    port_keys: &[KeyValue],
+) -> (Vec<Compare>, Vec<Op>) {
+    let (mut compares, mut ops) = (Vec::new(), Vec::new());
+    let mut sync = |want: BTreeMap<Vec<u8>, &String>, have: &[KeyValue]| {
+        let have: BTreeMap<&[u8], Revision> = have
+            .iter()
+            .map(|kv| (kv.key.as_slice(), kv.mod_revision))
+            .collect();
+        for (k, owner) in &want {
+            if !have.contains_key(k.as_slice()) {
+                compares.push(Compare::Absent(k.clone()));
+                ops.push(Op::Put(k.clone(), owner_value(owner)));
+            }
+        }
+        for (k, rev) in have {
+            if !want.contains_key(k) {
+                compares.push(Compare::ModRevision(k.to_vec(), rev));
+                ops.push(Op::Delete(k.to_vec()));
+            }
+        }
+    };
+    sync(
+        ip_owners.iter().map(|(ip, o)| (ip_key(*ip), o)).collect(),
+        ip_keys,
+    );
+    sync(
+        port_owners.iter().map(|(p, o)| (port_key(*p), o)).collect(),
+        port_keys,
+    );
+    (compares, ops)
+}
+
+/// The store compares and ops that take `changes` for `owner`: an `Absent`
+/// guard and a put per value taken, a delete per value given up (pure).
+fn allocation_ops(changes: &AllocChanges, owner: &str) -> (Vec<Compare>, Vec<Op>) {
+    let (mut compares, mut ops) = (Vec::new(), Vec::new());
+    let taken = changes
+        .allocated_ips
+        .iter()
+        .map(|ip| ip_key(*ip))
+        .chain(changes.allocated_ports.iter().map(|p| port_key(*p)));
+    for k in taken {
+        compares.push(Compare::Absent(k.clone()));
+        ops.push(Op::Put(k, owner_value(owner)));
+    }
+    let given = changes
+        .released_ips
+        .iter()
+        .map(|ip| ip_key(*ip))
+        .chain(changes.released_ports.iter().map(|p| port_key(*p)));
+    ops.extend(given.map(Op::Delete));
+    (compares, ops)
+}
+
+impl Allocs {
+    fn take(&mut self, ips: &[IpAddr], ports: &[i32]) {
+        for ip in ips {
+            let _ = self.ips.allocate(*ip);
+        }
+        for p in ports {
+            let _ = self.ports.allocate(*p);
+        }
+    }
+
+    fn give(&mut self, ips: &[IpAddr], ports: &[i32]) {
+        for ip in ips {
+            self.ips.release(*ip);
+        }
+        for p in ports {
+            self.ports.release(*p);
+        }
+    }
 }
 
 impl ServiceRegistry {
@@ -75,7 +227,8 @@ impl ServiceRegistry {
             .unwrap_or_default()
     }
 
-    /// Loads (or rebuilds) the allocators; called at start and after a lost race.
+    /// Rebuilds the bitmaps from the stored Services and repairs the
+    /// allocation keys; called at start and after a lost race.
     async fn load(&self, store: &dyn Store) -> ApiResult<Allocs> {
         let internal = |e: svcnet_store::StoreError| {
             ApiError::internal(format!("loading service allocations: {e}"))
@@ -83,88 +236,55 @@ impl ServiceRegistry {
         let mut ips =
             IpAllocator::new(&self.cidr).map_err(|e| ApiError::internal(e.to_string()))?;
         let mut ports = PortAllocator::new(self.range);
-        // Rebuild from the Services themselves: they are the truth.
-        let mut start = None;
-        let mut rev = None;
-        loop {
-            let r = store
-                .range(RangeRequest {
-                    prefix: SERVICES_PREFIX.to_vec(),
-                    start,
-                    limit: 1000,
-                    revision: rev,
-                })
-                .await
-                .map_err(internal)?;
-            rev = Some(r.revision);
-            for kv in &r.kvs {
-                let spec = storage::decode(kv).and_then(|svc| {
-                    serde_json::from_value::<ServiceSpec>(svc["spec"].clone()).ok()
-                });
-                if let Some(spec) = spec {
-                    for ip in svc_alloc::service_cluster_ips(&spec) {
-                        let _ = ips.allocate(ip);
-                    }
-                    for p in svc_alloc::service_node_ports(&spec) {
-                        let _ = ports.allocate(p);
-                    }
+        // Services and allocation keys read at one revision: consistent.
+        let (svcs, rev) = range_all(store, SERVICES_PREFIX, None)
+            .await
+            .map_err(internal)?;
+        let (ip_keys, _) = range_all(store, IP_PREFIX.as_bytes(), Some(rev))
+            .await
+            .map_err(internal)?;
+        let (port_keys, _) = range_all(store, PORT_PREFIX.as_bytes(), Some(rev))
+            .await
+            .map_err(internal)?;
+        let (mut ip_owners, mut port_owners) = (BTreeMap::new(), BTreeMap::new());
+        for kv in &svcs {
+            let Some(svc) = storage::decode(kv) else {
+                continue;
+            };
+            let Ok(spec) = spec_of(&svc) else { continue };
+            let owner = owner_of(&svc);
+            for ip in svc_alloc::service_cluster_ips(&spec) {
+                if ips.allocate(ip).is_ok() {
+                    ip_owners.insert(ip, owner.clone());
                 }
             }
-            if !r.more {
-                break;
+            for p in svc_alloc::service_node_ports(&spec) {
+                if ports.allocate(p).is_ok() {
+                    port_owners.insert(p, owner.clone());
+                }
             }
-            let mut next = r.kvs.last().map(|k| k.key.clone()).unwrap_or_default();
-            next.push(0);
-            start = Some(next);
         }
-        let ip_kv = store.get(IP_KEY).await.map_err(internal)?;
-        let port_kv = store.get(PORT_KEY).await.map_err(internal)?;
-        let stored = |kv: &Option<svcnet_store::KeyValue>| -> Option<AllocSnapshot> {
-            kv.as_ref()
-                .and_then(|kv| serde_json::from_slice(&kv.value).ok())
-        };
-        let mut allocs = Allocs {
-            ip_rev: ip_kv.as_ref().map(|k| k.mod_revision),
-            port_rev: port_kv.as_ref().map(|k| k.mod_revision),
-            ips,
-            ports,
-        };
-        let (ip_ok, port_ok) = (
-            stored(&ip_kv).as_ref() == Some(&allocs.ips.snapshot()),
-            stored(&port_kv).as_ref() == Some(&allocs.ports.snapshot()),
-        );
-        if !ip_ok || !port_ok {
-            if ip_kv.is_some() || port_kv.is_some() {
-                tracing::warn!(
-                    "service allocation snapshot missing or inconsistent with stored Services; rewriting it"
+        let (compares, mut ops) = repair_plan(&ip_owners, &port_owners, &ip_keys, &port_keys);
+        for k in LEGACY_KEYS {
+            if store.get(k).await.map_err(internal)?.is_some() {
+                ops.push(Op::Delete(k.to_vec()));
+            }
+        }
+        if !ops.is_empty() {
+            tracing::warn!(
+                changes = ops.len(),
+                "service allocation keys disagree with the stored Services; repairing them"
+            );
+            // Guards make this a no-op if a Service write raced it; the
+            // next load repairs what is left.
+            let r = store.txn(compares, ops).await.map_err(internal)?;
+            if !r.succeeded {
+                tracing::info!(
+                    "service allocation repair raced a Service write; retried on next load"
                 );
             }
-            let compares = vec![
-                guard(IP_KEY, allocs.ip_rev),
-                guard(PORT_KEY, allocs.port_rev),
-            ];
-            let ops = vec![self.ip_op(&allocs.ips), self.port_op(&allocs.ports)];
-            let r = store.txn(compares, ops).await.map_err(internal)?;
-            if r.succeeded {
-                allocs.ip_rev = Some(r.revision);
-                allocs.port_rev = Some(r.revision);
-            }
         }
-        Ok(allocs)
-    }
-
-    fn ip_op(&self, a: &IpAllocator) -> Op {
-        Op::Put(
-            IP_KEY.to_vec(),
-            serde_json::to_vec(&a.snapshot()).unwrap_or_default(),
-        )
-    }
-
-    fn port_op(&self, a: &PortAllocator) -> Op {
-        Op::Put(
-            PORT_KEY.to_vec(),
-            serde_json::to_vec(&a.snapshot()).unwrap_or_default(),
-        )
+        Ok(Allocs { ips, ports })
     }
 
     /// Rebuilds the allocation state now (at start).
@@ -174,19 +294,16 @@ impl ServiceRegistry {
         Ok(())
     }
 
-    /// Allocates what `svc` needs (given what `old` held) on the working
-    /// copies of the allocators, with the decisions of `core::alloc::service`.
+    /// Chooses what `svc` needs (given what `old` held) with the decisions
+    /// of `core::alloc::service`, reserving it in `a`; what `old` gives up
+    /// stays reserved until the write commits.
     fn assign(
         &self,
         res: &Resource,
         a: &mut Allocs,
         svc: &mut Value,
         old: Option<&Value>,
-    ) -> ApiResult<()> {
-        let spec_of = |v: &Value| -> ApiResult<ServiceSpec> {
-            serde_json::from_value(v["spec"].clone())
-                .map_err(|e| ApiError::internal(format!("service spec: {e}")))
-        };
+    ) -> ApiResult<AllocChanges> {
         let mut spec = spec_of(svc)?;
         let ips = std::slice::from_mut(&mut a.ips);
         let result = match old {
@@ -196,32 +313,27 @@ impl ServiceRegistry {
             }
         };
         match result {
-            Ok(_) => {
+            Ok(changes) => {
+                a.take(&changes.released_ips, &changes.released_ports);
                 svc["spec"] =
                     serde_json::to_value(&spec).map_err(|e| ApiError::internal(e.to_string()))?;
-                Ok(())
+                Ok(changes)
             }
             Err(ServiceAllocError::Invalid(fe)) => Err(field_error(res, svc, fe)),
             Err(ServiceAllocError::Internal(m)) => Err(ApiError::internal(m)),
         }
     }
 
-    fn release(a: &mut Allocs, old: &Value) {
-        if let Ok(spec) = serde_json::from_value::<ServiceSpec>(old["spec"].clone()) {
-            svc_alloc::release_service(std::slice::from_mut(&mut a.ips), &mut a.ports, &spec);
-        }
-    }
-
-    /// Runs `write` (which returns the store ops for the Service itself and
-    /// its guard) under the allocation lock, in one transaction with the
-    /// allocator snapshots. Retries after another server changed them.
+    /// Writes the Service (or deletes it when `new` is `None`) with its
+    /// allocation keys in one transaction. Retries after another API server
+    /// took a value this one chose.
     async fn transact(
         &self,
         api: &Api,
         res: &Resource,
         svc_key: Vec<u8>,
         svc_guard: Option<Revision>,
-        new: Option<&mut Value>,
+        mut new: Option<&mut Value>,
         old: Option<&Value>,
     ) -> ApiResult<Revision> {
         let name = new
@@ -229,66 +341,61 @@ impl ServiceRegistry {
             .or(old)
             .map(|v| storage::name_of(v).to_string())
             .unwrap_or_default();
-        let mut new = new;
-        let mut guard_state = self.state.lock().await;
+        let owner = new.as_deref().or(old).map(owner_of).unwrap_or_default();
         for _ in 0..5 {
-            if guard_state.is_none() {
-                *guard_state = Some(self.load(api.store.as_ref()).await?);
-            }
-            let Some(cur) = guard_state.as_ref() else {
-                continue;
+            // Choose and reserve under the lock; the transaction runs without it.
+            let (working_obj, changes) = {
+                let mut g = self.state.lock().await;
+                if g.is_none() {
+                    *g = Some(self.load(api.store.as_ref()).await?);
+                }
+                let Some(a) = g.as_mut() else { continue };
+                match new.as_deref() {
+                    Some(obj) => {
+                        let mut obj = obj.clone();
+                        let changes = self.assign(res, a, &mut obj, old)?;
+                        (Some(obj), changes)
+                    }
+                    None => {
+                        let spec = old.map(spec_of).transpose()?.unwrap_or_default();
+                        let changes = AllocChanges {
+                            released_ips: svc_alloc::service_cluster_ips(&spec),
+                            released_ports: svc_alloc::service_node_ports(&spec),
+                            ..AllocChanges::default()
+                        };
+                        (None, changes)
+                    }
+                }
             };
-            let mut work = cur.clone();
-            let mut working_obj = new.as_deref().cloned();
-            match working_obj.as_mut() {
-                Some(obj) => self.assign(res, &mut work, obj, old)?,
-                None => {
-                    if let Some(o) = old {
-                        Self::release(&mut work, o);
+            let (alloc_compares, alloc_ops) = allocation_ops(&changes, &owner);
+            let mut compares = vec![guard(&svc_key, svc_guard)];
+            compares.extend(alloc_compares);
+            let mut ops = vec![match &working_obj {
+                Some(obj) => put(svc_key.clone(), obj),
+                None => Op::Delete(svc_key.clone()),
+            }];
+            ops.extend(alloc_ops);
+            let r = api.store.txn(compares, ops).await;
+            {
+                let mut g = self.state.lock().await;
+                if let Some(a) = g.as_mut() {
+                    match &r {
+                        Ok(r) if r.succeeded => {
+                            a.give(&changes.released_ips, &changes.released_ports)
+                        }
+                        _ => a.give(&changes.allocated_ips, &changes.allocated_ports),
                     }
                 }
             }
-            let mut compares = vec![
-                guard(&svc_key, svc_guard),
-                guard(IP_KEY, work.ip_rev),
-                guard(PORT_KEY, work.port_rev),
-            ];
-            let mut ops = Vec::new();
-            match &working_obj {
-                Some(obj) => ops.push(put(svc_key.clone(), obj)),
-                None => ops.push(Op::Delete(svc_key.clone())),
-            }
-            let ip_changed = work.ips.snapshot() != cur.ips.snapshot();
-            let port_changed = work.ports.snapshot() != cur.ports.snapshot();
-            if ip_changed {
-                ops.push(self.ip_op(&work.ips));
-            } else {
-                compares.retain(|c| !matches!(c, Compare::ModRevision(k, _) | Compare::Absent(k) if k == IP_KEY));
-            }
-            if port_changed {
-                ops.push(self.port_op(&work.ports));
-            } else {
-                compares.retain(|c| !matches!(c, Compare::ModRevision(k, _) | Compare::Absent(k) if k == PORT_KEY));
-            }
-            let r = api
-                .store
-                .txn(compares, ops)
-                .await
-                .map_err(|e| ApiError::from_store(e, res, &name))?;
+            let r = r.map_err(|e| ApiError::from_store(e, res, &name))?;
             if r.succeeded {
-                if ip_changed {
-                    work.ip_rev = Some(r.revision);
-                }
-                if port_changed {
-                    work.port_rev = Some(r.revision);
-                }
-                *guard_state = Some(work);
                 if let (Some(n), Some(w)) = (new.as_deref_mut(), working_obj) {
                     *n = w;
                 }
                 return Ok(r.revision);
             }
-            // Lost: the Service itself changed (or exists), or the allocators did.
+            // Lost: the Service itself changed (or exists), or another API
+            // server took a value chosen here.
             let now = api
                 .store
                 .get(&svc_key)
@@ -300,7 +407,7 @@ impl ServiceRegistry {
                 (Some(g), Some(kv)) if kv.mod_revision != g => {
                     return Err(ApiError::stale(res, &name));
                 }
-                _ => *guard_state = None,
+                _ => *self.state.lock().await = None,
             }
         }
         Err(ApiError::internal(
@@ -341,5 +448,103 @@ impl ServiceRegistry {
     ) -> ApiResult<Revision> {
         self.transact(api, res, key, Some(rev), None, Some(old))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: Vec<u8>, rev: Revision) -> KeyValue {
+        KeyValue {
+            key,
+            value: owner_value("x/y"),
+            create_revision: rev,
+            mod_revision: rev,
+        }
+    }
+
+    #[test]
+    fn allocation_ops_guard_taken_and_delete_given() {
+        let ip: IpAddr = "10.96.0.7".parse().expect("ip");
+        let old_ip: IpAddr = "10.96.0.9".parse().expect("ip");
+        let cases: Vec<(AllocChanges, usize, usize)> = vec![
+            (AllocChanges::default(), 0, 0),
+            (
+                AllocChanges {
+                    allocated_ips: vec![ip],
+                    allocated_ports: vec![30001, 30002],
+                    ..Default::default()
+                },
+                3,
+                3,
+            ),
+            (
+                AllocChanges {
+                    released_ips: vec![old_ip],
+                    released_ports: vec![30003],
+                    ..Default::default()
+                },
+                0,
+                2,
+            ),
+        ];
+        for (changes, n_compares, n_ops) in cases {
+            let (c, o) = allocation_ops(&changes, "default/web");
+            assert_eq!((c.len(), o.len()), (n_compares, n_ops), "{changes:?}");
+            for cmp in &c {
+                assert!(matches!(cmp, Compare::Absent(_)));
+            }
+        }
+        let (c, o) = allocation_ops(
+            &AllocChanges {
+                allocated_ips: vec![ip],
+                released_ports: vec![30003],
+                ..Default::default()
+            },
+            "default/web",
+        );
+        assert!(
+            matches!(&c[0], Compare::Absent(k) if k == b"/registry/allocations/serviceips/10.96.0.7")
+        );
+        assert!(
+            matches!(&o[0], Op::Put(k, _) if k == b"/registry/allocations/serviceips/10.96.0.7")
+        );
+        assert!(
+            matches!(&o[1], Op::Delete(k) if k == b"/registry/allocations/servicenodeports/30003")
+        );
+    }
+
+    #[test]
+    fn repair_writes_missing_and_deletes_orphans() {
+        let a: IpAddr = "10.96.0.1".parse().expect("ip");
+        let b: IpAddr = "10.96.0.2".parse().expect("ip");
+        let ips = BTreeMap::from([(a, "default/kubernetes".to_string()), (b, "d/web".into())]);
+        let ports = BTreeMap::from([(30080, "d/web".to_string())]);
+        // Table: (ip keys present, port keys present) → (puts, deletes).
+        let cases = vec![
+            (vec![ip_key(a), ip_key(b)], vec![port_key(30080)], 0, 0),
+            (vec![ip_key(a)], vec![port_key(30080)], 1, 0),
+            (vec![], vec![], 3, 0),
+            (
+                vec![
+                    ip_key(a),
+                    ip_key(b),
+                    ip_key("10.96.0.3".parse().expect("ip")),
+                ],
+                vec![port_key(30080), port_key(30099)],
+                0,
+                2,
+            ),
+        ];
+        for (ipk, portk, puts, deletes) in cases {
+            let ipk: Vec<KeyValue> = ipk.into_iter().map(|k| kv(k, 5)).collect();
+            let portk: Vec<KeyValue> = portk.into_iter().map(|k| kv(k, 6)).collect();
+            let (c, o) = repair_plan(&ips, &ports, &ipk, &portk);
+            let p = o.iter().filter(|o| matches!(o, Op::Put(..))).count();
+            let d = o.iter().filter(|o| matches!(o, Op::Delete(..))).count();
+            assert_eq!((p, d), (puts, deletes));
+            assert_eq!(c.len(), o.len(), "one guard per op");
+        }
     }
 }

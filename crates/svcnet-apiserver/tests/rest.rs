@@ -500,3 +500,125 @@ async fn service_type_changes_allocate_and_release() {
     );
     assert_eq!(code, 400);
 }
+
+/// Allocation keys of the store, as sorted strings.
+async fn alloc_keys(c: &Cluster, prefix: &str) -> Vec<String> {
+    let r = c
+        .api
+        .store
+        .range(svcnet_store::RangeRequest {
+            prefix: prefix.as_bytes().to_vec(),
+            start: None,
+            limit: 0,
+            revision: None,
+        })
+        .await
+        .expect("range");
+    r.kvs
+        .iter()
+        .map(|kv| String::from_utf8_lossy(&kv.key[prefix.len()..]).to_string())
+        .collect()
+}
+
+const IPS: &str = "/registry/allocations/serviceips/";
+const PORTS: &str = "/registry/allocations/servicenodeports/";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_service_writes_get_distinct_allocations_and_repair_after_restart() {
+    let c = Cluster::start().await;
+    let client = c.client().await;
+    let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(client, "default");
+    // 40 NodePort Services created at once: distinct ClusterIPs and node ports.
+    let creates = (0..40).map(|i| {
+        let api = api.clone();
+        async move {
+            let s: k8s_openapi::api::core::v1::Service =
+                serde_json::from_value(svc(&format!("c{i}"), "NodePort")).expect("svc");
+            api.create(&Default::default(), &s).await.expect("create")
+        }
+    });
+    let made = futures::future::join_all(creates).await;
+    let mut ips: Vec<String> = made
+        .iter()
+        .map(|s| s.spec.as_ref().unwrap().cluster_ip.clone().unwrap())
+        .collect();
+    let mut ports: Vec<String> = made
+        .iter()
+        .map(|s| {
+            s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0]
+                .node_port
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    ips.push("10.96.0.1".into()); // default/kubernetes
+    ips.sort();
+    ports.sort();
+    let (n_ips, n_ports) = (ips.len(), ports.len());
+    ips.dedup();
+    ports.dedup();
+    assert_eq!((ips.len(), ports.len()), (n_ips, n_ports), "duplicates");
+    let mut want_ips = ips.clone();
+    want_ips.sort();
+    assert_eq!(alloc_keys(&c, IPS).await, want_ips);
+    assert_eq!(alloc_keys(&c, PORTS).await, ports);
+    // Deleting half of them at once releases exactly their keys.
+    let deletes = (0..20).map(|i| {
+        let api = api.clone();
+        async move {
+            api.delete(&format!("c{i}"), &Default::default())
+                .await
+                .expect("delete")
+        }
+    });
+    futures::future::join_all(deletes).await;
+    assert_eq!(alloc_keys(&c, IPS).await.len(), 21);
+    assert_eq!(alloc_keys(&c, PORTS).await.len(), 20);
+    // A taken node port is refused with upstream's message.
+    let mut dup = svc("dup", "NodePort");
+    let taken: i32 = alloc_keys(&c, PORTS).await[0].parse().unwrap();
+    dup["spec"]["ports"][0]["nodePort"] = json!(taken);
+    let (code, err) = Http::new(&c).post(SVCS, dup);
+    assert_eq!(code, 422, "{err}");
+    assert_eq!(
+        err["message"],
+        format!(
+            "Service \"dup\" is invalid: spec.ports[0].nodePort: Invalid value: {taken}: provided port is already allocated"
+        )
+    );
+    // Damage the keys while stopped: one missing, one orphan, a legacy snapshot.
+    let store = c.api.store.clone();
+    let lost = format!("{PORTS}{taken}");
+    store
+        .delete(lost.as_bytes(), None)
+        .await
+        .expect("delete key");
+    store
+        .create(format!("{IPS}10.96.200.200").as_bytes(), b"{}")
+        .await
+        .expect("orphan");
+    store
+        .create(b"/registry/ranges/serviceips", b"{}")
+        .await
+        .expect("legacy");
+    drop(store);
+    let dir = c.stop().await;
+    let c = Cluster::start_in(dir).await;
+    let ips_after = alloc_keys(&c, IPS).await;
+    assert_eq!(ips_after.len(), 21, "{ips_after:?}");
+    assert!(!ips_after.contains(&"10.96.200.200".to_string()));
+    assert!(alloc_keys(&c, PORTS).await.contains(&taken.to_string()));
+    assert!(
+        c.api
+            .store
+            .get(b"/registry/ranges/serviceips")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    // And the repaired state is in use: the port is still refused.
+    let mut dup = svc("dup2", "NodePort");
+    dup["spec"]["ports"][0]["nodePort"] = json!(taken);
+    assert_eq!(Http::new(&c).post(SVCS, dup).0, 422);
+}
