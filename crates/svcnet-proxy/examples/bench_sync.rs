@@ -7,7 +7,7 @@
 //! installs `services` Services (10.96.0.0/16 from .10, port 80, 3 endpoints
 //! 10.244.1.2-4:5000; plus port 5201 → 10.244.1.2:5201) into <netns>; userspace keeps running.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use svcnet_proxy::backend::{Backend, Cidr, Exec, NodeSettings, SystemExec};
@@ -42,7 +42,7 @@ fn service(i: usize, eps: usize, generation: usize) -> (ServiceInfo, Vec<Endpoin
     let info = ServiceInfo {
         namespace: "bench".into(),
         name: format!("svc-{i:05}"),
-        cluster_ips: vec![vip(i)],
+        cluster_ips: vec![vip(i).into()],
         external_ips: vec![],
         lb_ips: vec![],
         ports: vec![
@@ -76,7 +76,7 @@ fn service(i: usize, eps: usize, generation: usize) -> (ServiceInfo, Vec<Endpoin
         out.push(EndpointInfo {
             port_name: "http".into(),
             proto: Proto::Tcp,
-            addr: SocketAddrV4::new(ip, 5000),
+            addr: SocketAddr::new(ip.into(), 5000),
             node: Some("n1".into()),
             ready: true,
             serving: true,
@@ -86,7 +86,7 @@ fn service(i: usize, eps: usize, generation: usize) -> (ServiceInfo, Vec<Endpoin
     out.push(EndpointInfo {
         port_name: "bulk".into(),
         proto: Proto::Tcp,
-        addr: SocketAddrV4::new(Ipv4Addr::new(10, 244, 1, 2), 5201),
+        addr: SocketAddr::new(Ipv4Addr::new(10, 244, 1, 2).into(), 5201),
         node: Some("n1".into()),
         ready: true,
         serving: true,
@@ -104,7 +104,7 @@ fn state(n: usize, eps: usize) -> DesiredState {
 
 fn settings() -> NodeSettings {
     NodeSettings {
-        cluster_cidr: Cidr::parse("10.244.0.0/16").ok(),
+        cluster_cidrs: Cidr::parse("10.244.0.0/16").into_iter().collect(),
         ..Default::default()
     }
 }

@@ -1,10 +1,11 @@
 //! The one trait every data-plane backend implements, the node settings they share, and the command runner they use.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use crate::plan::Family;
 use crate::tracker::DesiredState;
 
 /// Errors of backends and their command runner.
@@ -18,7 +19,7 @@ pub enum BackendError {
     },
     #[error("{program} failed: {stderr}")]
     Failed { program: String, stderr: String },
-    #[error("invalid CIDR {0:?}: expected a.b.c.d/n")]
+    #[error("invalid CIDR {0:?}: expected a.b.c.d/n or an IPv6 prefix such as fd00::/64")]
     Cidr(String),
     #[error("userspace proxy: {0}")]
     Userspace(String),
@@ -26,10 +27,10 @@ pub enum BackendError {
 
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 
-/// An IPv4 prefix.
+/// An IPv4 or IPv6 prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cidr {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub len: u8,
 }
 
@@ -37,18 +38,21 @@ impl Cidr {
     pub fn parse(s: &str) -> Result<Cidr> {
         let err = || BackendError::Cidr(s.to_string());
         let (a, l) = s.trim().split_once('/').ok_or_else(err)?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| err())?;
+        let addr: IpAddr = a.parse().map_err(|_| err())?;
         let len: u8 = l.parse().map_err(|_| err())?;
-        if len > 32 {
-            return Err(err());
-        }
-        Ok(Cidr {
-            addr: Ipv4Addr::from(u32::from(addr) & Self::mask(len)),
-            len,
-        })
+        let addr = match addr {
+            IpAddr::V4(v4) if len <= 32 => {
+                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & Self::mask4(len)))
+            }
+            IpAddr::V6(v6) if len <= 128 => {
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & Self::mask6(len)))
+            }
+            _ => return Err(err()),
+        };
+        Ok(Cidr { addr, len })
     }
 
-    fn mask(len: u8) -> u32 {
+    fn mask4(len: u8) -> u32 {
         if len == 0 {
             0
         } else {
@@ -56,8 +60,27 @@ impl Cidr {
         }
     }
 
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & Self::mask(self.len) == u32::from(self.addr)
+    fn mask6(len: u8) -> u128 {
+        if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(len))
+        }
+    }
+
+    pub fn family(&self) -> Family {
+        Family::of(self.addr)
+    }
+
+    /// Whether `ip` is inside; an address of the other family never is.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => u32::from(b) & Self::mask4(self.len) == u32::from(a),
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                u128::from(b) & Self::mask6(self.len) == u128::from(a)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -70,12 +93,32 @@ impl std::fmt::Display for Cidr {
 /// Settings of this node that shape the rules (upstream's KubeProxyConfiguration subset).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeSettings {
-    /// Pod CIDR of the cluster: ClusterIP traffic from outside it is masqueraded.
-    pub cluster_cidr: Option<Cidr>,
+    /// Pod CIDRs of the cluster, at most one per family (upstream's
+    /// comma-separated clusterCIDR): ClusterIP traffic from outside the
+    /// family's CIDR is masqueraded.
+    pub cluster_cidrs: Vec<Cidr>,
     /// Masquerade all service traffic.
     pub masquerade_all: bool,
-    /// Restrict NodePorts to these prefixes (empty: every local address but 127/8).
+    /// Restrict NodePorts to these prefixes, per family: a family with none
+    /// of its own here serves NodePorts on every local address of that
+    /// family but loopback (upstream's per-family NodePortAddresses).
     pub node_port_addresses: Vec<Cidr>,
+}
+
+impl NodeSettings {
+    /// The pod CIDR of one family.
+    pub fn cluster_cidr(&self, f: Family) -> Option<Cidr> {
+        self.cluster_cidrs.iter().copied().find(|c| c.family() == f)
+    }
+
+    /// The NodePort prefixes of one family (empty: every local address).
+    pub fn node_port_cidrs(&self, f: Family) -> Vec<Cidr> {
+        self.node_port_addresses
+            .iter()
+            .copied()
+            .filter(|c| c.family() == f)
+            .collect()
+    }
 }
 
 /// What one sync did.
@@ -220,6 +263,28 @@ mod tests {
             ("10.0.0.0/33", "10.0.0.1", None, false),
             ("10.0.0.0", "10.0.0.1", None, false),
             ("x/8", "10.0.0.1", None, false),
+            ("10.0.0.0/8", "fd00::1", Some("10.0.0.0/8"), false),
+            (
+                "fd00:10:244:1::7/64",
+                "fd00:10:244:1::2",
+                Some("fd00:10:244:1::/64"),
+                true,
+            ),
+            (
+                "fd00:10:244::/56",
+                "fd00:10:244:2::2",
+                Some("fd00:10:244::/56"),
+                true,
+            ),
+            (
+                "fd00:10:244::/56",
+                "fd00:10:245::2",
+                Some("fd00:10:244::/56"),
+                false,
+            ),
+            ("fd00::/64", "10.0.0.1", Some("fd00::/64"), false),
+            ("::/0", "2001:db8::1", Some("::/0"), true),
+            ("fd00::/129", "fd00::1", None, false),
         ];
         for (s, ip, want, contains) in rows {
             let got = Cidr::parse(s).ok();
@@ -230,7 +295,7 @@ mod tests {
         }
         assert_eq!(
             Cidr::parse("10.0.0.0").unwrap_err().to_string(),
-            "invalid CIDR \"10.0.0.0\": expected a.b.c.d/n"
+            "invalid CIDR \"10.0.0.0\": expected a.b.c.d/n or an IPv6 prefix such as fd00::/64"
         );
     }
 }

@@ -208,17 +208,26 @@ pub fn resolve(file: Option<(&str, &str)>, o: &Overrides) -> Result<ProxyConfig>
         .clone()
         .or(f.hostname_override.clone())
         .unwrap_or_default();
-    if let Some(cidr) = o
+    if let Some(list) = o
         .cluster_cidr
         .as_deref()
         .or(f.cluster_cidr.as_deref())
         .filter(|s| !s.is_empty())
     {
-        c.settings.cluster_cidr = Some(Cidr::parse(cidr).map_err(|_| ConfigError::Invalid {
-            field: "clusterCIDR",
-            value: cidr.to_string(),
-            why: "expected an IPv4 CIDR such as 10.244.0.0/16",
-        })?);
+        // Upstream's dual-stack form: one CIDR per family, comma-separated.
+        for cidr in list.split(',') {
+            let bad = |why| ConfigError::Invalid {
+                field: "clusterCIDR",
+                value: list.to_string(),
+                why,
+            };
+            let cidr = Cidr::parse(cidr)
+                .map_err(|_| bad("expected CIDRs such as 10.244.0.0/16,fd00:10:244::/56"))?;
+            if c.settings.cluster_cidr(cidr.family()).is_some() {
+                return Err(bad("at most one CIDR per IP family"));
+            }
+            c.settings.cluster_cidrs.push(cidr);
+        }
     }
     for a in o
         .node_port_addresses
@@ -236,7 +245,7 @@ pub fn resolve(file: Option<(&str, &str)>, o: &Overrides) -> Result<ProxyConfig>
             .push(Cidr::parse(a).map_err(|_| ConfigError::Invalid {
                 field: "nodePortAddresses",
                 value: a.clone(),
-                why: "expected IPv4 CIDRs",
+                why: "expected CIDRs such as 172.18.0.0/24 or fd00:172:18::/64",
             })?);
     }
     c.settings.masquerade_all = o
@@ -326,10 +335,29 @@ mod tests {
         assert_eq!(c.mode, Mode::Iptables);
         assert_eq!(c.node_name, "n1");
         assert_eq!(
-            c.settings.cluster_cidr.map(|c| c.to_string()).as_deref(),
+            c.settings
+                .cluster_cidr(crate::plan::Family::V4)
+                .map(|c| c.to_string())
+                .as_deref(),
             Some("10.244.0.0/16")
         );
         assert_eq!(c.settings.node_port_addresses.len(), 1);
+        let dual = "clusterCIDR: 10.244.0.0/16,fd00:10:244::/56\nnodePortAddresses: [172.18.0.0/24, \"fd00:172:18::/64\"]\n";
+        let d = resolve(Some(("p.yaml", dual)), &Overrides::default()).expect("dual-stack");
+        let show = |v: &[Cidr]| {
+            v.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(
+            show(&d.settings.cluster_cidrs),
+            "10.244.0.0/16,fd00:10:244::/56"
+        );
+        assert_eq!(
+            show(&d.settings.node_port_cidrs(crate::plan::Family::V6)),
+            "fd00:172:18::/64"
+        );
         assert!(c.settings.masquerade_all);
         assert_eq!(
             (c.min_sync_period, c.sync_period),
@@ -357,7 +385,15 @@ mod tests {
             ),
             (
                 "clusterCIDR: 10.244.0.0\n",
-                "invalid clusterCIDR: \"10.244.0.0\": expected an IPv4 CIDR such as 10.244.0.0/16",
+                "invalid clusterCIDR: \"10.244.0.0\": expected CIDRs such as 10.244.0.0/16,fd00:10:244::/56",
+            ),
+            (
+                "clusterCIDR: 10.244.0.0/16,10.245.0.0/16\n",
+                "invalid clusterCIDR: \"10.244.0.0/16,10.245.0.0/16\": at most one CIDR per IP family",
+            ),
+            (
+                "nodePortAddresses: [fd00::/200]\n",
+                "invalid nodePortAddresses: \"fd00::/200\": expected CIDRs such as 172.18.0.0/24 or fd00:172:18::/64",
             ),
             (
                 "kind: Pod\n",

@@ -3,19 +3,20 @@
 //! UDP has no connection end: without this, a client that keeps sending to
 //! a ClusterIP keeps hitting the endpoint its first packet was NATed to.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::backend::Exec;
-use crate::plan::{PortPlan, Proto, Targets};
+use crate::plan::{Family, PortPlan, Proto, Targets};
 
 /// The `conntrack` invocations for one changed port: `old` → `new` (`None` = removed).
+/// IPv6 ports get `-f ipv6` (conntrack's default family is IPv4).
 pub fn stale_commands(old: &PortPlan, new: Option<&PortPlan>) -> Vec<Vec<String>> {
     if old.key.proto != Proto::Udp {
         return Vec::new();
     }
     let mut cmds = Vec::new();
-    let vips: Vec<Ipv4Addr> = old
+    let vips: Vec<IpAddr> = old
         .cluster_ips
         .iter()
         .chain(&old.external_ips)
@@ -66,6 +67,11 @@ pub fn stale_commands(old: &PortPlan, new: Option<&PortPlan>) -> Vec<Vec<String>
             ]));
         }
     }
+    if old.family() == Family::V6 {
+        for c in &mut cmds {
+            c.splice(1..1, ["-f".to_string(), "ipv6".to_string()]);
+        }
+    }
     cmds
 }
 
@@ -89,7 +95,14 @@ pub fn clear_stale(exec: &mut dyn Exec, changes: &[(Arc<PortPlan>, Option<Arc<Po
 mod tests {
     use super::*;
     use crate::plan::PortKey;
-    use std::net::SocketAddrV4;
+    use std::net::SocketAddr;
+
+    fn plan6(proto: Proto, eps: &[&str]) -> PortPlan {
+        let mut p = plan(proto, eps);
+        p.key.family = Family::V6;
+        p.cluster_ips = vec!["fd00:10:96::10".parse().unwrap()];
+        p
+    }
 
     fn plan(proto: Proto, eps: &[&str]) -> PortPlan {
         let t = if eps.is_empty() {
@@ -97,7 +110,7 @@ mod tests {
         } else {
             Targets::Endpoints(
                 eps.iter()
-                    .map(|e| SocketAddrV4::new(e.parse().unwrap(), 53))
+                    .map(|e| SocketAddr::new(e.parse().unwrap(), 53))
                     .collect(),
             )
         };
@@ -107,6 +120,7 @@ mod tests {
                 name: "dns".into(),
                 port_name: String::new(),
                 proto,
+                family: Family::V4,
             },
             port: 53,
             cluster_ips: vec!["10.96.0.10".parse().unwrap()],
@@ -154,6 +168,21 @@ mod tests {
                 plan(Proto::Udp, &[]),
                 Some(plan(Proto::Udp, &["10.244.1.3"])),
                 vec!["-D -p udp --orig-dst 10.96.0.10 --orig-port-dst 53"],
+            ),
+            (
+                "udp v6 endpoint removed",
+                plan6(Proto::Udp, &["fd00:10:244:1::2", "fd00:10:244:1::3"]),
+                Some(plan6(Proto::Udp, &["fd00:10:244:1::3"])),
+                vec![
+                    "-D -f ipv6 -p udp --orig-dst fd00:10:96::10 --orig-port-dst 53 --dst-nat fd00:10:244:1::2",
+                    "-D -f ipv6 -p udp --orig-port-dst 30053 --dst-nat fd00:10:244:1::2",
+                ],
+            ),
+            (
+                "udp v6 service gets endpoints",
+                plan6(Proto::Udp, &[]),
+                Some(plan6(Proto::Udp, &["fd00:10:244:1::3"])),
+                vec!["-D -f ipv6 -p udp --orig-dst fd00:10:96::10 --orig-port-dst 53"],
             ),
             (
                 "unchanged",

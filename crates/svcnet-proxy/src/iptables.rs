@@ -5,15 +5,20 @@
 //! for node-local endpoints, `-EXT-*` for external traffic) which picks an
 //! endpoint chain (`SVCNET-SEP-*`) with `statistic --mode random`;
 //! affinity uses `recent`. Rejects and drops live in the filter table.
+//!
+//! IPv6 plans get the same shape through `ip6tables-restore` (or
+//! `ip6tables-legacy-restore` when the IPv4 side uses the legacy variant);
+//! a family whose binary or kernel support is missing is skipped with a
+//! warning, not a failure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::backend::{Backend, Exec, NodeSettings, Result, SyncReport};
 use crate::conntrack;
-use crate::plan::{PortKey, PortPlan, Targets};
+use crate::plan::{Family, PortKey, PortPlan, Targets};
 use crate::tracker::DesiredState;
 
 const SERVICES: &str = "SVCNET-SERVICES";
@@ -43,12 +48,36 @@ fn hash(s: &str) -> String {
     format!("{h:016X}")
 }
 
-fn sep_name(key: &PortKey, ep: &SocketAddrV4) -> String {
+/// Host prefix length of one family (`/32`, `/128`).
+fn host_len(f: Family) -> u8 {
+    match f {
+        Family::V4 => 32,
+        Family::V6 => 128,
+    }
+}
+
+/// Loopback, never a NodePort address.
+fn loopback(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "127.0.0.0/8",
+        Family::V6 => "::1/128",
+    }
+}
+
+/// The iptables program of a family: `iptables` → `ip6tables`, `iptables-legacy` → `ip6tables-legacy`.
+pub fn binary_for(v4: &str, f: Family) -> String {
+    match f {
+        Family::V4 => v4.to_string(),
+        Family::V6 => v4.replacen("iptables", "ip6tables", 1),
+    }
+}
+
+fn sep_name(key: &PortKey, ep: &SocketAddr) -> String {
     format!("SVCNET-SEP-{}", hash(&format!("{key}{ep}")))
 }
 
 /// The endpoint-choice chain body: affinity checks, then random choice.
-fn pick_rules(key: &PortKey, eps: &[SocketAddrV4], affinity: Option<u32>) -> Vec<String> {
+fn pick_rules(key: &PortKey, eps: &[SocketAddr], affinity: Option<u32>) -> Vec<String> {
     let mut r = Vec::new();
     if let Some(t) = affinity {
         for e in eps {
@@ -81,23 +110,26 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
     let svc = format!("SVCNET-SVC-{id}");
     let svl = format!("SVCNET-SVL-{id}");
     let ext = format!("SVCNET-EXT-{id}");
+    let fam = p.family();
+    let host = host_len(fam);
     let m = |ip: &dyn std::fmt::Display, port: u16| {
-        format!("-d {ip}/32 -p {proto} -m {proto} --dport {port}")
+        format!("-d {ip}/{host} -p {proto} -m {proto} --dport {port}")
     };
-    let mut seps: BTreeSet<SocketAddrV4> = BTreeSet::new();
+    let cidr = s.cluster_cidr(fam);
+    let mut seps: BTreeSet<SocketAddr> = BTreeSet::new();
     // Cluster-policy chain.
     if let Targets::Endpoints(list) = &p.cluster {
         let mut rules = Vec::new();
         if s.masquerade_all {
             rules.push(format!("-j {MARK_MASQ}"));
-        } else if let Some(c) = s.cluster_cidr {
+        } else if let Some(c) = cidr {
             rules.push(format!("! -s {c} -j {MARK_MASQ}"));
         }
         rules.extend(pick_rules(key, list, p.affinity));
         f.chains.insert(svc.clone(), rules);
         seps.extend(list.iter().copied());
     }
-    let local_list: Option<&Vec<SocketAddrV4>> = match (&p.internal, &p.external) {
+    let local_list: Option<&Vec<SocketAddr>> = match (&p.internal, &p.external) {
         (Targets::Endpoints(l), _) if p.internal_local => Some(l),
         (_, Targets::Endpoints(l)) if p.external_local => Some(l),
         _ => None,
@@ -129,7 +161,7 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
         } else {
             let mut rules = Vec::new();
             if p.external_local {
-                if let Some(c) = s.cluster_cidr {
+                if let Some(c) = cidr {
                     rules.push(format!("-s {c} -j {svc}"));
                 }
                 rules.push(format!("-m addrtype --src-type LOCAL -j {MARK_MASQ}"));
@@ -161,7 +193,7 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
     }
     for e in seps {
         let sep = sep_name(key, &e);
-        let mut rules = vec![format!("-s {}/32 -j {MARK_MASQ}", e.ip())];
+        let mut rules = vec![format!("-s {}/{host} -j {MARK_MASQ}", e.ip())];
         let recent = if p.affinity.is_some() {
             format!("-m recent --name {sep} --set ")
         } else {
@@ -178,6 +210,7 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
 fn lists(
     frags: &BTreeMap<PortKey, (Arc<PortPlan>, Fragment)>,
     s: &NodeSettings,
+    fam: Family,
 ) -> (Vec<String>, Vec<String>, Vec<String>) {
     let mut services = Vec::new();
     let mut nodeports = Vec::new();
@@ -189,21 +222,20 @@ fn lists(
         filter.extend(f.filter.iter().cloned());
         cluster_ips.extend(p.cluster_ips.iter().copied());
     }
-    let np_match = if s.node_port_addresses.is_empty() {
-        "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL".to_string()
+    let np = s.node_port_cidrs(fam);
+    if np.is_empty() {
+        services.push(format!(
+            "! -d {} -m addrtype --dst-type LOCAL -j {NODEPORTS}",
+            loopback(fam)
+        ));
     } else {
-        String::new()
-    };
-    if s.node_port_addresses.is_empty() {
-        services.push(format!("{np_match} -j {NODEPORTS}"));
-    } else {
-        for c in &s.node_port_addresses {
+        for c in &np {
             services.push(format!("-d {c} -j {NODEPORTS}"));
         }
     }
     // Traffic to a ClusterIP on a port it does not have.
     for ip in cluster_ips {
-        filter.push(format!("-d {ip}/32 -j REJECT"));
+        filter.push(format!("-d {ip}/{} -j REJECT", host_len(fam)));
     }
     (services, nodeports, filter)
 }
@@ -214,24 +246,27 @@ fn chain_block(out: &mut String, name: &str, rules: &[String]) {
     }
 }
 
-/// Renders the whole ruleset as one `iptables-restore --noflush` input.
-pub fn render_full(state: &DesiredState, s: &NodeSettings) -> String {
+/// Renders one family's whole ruleset as one `iptables-restore --noflush`
+/// (or `ip6tables-restore`) input.
+pub fn render_full(state: &DesiredState, s: &NodeSettings, fam: Family) -> String {
     let frags: BTreeMap<PortKey, (Arc<PortPlan>, Fragment)> = state
         .ports
         .iter()
+        .filter(|(k, _)| k.family == fam)
         .map(|(k, p)| (k.clone(), (p.clone(), fragment(p, s))))
         .collect();
-    render(&frags, s, None, &BTreeSet::new())
+    render(&frags, s, fam, None, &BTreeSet::new())
 }
 
 /// `only`: render just these chains (partial restore), plus the lists.
 fn render(
     frags: &BTreeMap<PortKey, (Arc<PortPlan>, Fragment)>,
     s: &NodeSettings,
+    fam: Family,
     only: Option<&BTreeSet<String>>,
     delete: &BTreeSet<String>,
 ) -> String {
-    let (services, nodeports, filter) = lists(frags, s);
+    let (services, nodeports, filter) = lists(frags, s, fam);
     let mut out = String::from("*nat\n");
     let fixed = [SERVICES, NODEPORTS, POSTROUTING, MARK_MASQ];
     let mut decl = String::new();
@@ -313,14 +348,20 @@ const HOOKS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// The iptables backend.
+type Frags = BTreeMap<PortKey, (Arc<PortPlan>, Fragment)>;
+
+/// The iptables backend: one ruleset per family, each restored on its own.
 #[derive(Debug)]
 pub struct IptBackend {
     exec: Box<dyn Exec>,
     settings: NodeSettings,
-    /// `iptables` or `iptables-legacy` (the restore binary adds `-restore`).
+    /// `iptables` or `iptables-legacy` (the restore binary adds `-restore`;
+    /// the IPv6 one is [`binary_for`]).
     binary: String,
-    applied: Option<BTreeMap<PortKey, (Arc<PortPlan>, Fragment)>>,
+    /// Families this node's binaries and kernel support.
+    families: Vec<Family>,
+    /// Applied fragments, indexed by [`Family::index`].
+    applied: [Option<Frags>; 2],
     pub last_script: String,
 }
 
@@ -330,9 +371,16 @@ impl IptBackend {
             exec,
             settings,
             binary: binary.to_string(),
-            applied: None,
+            families: Family::ALL.to_vec(),
+            applied: [None, None],
             last_script: String::new(),
         }
+    }
+
+    /// Serves only these families (from [`IptBackend::usable_families`]).
+    pub fn with_families(mut self, families: Vec<Family>) -> IptBackend {
+        self.families = families;
+        self
     }
 
     /// Does this iptables variant work here (for mode auto)?
@@ -341,40 +389,56 @@ impl IptBackend {
             .is_ok()
     }
 
-    fn restore(&mut self, script: String) -> Result<()> {
+    /// The families whose variant of `binary` (`iptables`, `ip6tables`) works
+    /// here; a missing family is logged and skipped.
+    pub fn usable_families(exec: &mut dyn Exec, binary: &str) -> Vec<Family> {
+        Family::ALL
+            .into_iter()
+            .filter(|f| {
+                let bin = binary_for(binary, *f);
+                let ok = Self::usable(exec, &bin);
+                if !ok {
+                    tracing::warn!(
+                        binary = %bin,
+                        family = f.api_name(),
+                        "iptables: {bin} unusable here; {} Services are not served",
+                        f.api_name()
+                    );
+                }
+                ok
+            })
+            .collect()
+    }
+
+    fn restore(&mut self, fam: Family, script: String) -> Result<()> {
         self.last_script = script;
-        let bin = format!("{}-restore", self.binary);
+        let bin = format!("{}-restore", binary_for(&self.binary, fam));
         self.exec
             .run(&bin, &["-w", "--noflush"], &self.last_script)?;
         Ok(())
     }
 
-    fn ensure_hooks(&mut self) -> Result<()> {
+    fn ensure_hooks(&mut self, fam: Family) -> Result<()> {
+        let bin = binary_for(&self.binary, fam);
         for (table, chain, rule) in HOOKS {
             let args: Vec<&str> = rule.split(' ').collect();
             let mut check = vec!["-w", "-t", table, "-C", chain];
             check.extend(&args);
-            if self.exec.run(&self.binary, &check, "").is_err() {
+            if self.exec.run(&bin, &check, "").is_err() {
                 let mut ins = vec!["-w", "-t", table, "-I", chain];
                 ins.extend(&args);
-                self.exec.run(&self.binary, &ins, "")?;
+                self.exec.run(&bin, &ins, "")?;
             }
         }
         Ok(())
     }
-}
 
-impl Backend for IptBackend {
-    fn mode(&self) -> &'static str {
-        "iptables"
-    }
-
-    fn sync(&mut self, state: &DesiredState, full: bool) -> Result<SyncReport> {
+    /// Syncs one family's ruleset with the plans of that family.
+    fn sync_family(&mut self, fam: Family, state: &DesiredState, full: bool) -> Result<SyncReport> {
         let s = self.settings.clone();
-        let new: BTreeMap<PortKey, (Arc<PortPlan>, Fragment)> = match &self.applied {
-            Some(old) if !full => state
-                .ports
-                .iter()
+        let ports = || state.ports.iter().filter(|(k, _)| k.family == fam);
+        let new: Frags = match &self.applied[fam.index()] {
+            Some(old) if !full => ports()
                 .map(|(k, p)| {
                     let f = match old.get(k) {
                         Some((q, f)) if Arc::ptr_eq(q, p) || **q == **p => f.clone(),
@@ -383,13 +447,11 @@ impl Backend for IptBackend {
                     (k.clone(), (p.clone(), f))
                 })
                 .collect(),
-            _ => state
-                .ports
-                .iter()
+            _ => ports()
                 .map(|(k, p)| (k.clone(), (p.clone(), fragment(p, &s))))
                 .collect(),
         };
-        let old = self.applied.take();
+        let old = self.applied[fam.index()].take();
         let stale: Vec<(Arc<PortPlan>, Option<Arc<PortPlan>>)> = old
             .iter()
             .flatten()
@@ -420,13 +482,13 @@ impl Backend for IptBackend {
                     .collect();
                 changed += old.keys().filter(|k| !new.contains_key(*k)).count();
                 if changed == 0 {
-                    self.applied = Some(new);
+                    self.applied[fam.index()] = Some(new);
                     return Ok(SyncReport {
                         full: false,
                         changed_ports: 0,
                     });
                 }
-                self.restore(render(&new, &s, Some(&only), &delete))?;
+                self.restore(fam, render(&new, &s, fam, Some(&only), &delete))?;
                 SyncReport {
                     full: false,
                     changed_ports: changed,
@@ -440,47 +502,76 @@ impl Backend for IptBackend {
                     .filter(|c| !new.values().any(|(_, f)| f.chains.contains_key(*c)))
                     .cloned()
                     .collect();
-                self.restore(render(&new, &s, None, &delete))?;
-                self.ensure_hooks()?;
+                self.restore(fam, render(&new, &s, fam, None, &delete))?;
+                self.ensure_hooks(fam)?;
                 SyncReport {
                     full: true,
                     changed_ports: new.len(),
                 }
             }
         };
-        self.applied = Some(new);
+        self.applied[fam.index()] = Some(new);
         conntrack::clear_stale(self.exec.as_mut(), &stale);
         Ok(report)
     }
+}
+
+impl Backend for IptBackend {
+    fn mode(&self) -> &'static str {
+        "iptables"
+    }
+
+    fn sync(&mut self, state: &DesiredState, full: bool) -> Result<SyncReport> {
+        let mut total = SyncReport::default();
+        for fam in self.families.clone() {
+            let r = self.sync_family(fam, state, full)?;
+            total.full |= r.full;
+            total.changed_ports += r.changed_ports;
+        }
+        let skipped = state
+            .ports
+            .keys()
+            .filter(|k| !self.families.contains(&k.family))
+            .count();
+        if skipped > 0 && full {
+            tracing::warn!(
+                skipped,
+                "iptables: service ports of an IP family without a usable iptables are skipped"
+            );
+        }
+        Ok(total)
+    }
 
     fn cleanup(&mut self) -> Result<()> {
-        self.applied = None;
-        for (table, chain, rule) in HOOKS {
-            let args: Vec<&str> = rule.split(' ').collect();
-            let mut del = vec!["-w", "-t", table, "-D", chain];
-            del.extend(&args);
-            let _ = self.exec.run(&self.binary, &del, "");
-        }
-        // Flush then delete every SVCNET- chain.
-        let bin = self.binary.clone();
-        for table in ["nat", "filter"] {
-            let listing = self.exec.run(&bin, &["-w", "-t", table, "-S"], "")?;
-            let chains: Vec<String> = listing
-                .lines()
-                .filter_map(|l| l.strip_prefix("-N "))
-                .filter(|c| c.starts_with("SVCNET-"))
-                .map(str::to_string)
-                .collect();
-            let mut script = format!("*{table}\n");
-            for c in &chains {
-                let _ = writeln!(script, ":{c} - [0:0]");
+        self.applied = [None, None];
+        for fam in self.families.clone() {
+            let bin = binary_for(&self.binary, fam);
+            for (table, chain, rule) in HOOKS {
+                let args: Vec<&str> = rule.split(' ').collect();
+                let mut del = vec!["-w", "-t", table, "-D", chain];
+                del.extend(&args);
+                let _ = self.exec.run(&bin, &del, "");
             }
-            for c in &chains {
-                let _ = writeln!(script, "-X {c}");
+            // Flush then delete every SVCNET- chain.
+            for table in ["nat", "filter"] {
+                let listing = self.exec.run(&bin, &["-w", "-t", table, "-S"], "")?;
+                let chains: Vec<String> = listing
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("-N "))
+                    .filter(|c| c.starts_with("SVCNET-"))
+                    .map(str::to_string)
+                    .collect();
+                let mut script = format!("*{table}\n");
+                for c in &chains {
+                    let _ = writeln!(script, ":{c} - [0:0]");
+                }
+                for c in &chains {
+                    let _ = writeln!(script, "-X {c}");
+                }
+                script.push_str("COMMIT\n");
+                self.exec
+                    .run(&format!("{bin}-restore"), &["-w", "--noflush"], &script)?;
             }
-            script.push_str("COMMIT\n");
-            self.exec
-                .run(&format!("{bin}-restore"), &["-w", "--noflush"], &script)?;
         }
         Ok(())
     }

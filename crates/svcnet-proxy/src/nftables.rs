@@ -8,25 +8,31 @@
 //! by every Service with that shape, not per Service. Adding a Service is
 //! therefore only map elements. ClientIP affinity needs per-Service state
 //! and gets kube-proxy-shaped chains and timeout sets, for those Services only.
+//!
+//! Two tables of the same shape, `ip svcnet` and `ip6 svcnet` (as upstream's
+//! `ip kube-proxy` / `ip6 kube-proxy`), each holding the plans of its family,
+//! written in the same `nft -f` transaction.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::backend::{Backend, Exec, NodeSettings, Result, SyncReport};
 use crate::conntrack;
-use crate::plan::{PortKey, PortPlan, Proto, Targets};
+use crate::plan::{Family, PortKey, PortPlan, Proto, Targets};
 use crate::tracker::DesiredState;
 
-/// Our table (family `ip`).
+/// Our table's name, in family `ip` and in family `ip6`.
 pub const TABLE: &str = "svcnet";
 /// Mark bit asking for masquerade in postrouting (upstream's 0x4000).
 pub const MASQ_MARK: u32 = 0x4000;
 
 const MASQ: &str = "meta mark set meta mark | 0x00004000";
 
-/// Element maps and sets of the table, in declaration order.
+/// Element maps and sets of the table, in declaration order (spelled for
+/// `ip`; [`Fam::spell`] gives the `ip6` table's declarations).
 const MAPS: &[(&str, &str)] = &[
     (
         "service-ips",
@@ -64,7 +70,58 @@ const MAPS: &[(&str, &str)] = &[
     ("hairpin", "type ipv4_addr . ipv4_addr"),
 ];
 
-/// Everything one service port contributes to the table.
+/// How one family's table spells addresses, matches and rejects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fam {
+    family: Family,
+    /// Table family and payload protocol: `ip` or `ip6`.
+    nft: &'static str,
+    /// Address type of sets: `ipv4_addr` or `ipv6_addr`.
+    addr: &'static str,
+    /// Loopback, never a NodePort address.
+    lo: &'static str,
+    /// Refusal for no endpoints / unknown ports: ICMP (v4) or ICMPv6 port unreachable.
+    reject: &'static str,
+}
+
+const V4: Fam = Fam {
+    family: Family::V4,
+    nft: "ip",
+    addr: "ipv4_addr",
+    lo: "127.0.0.0/8",
+    reject: "reject with icmp type port-unreachable",
+};
+
+const V6: Fam = Fam {
+    family: Family::V6,
+    nft: "ip6",
+    addr: "ipv6_addr",
+    lo: "::1",
+    reject: "reject with icmpv6 type port-unreachable",
+};
+
+impl Fam {
+    fn of(f: Family) -> Fam {
+        match f {
+            Family::V4 => V4,
+            Family::V6 => V6,
+        }
+    }
+
+    /// An `ip`-table text (map declarations) as this family writes it.
+    fn spell(self, v4: &str) -> Cow<'_, str> {
+        if self.family == Family::V4 {
+            return Cow::Borrowed(v4);
+        }
+        Cow::Owned(
+            v4.replace("ipv4_addr", "ipv6_addr")
+                .replace("ip daddr", "ip6 daddr")
+                .replace("ip saddr", "ip6 saddr"),
+        )
+    }
+}
+
+/// Everything one service port contributes to its family's table.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Fragment {
     /// (map or set, key, value) elements.
@@ -91,8 +148,10 @@ fn pick_capacity(max_n: usize) -> usize {
     max_n.max(64).next_power_of_two()
 }
 
-/// Rules of a shared chain, derived from its name alone.
-fn shared_rules(name: &str, s: &NodeSettings) -> Vec<String> {
+/// Rules of a shared chain, derived from its name (and the table's family) alone.
+fn shared_rules(name: &str, s: &NodeSettings, fam: Fam) -> Vec<String> {
+    let ip = fam.nft;
+    let cidr = s.cluster_cidr(fam.family);
     let parts: Vec<&str> = name.split('-').collect();
     let n = |i: usize| parts.get(i).copied().unwrap_or("1");
     match parts.first().copied() {
@@ -103,7 +162,7 @@ fn shared_rules(name: &str, s: &NodeSettings) -> Vec<String> {
                 "eps-local"
             };
             vec![format!(
-                "dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {} map @{map}",
+                "dnat {ip} to {ip} daddr . meta l4proto . th dport . numgen random mod {} map @{map}",
                 n(2)
             )]
         }
@@ -114,7 +173,7 @@ fn shared_rules(name: &str, s: &NodeSettings) -> Vec<String> {
                 "np-eps-local"
             };
             vec![format!(
-                "dnat ip to meta l4proto . th dport . numgen random mod {} map @{map}",
+                "dnat {ip} to meta l4proto . th dport . numgen random mod {} map @{map}",
                 n(2)
             )]
         }
@@ -122,8 +181,8 @@ fn shared_rules(name: &str, s: &NodeSettings) -> Vec<String> {
             let mut r = Vec::new();
             if s.masquerade_all {
                 r.push(MASQ.to_string());
-            } else if let Some(c) = s.cluster_cidr {
-                r.push(format!("ip saddr != {c} {MASQ}"));
+            } else if let Some(c) = cidr {
+                r.push(format!("{ip} saddr != {c} {MASQ}"));
             }
             r.push(format!("goto pick-all-{}", n(1)));
             r
@@ -136,8 +195,8 @@ fn shared_rules(name: &str, s: &NodeSettings) -> Vec<String> {
             let pick = if parts[0] == "extl" { "pick" } else { "nppick" };
             let mut r = Vec::new();
             // Pods and the node itself reach every endpoint even under Local policy (upstream's short circuit).
-            if let Some(c) = s.cluster_cidr {
-                r.push(format!("ip saddr {c} goto {pick}-all-{}", n(1)));
+            if let Some(c) = cidr {
+                r.push(format!("{ip} saddr {c} goto {pick}-all-{}", n(1)));
             }
             r.push(format!(
                 "fib saddr type local {MASQ} goto {pick}-all-{}",
@@ -150,7 +209,7 @@ fn shared_rules(name: &str, s: &NodeSettings) -> Vec<String> {
             }
             r
         }
-        _ => vec!["reject".to_string()],
+        _ => vec![fam.reject.to_string()],
     }
 }
 
@@ -194,7 +253,7 @@ fn vip(ip: impl std::fmt::Display, proto: Proto, port: u16) -> String {
     format!("{ip} . {} . {port}", proto.lower())
 }
 
-fn ep(e: &SocketAddrV4) -> String {
+fn ep(e: &SocketAddr) -> String {
     format!("{} . {}", e.ip(), e.port())
 }
 
@@ -210,7 +269,7 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
     };
     let proto = p.key.proto;
     let int_local = p.internal_local;
-    let add_eps = |f: &mut Fragment, map: &'static str, prefix: &str, list: &[SocketAddrV4]| {
+    let add_eps = |f: &mut Fragment, map: &'static str, prefix: &str, list: &[SocketAddr]| {
         for (i, e) in list.iter().enumerate() {
             f.elems.push((map, format!("{prefix} . {i}"), Some(ep(e))));
         }
@@ -218,7 +277,7 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
     for ip in &p.cluster_ips {
         f.elems.push(("cluster-ips", ip.to_string(), None));
     }
-    let mut all_eps: BTreeSet<SocketAddrV4> = BTreeSet::new();
+    let mut all_eps: BTreeSet<SocketAddr> = BTreeSet::new();
     all_eps.extend(p.all_endpoints());
     for e in &all_eps {
         f.elems
@@ -235,7 +294,7 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
             Targets::Endpoints(list) => {
                 let (map, chain) = if int_local {
                     ("eps-local", format!("pick-loc-{}", list.len()))
-                } else if s.masquerade_all || s.cluster_cidr.is_some() {
+                } else if s.masquerade_all || s.cluster_cidr(p.family()).is_some() {
                     ("eps-all", format!("int-{}", list.len()))
                 } else {
                     ("eps-all", format!("pick-all-{}", list.len()))
@@ -299,10 +358,13 @@ fn fragment(p: &PortPlan, s: &NodeSettings) -> Fragment {
 /// kube-proxy-shaped affinity: a timeout set per endpoint and a chain per endpoint.
 fn affinity(f: &mut Fragment, p: &PortPlan, s: &NodeSettings, timeout: u32) {
     let proto = p.key.proto;
+    let fam = Fam::of(p.family());
+    let ip = fam.nft;
+    let cidr = s.cluster_cidr(fam.family);
     let mut kinds: Vec<(&str, &Targets, bool, Vec<String>, bool)> = vec![(
         "int",
         &p.internal,
-        s.masquerade_all || s.cluster_cidr.is_some(),
+        s.masquerade_all || cidr.is_some(),
         p.cluster_ips
             .iter()
             .map(|ip| vip(ip, proto, p.port))
@@ -352,9 +414,9 @@ fn affinity(f: &mut Fragment, p: &PortPlan, s: &NodeSettings, timeout: u32) {
         let chain = format!("aff-{id}-{kind}");
         let mut rules = Vec::new();
         if masq {
-            match (kind, s.cluster_cidr) {
+            match (kind, cidr) {
                 ("int", Some(c)) if !s.masquerade_all => {
-                    rules.push(format!("ip saddr != {c} {MASQ}"))
+                    rules.push(format!("{ip} saddr != {c} {MASQ}"))
                 }
                 _ => rules.push(MASQ.to_string()),
             }
@@ -363,14 +425,14 @@ fn affinity(f: &mut Fragment, p: &PortPlan, s: &NodeSettings, timeout: u32) {
         for (i, e) in list.iter().enumerate() {
             let set = format!("aff-{id}-{kind}-{i}");
             let epc = format!("affep-{id}-{kind}-{i}");
-            rules.push(format!("ip saddr @{set} goto {epc}"));
+            rules.push(format!("{ip} saddr @{set} goto {epc}"));
             vm.push(format!("{i} : goto {epc}"));
             f.own_sets.push((set.clone(), timeout));
             f.own_chains.push((
                 epc,
                 vec![
-                    format!("update @{set} {{ ip saddr }}"),
-                    format!("meta l4proto {} dnat ip to {e}", proto.lower()),
+                    format!("update @{set} {{ {ip} saddr }}"),
+                    format!("meta l4proto {} dnat {ip} to {e}", proto.lower()),
                 ],
             ));
         }
@@ -387,12 +449,13 @@ fn affinity(f: &mut Fragment, p: &PortPlan, s: &NodeSettings, timeout: u32) {
 }
 
 /// The fixed part of the table: hooks, dispatch and reject chains.
-fn base_chains(s: &NodeSettings) -> Vec<(String, Vec<String>)> {
+fn base_chains(s: &NodeSettings, fam: Fam) -> Vec<(String, Vec<String>)> {
     let l4 = "meta l4proto { tcp, udp, sctp }";
-    let np_match = if s.node_port_addresses.is_empty() {
-        "fib daddr type local ip daddr != 127.0.0.0/8".to_string()
+    let (ip, lo, reject) = (fam.nft, fam.lo, fam.reject);
+    let np_match = if s.node_port_cidrs(fam.family).is_empty() {
+        format!("fib daddr type local {ip} daddr != {lo}")
     } else {
-        "ip daddr @nodeport-ips".to_string()
+        format!("{ip} daddr @nodeport-ips")
     };
     vec![
         (
@@ -414,13 +477,13 @@ fn base_chains(s: &NodeSettings) -> Vec<(String, Vec<String>)> {
             vec![
                 "type nat hook postrouting priority srcnat; policy accept;".into(),
                 "meta mark & 0x00004000 == 0x00004000 masquerade".into(),
-                "ct status dnat ip saddr . ip daddr @hairpin masquerade".into(),
+                format!("ct status dnat {ip} saddr . {ip} daddr @hairpin masquerade"),
             ],
         ),
         (
             "services".into(),
             vec![
-                format!("{l4} ip daddr . meta l4proto . th dport vmap @service-ips"),
+                format!("{l4} {ip} daddr . meta l4proto . th dport vmap @service-ips"),
                 format!("{np_match} {l4} meta l4proto . th dport vmap @service-nodeports"),
             ],
         ),
@@ -448,12 +511,12 @@ fn base_chains(s: &NodeSettings) -> Vec<(String, Vec<String>)> {
         (
             "reject-check".into(),
             vec![
-                format!("{l4} ip daddr . meta l4proto . th dport vmap @no-endpoint-services"),
+                format!("{l4} {ip} daddr . meta l4proto . th dport vmap @no-endpoint-services"),
                 format!("{np_match} {l4} meta l4proto . th dport vmap @no-endpoint-nodeports"),
-                "ip daddr @cluster-ips reject".into(),
+                format!("{ip} daddr @cluster-ips {reject}"),
             ],
         ),
-        ("reject-chain".into(), vec!["reject".into()]),
+        ("reject-chain".into(), vec![reject.into()]),
     ]
 }
 
@@ -508,14 +571,22 @@ fn changed_ports<V>(
 /// A port's previous plan and its new one (`None`: removed), for conntrack cleanup.
 type Stale = (Arc<PortPlan>, Option<Arc<PortPlan>>);
 
-/// Applied state: fragments per port and shared chain reference counts.
+/// One table's shared objects: shared chain reference counts, pick chain
+/// capacity and reference counts of elements several ports may share.
+#[derive(Debug, Default)]
+struct TableState {
+    shared: BTreeMap<String, usize>,
+    /// Pick chains 1..=pick_max exist in every pick family of the table.
+    pick_max: usize,
+    counted: BTreeMap<(&'static str, String), usize>,
+}
+
+/// Applied state: fragments per port (both families) and each table's shared objects.
 #[derive(Debug, Default)]
 struct Applied {
     frags: BTreeMap<PortKey, (Arc<PortPlan>, Fragment)>,
-    shared: BTreeMap<String, usize>,
-    /// Pick chains 1..=pick_max exist in every family.
-    pick_max: usize,
-    counted: BTreeMap<(&'static str, String), usize>,
+    /// Indexed by [`Family::index`].
+    tables: [TableState; 2],
 }
 
 /// Sets whose elements several ports may share.
@@ -523,7 +594,7 @@ fn is_counted(map: &str) -> bool {
     map == "cluster-ips" || map == "hairpin"
 }
 
-impl Applied {
+impl TableState {
     fn add_refs(&mut self, f: &Fragment) -> Vec<String> {
         let mut new = Vec::new();
         let mut stack: Vec<String> = f.shared.iter().cloned().collect();
@@ -561,94 +632,111 @@ impl Applied {
     }
 }
 
-/// Renders the whole table as one `nft -f` transaction (replacing any old table).
+/// Renders both tables (`ip` and `ip6`) as one `nft -f` transaction (replacing any old tables).
 pub fn render_full(state: &DesiredState, s: &NodeSettings) -> String {
     let mut applied = Applied::default();
-    render_full_into(state, s, &mut applied)
+    render_full_into(state, s, &Family::ALL, &mut applied)
 }
 
-fn render_full_into(state: &DesiredState, s: &NodeSettings, applied: &mut Applied) -> String {
-    let mut elems: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-    let mut own = String::new();
-    let mut own_sets = String::new();
-    let frags: Vec<(&PortKey, &Arc<PortPlan>, Fragment)> = state
-        .ports
-        .iter()
-        .map(|(k, p)| (k, p, fragment(p, s)))
-        .collect();
-    applied.pick_max = pick_capacity(frags.iter().map(|f| f.2.max_n).max().unwrap_or(0));
-    for (k, p, f) in frags {
-        for (map, key, val) in &f.elems {
-            if is_counted(map) {
-                let n = applied.counted.entry((map, key.clone())).or_insert(0);
-                *n += 1;
-                if *n > 1 {
-                    continue;
+/// The text that deletes one family's table, whether it exists or not.
+fn drop_table(out: &mut String, fam: Fam) {
+    let t = fam.nft;
+    let _ = write!(out, "table {t} {TABLE} {{\n}}\ndelete table {t} {TABLE}\n");
+}
+
+fn render_full_into(
+    state: &DesiredState,
+    s: &NodeSettings,
+    families: &[Family],
+    applied: &mut Applied,
+) -> String {
+    let mut out = String::new();
+    for family in families {
+        let fam = Fam::of(*family);
+        let table = &mut applied.tables[family.index()];
+        let frags: Vec<(&PortKey, &Arc<PortPlan>, Fragment)> = state
+            .ports
+            .iter()
+            .filter(|(k, _)| k.family == *family)
+            .map(|(k, p)| (k, p, fragment(p, s)))
+            .collect();
+        table.pick_max = pick_capacity(frags.iter().map(|f| f.2.max_n).max().unwrap_or(0));
+        let mut elems: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+        let mut own = String::new();
+        let mut own_sets = String::new();
+        for (k, p, f) in frags {
+            for (map, key, val) in &f.elems {
+                if is_counted(map) {
+                    let n = table.counted.entry((map, key.clone())).or_insert(0);
+                    *n += 1;
+                    if *n > 1 {
+                        continue;
+                    }
                 }
+                let e = match val {
+                    Some(v) => format!("{key} : {v}"),
+                    None => key.clone(),
+                };
+                elems.entry(map).or_default().push(e);
             }
-            let e = match val {
-                Some(v) => format!("{key} : {v}"),
-                None => key.clone(),
-            };
-            elems.entry(map).or_default().push(e);
+            for (name, t) in &f.own_sets {
+                let _ = writeln!(
+                    own_sets,
+                    "  set {name} {{\n    type {}\n    flags dynamic,timeout\n    timeout {t}s\n  }}",
+                    fam.addr
+                );
+            }
+            for (name, rules) in &f.own_chains {
+                chain_text(&mut own, name, rules);
+            }
+            table.add_refs(&f);
+            applied.frags.insert(k.clone(), (p.clone(), f));
         }
-        for (name, t) in &f.own_sets {
+        drop_table(&mut out, fam);
+        let _ = writeln!(out, "table {} {TABLE} {{", fam.nft);
+        for (name, ty) in MAPS {
+            let kind = if ty.contains(':') { "map" } else { "set" };
+            let _ = write!(out, "  {kind} {name} {{\n    {}\n", fam.spell(ty));
+            if let Some(list) = elems.get(name) {
+                // Large element lists in chunks keep nft's parser fast.
+                let _ = writeln!(out, "    elements = {{ {} }}", list.join(", "));
+            }
+            out.push_str("  }\n");
+        }
+        let np = s.node_port_cidrs(*family);
+        if !np.is_empty() {
+            let list: Vec<String> = np.iter().map(|c| c.to_string()).collect();
             let _ = writeln!(
-                own_sets,
-                "  set {name} {{\n    type ipv4_addr\n    flags dynamic,timeout\n    timeout {t}s\n  }}"
+                out,
+                "  set nodeport-ips {{\n    type {}\n    flags interval\n    elements = {{ {} }}\n  }}",
+                fam.addr,
+                list.join(", ")
             );
         }
-        for (name, rules) in &f.own_chains {
-            chain_text(&mut own, name, rules);
+        out.push_str(&own_sets);
+        for (name, rules) in base_chains(s, fam) {
+            chain_text(&mut out, &name, &rules);
         }
-        applied.add_refs(&f);
-        applied.frags.insert(k.clone(), (p.clone(), f));
-    }
-    let mut out =
-        format!("table ip {TABLE} {{\n}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
-    for (name, ty) in MAPS {
-        let kind = if ty.contains(':') { "map" } else { "set" };
-        let _ = write!(out, "  {kind} {name} {{\n    {ty}\n");
-        if let Some(list) = elems.get(name) {
-            // Large element lists in chunks keep nft's parser fast.
-            let _ = writeln!(out, "    elements = {{ {} }}", list.join(", "));
+        for pick in ["pick-all", "pick-loc", "nppick-all", "nppick-loc"] {
+            for n in 1..=table.pick_max {
+                let name = format!("{pick}-{n}");
+                chain_text(&mut out, &name, &shared_rules(&name, s, fam));
+            }
         }
-        out.push_str("  }\n");
-    }
-    if !s.node_port_addresses.is_empty() {
-        let list: Vec<String> = s
-            .node_port_addresses
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
-        let _ = writeln!(
-            out,
-            "  set nodeport-ips {{\n    type ipv4_addr\n    flags interval\n    elements = {{ {} }}\n  }}",
-            list.join(", ")
-        );
-    }
-    out.push_str(&own_sets);
-    for (name, rules) in base_chains(s) {
-        chain_text(&mut out, &name, &rules);
-    }
-    for fam in ["pick-all", "pick-loc", "nppick-all", "nppick-loc"] {
-        for n in 1..=applied.pick_max {
-            let name = format!("{fam}-{n}");
-            chain_text(&mut out, &name, &shared_rules(&name, s));
+        for name in table.shared.keys() {
+            chain_text(&mut out, name, &shared_rules(name, s, fam));
         }
+        out.push_str(&own);
+        out.push_str("}\n");
     }
-    for name in applied.shared.keys() {
-        chain_text(&mut out, name, &shared_rules(name, s));
-    }
-    out.push_str(&own);
-    out.push_str("}\n");
     out
 }
 
-fn elem_cmd(out: &mut String, verb: &str, map: &str, key: &str, val: &Option<String>) {
+fn elem_cmd(out: &mut String, fam: Fam, verb: &str, map: &str, key: &str, val: &Option<String>) {
+    let t = fam.nft;
     let _ = match (verb, val) {
-        ("add", Some(v)) => writeln!(out, "add element ip {TABLE} {map} {{ {key} : {v} }}"),
-        _ => writeln!(out, "{verb} element ip {TABLE} {map} {{ {key} }}"),
+        ("add", Some(v)) => writeln!(out, "add element {t} {TABLE} {map} {{ {key} : {v} }}"),
+        _ => writeln!(out, "{verb} element {t} {TABLE} {map} {{ {key} }}"),
     };
 }
 
@@ -657,6 +745,8 @@ fn elem_cmd(out: &mut String, verb: &str, map: &str, key: &str, val: &Option<Str
 pub struct NftBackend {
     exec: Box<dyn Exec>,
     settings: NodeSettings,
+    /// The families whose table this node can have (both unless the kernel lacks one).
+    families: Vec<Family>,
     applied: Option<Applied>,
     /// The last transaction sent (for tests and debugging).
     pub last_script: String,
@@ -667,15 +757,41 @@ impl NftBackend {
         NftBackend {
             exec,
             settings,
+            families: Family::ALL.to_vec(),
             applied: None,
             last_script: String::new(),
         }
     }
 
-    /// Does `nft` work here (for mode auto)?
+    /// Serves only these families (from [`NftBackend::usable_families`]); the
+    /// other family's plans are skipped.
+    pub fn with_families(mut self, families: Vec<Family>) -> NftBackend {
+        self.families = families;
+        self
+    }
+
+    /// The families whose table nft can create here, with the map shape the
+    /// rules need (no netfilter, or no IPv6 in the kernel, drops a family).
+    pub fn usable_families(exec: &mut dyn Exec) -> Vec<Family> {
+        Family::ALL
+            .into_iter()
+            .filter(|f| {
+                let fam = Fam::of(*f);
+                let t = fam.nft;
+                let ty = fam.spell(
+                    "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport",
+                );
+                let probe = format!(
+                    "table {t} svcnet-probe {{\n  map m {{\n    {ty}\n  }}\n  chain c {{\n    type nat hook prerouting priority dstnat; policy accept;\n  }}\n}}\ndelete table {t} svcnet-probe\n"
+                );
+                exec.run("nft", &["-f", "-"], &probe).is_ok()
+            })
+            .collect()
+    }
+
+    /// Does `nft` work here (for mode auto)? The IPv4 table must work.
     pub fn usable(exec: &mut dyn Exec) -> bool {
-        let probe = "table ip svcnet-probe {\n  map m {\n    typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport\n  }\n}\ndelete table ip svcnet-probe\n";
-        exec.run("nft", &["-f", "-"], probe).is_ok()
+        Self::usable_families(exec).contains(&Family::V4)
     }
 
     /// The incremental transaction from `old` to `state`, updating `old`.
@@ -693,32 +809,39 @@ impl NftBackend {
         let mut stale = Vec::new();
         let work = changed_ports(&old.frags, state);
         for (k, new) in work {
+            if !self.families.contains(&k.family) {
+                continue;
+            }
             changed += 1;
+            let fam = Fam::of(k.family);
+            let t = fam.nft;
+            let table = &mut old.tables[k.family.index()];
             let new_frag = new.as_ref().map(|p| fragment(p, s)).unwrap_or_default();
             let (old_plan, old_frag) = match old.frags.remove(&k) {
                 Some((p, f)) => (Some(p), f),
                 None => (None, Fragment::default()),
             };
-            for c in old.add_refs(&new_frag) {
-                let _ = writeln!(head, "add chain ip {TABLE} {c}");
-                for r in shared_rules(&c, s) {
-                    let _ = writeln!(head, "add rule ip {TABLE} {c} {r}");
+            for c in table.add_refs(&new_frag) {
+                let _ = writeln!(head, "add chain {t} {TABLE} {c}");
+                for r in shared_rules(&c, s, fam) {
+                    let _ = writeln!(head, "add rule {t} {TABLE} {c} {r}");
                 }
             }
-            for (name, t) in &new_frag.own_sets {
+            for (name, tmo) in &new_frag.own_sets {
                 if !old_frag.own_sets.iter().any(|(n, _)| n == name) {
                     let _ = writeln!(
                         head,
-                        "add set ip {TABLE} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {t}s; }}"
+                        "add set {t} {TABLE} {name} {{ type {}; flags dynamic,timeout; timeout {tmo}s; }}",
+                        fam.addr
                     );
                 }
             }
             // Endpoint chains first: the service chain's vmap refers to them.
             for (name, rules) in new_frag.own_chains.iter() {
                 if !old_frag.own_chains.iter().any(|(n, _)| n == name) {
-                    let _ = writeln!(head, "add chain ip {TABLE} {name}");
+                    let _ = writeln!(head, "add chain {t} {TABLE} {name}");
                     for r in rules {
-                        let _ = writeln!(head, "add rule ip {TABLE} {name} {r}");
+                        let _ = writeln!(head, "add rule {t} {TABLE} {name} {r}");
                     }
                 }
             }
@@ -726,18 +849,18 @@ impl NftBackend {
             let new_set: BTreeSet<_> = new_frag.elems.iter().collect();
             // Sets shared between ports (cluster IPs, hairpin pairs) are reference counted.
             for e in new_frag.elems.iter().filter(|e| is_counted(e.0)) {
-                let n = old.counted.entry((e.0, e.1.clone())).or_insert(0);
+                let n = table.counted.entry((e.0, e.1.clone())).or_insert(0);
                 *n += 1;
                 if *n == 1 {
-                    elem_cmd(&mut adds, "add", e.0, &e.1, &e.2);
+                    elem_cmd(&mut adds, fam, "add", e.0, &e.1, &e.2);
                 }
             }
             for e in old_frag.elems.iter().filter(|e| is_counted(e.0)) {
-                if let Some(n) = old.counted.get_mut(&(e.0, e.1.clone())) {
+                if let Some(n) = table.counted.get_mut(&(e.0, e.1.clone())) {
                     *n -= 1;
                     if *n == 0 {
-                        old.counted.remove(&(e.0, e.1.clone()));
-                        elem_cmd(&mut dels, "delete", e.0, &e.1, &e.2);
+                        table.counted.remove(&(e.0, e.1.clone()));
+                        elem_cmd(&mut dels, fam, "delete", e.0, &e.1, &e.2);
                     }
                 }
             }
@@ -746,27 +869,27 @@ impl NftBackend {
                 .iter()
                 .filter(|e| !is_counted(e.0) && !new_set.contains(e))
             {
-                elem_cmd(&mut dels, "delete", e.0, &e.1, &e.2);
+                elem_cmd(&mut dels, fam, "delete", e.0, &e.1, &e.2);
             }
             for e in new_frag
                 .elems
                 .iter()
                 .filter(|e| !is_counted(e.0) && !old_set.contains(e))
             {
-                elem_cmd(&mut adds, "add", e.0, &e.1, &e.2);
+                elem_cmd(&mut adds, fam, "add", e.0, &e.1, &e.2);
             }
             for (name, _) in old_frag.own_chains.iter().rev() {
                 if !new_frag.own_chains.iter().any(|(n, _)| n == name) {
-                    let _ = writeln!(tail, "delete chain ip {TABLE} {name}");
+                    let _ = writeln!(tail, "delete chain {t} {TABLE} {name}");
                 }
             }
             for (name, _) in &old_frag.own_sets {
                 if !new_frag.own_sets.iter().any(|(n, _)| n == name) {
-                    let _ = writeln!(tail, "delete set ip {TABLE} {name}");
+                    let _ = writeln!(tail, "delete set {t} {TABLE} {name}");
                 }
             }
-            for c in old.drop_refs(&old_frag) {
-                let _ = writeln!(tail, "delete chain ip {TABLE} {c}");
+            for c in table.drop_refs(&old_frag) {
+                let _ = writeln!(tail, "delete chain {t} {TABLE} {c}");
             }
             if let Some(op) = old_plan {
                 stale.push((op, new.clone()));
@@ -776,6 +899,21 @@ impl NftBackend {
             }
         }
         (format!("{head}{dels}{adds}{tail}"), changed, stale)
+    }
+
+    /// Logs once per sync how many service ports a missing family leaves unserved.
+    fn warn_skipped(&self, state: &DesiredState) {
+        let skipped = state
+            .ports
+            .keys()
+            .filter(|k| !self.families.contains(&k.family))
+            .count();
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "nftables: service ports of an IP family this node's nft cannot serve are skipped"
+            );
+        }
     }
 }
 
@@ -789,9 +927,10 @@ impl Backend for NftBackend {
             Some(mut old)
                 if !full
                     && state.ports.values().all(|p| {
+                        let cap = old.tables[p.family().index()].pick_max;
                         [&p.internal, &p.external, &p.cluster]
                             .iter()
-                            .all(|t| t.endpoints().len() <= old.pick_max)
+                            .all(|t| t.endpoints().len() <= cap)
                     }) =>
             {
                 let (script, changed, stale) = self.render_changes(&mut old, state);
@@ -814,7 +953,9 @@ impl Backend for NftBackend {
             }
             prev => {
                 let mut applied = Applied::default();
-                self.last_script = render_full_into(state, &self.settings, &mut applied);
+                self.warn_skipped(state);
+                self.last_script =
+                    render_full_into(state, &self.settings, &self.families, &mut applied);
                 self.exec.run("nft", &["-f", "-"], &self.last_script)?;
                 if let Some(prev) = prev {
                     let stale: Vec<_> = prev
@@ -825,7 +966,7 @@ impl Backend for NftBackend {
                         .collect();
                     conntrack::clear_stale(self.exec.as_mut(), &stale);
                 }
-                let n = state.ports.len();
+                let n = applied.frags.len();
                 self.applied = Some(applied);
                 Ok(SyncReport {
                     full: true,
@@ -837,11 +978,11 @@ impl Backend for NftBackend {
 
     fn cleanup(&mut self) -> Result<()> {
         self.applied = None;
-        self.exec.run(
-            "nft",
-            &["-f", "-"],
-            &format!("table ip {TABLE} {{\n}}\ndelete table ip {TABLE}\n"),
-        )?;
+        let mut script = String::new();
+        for f in &self.families {
+            drop_table(&mut script, Fam::of(*f));
+        }
+        self.exec.run("nft", &["-f", "-"], &script)?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 /// Transport protocol of a service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,13 +38,56 @@ impl Proto {
     }
 }
 
-/// `namespace/name:port-name/PROTO`, upstream's ServicePortName.
+/// An IP family. A dual-stack Service is planned once per family, like
+/// upstream, which runs one proxier per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Family {
+    #[default]
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    pub fn of(ip: IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// The Kubernetes spelling (`ipFamilies`, EndpointSlice `addressType`).
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
+    /// Parses an EndpointSlice `addressType` (`FQDN` and unknown types are `None`).
+    pub fn parse(s: &str) -> Option<Family> {
+        match s {
+            "IPv4" => Some(Family::V4),
+            "IPv6" => Some(Family::V6),
+            _ => None,
+        }
+    }
+
+    /// Index for per-family arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// `namespace/name:port-name/PROTO` (upstream's ServicePortName) plus the family it serves.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortKey {
     pub namespace: String,
     pub name: String,
     pub port_name: String,
     pub proto: Proto,
+    pub family: Family,
 }
 
 impl fmt::Display for PortKey {
@@ -53,7 +96,11 @@ impl fmt::Display for PortKey {
         if !self.port_name.is_empty() {
             write!(f, ":{}", self.port_name)?;
         }
-        write!(f, "/{}", self.proto.lower().to_uppercase())
+        write!(f, "/{}", self.proto.lower().to_uppercase())?;
+        if self.family == Family::V6 {
+            f.write_str("/IPv6")?;
+        }
+        Ok(())
     }
 }
 
@@ -66,14 +113,15 @@ pub struct ServicePortInfo {
     pub node_port: Option<u16>,
 }
 
-/// The parts of a Service the proxy acts on.
+/// The parts of a Service the proxy acts on. Addresses of both families;
+/// the planner splits them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceInfo {
     pub namespace: String,
     pub name: String,
-    pub cluster_ips: Vec<Ipv4Addr>,
-    pub external_ips: Vec<Ipv4Addr>,
-    pub lb_ips: Vec<Ipv4Addr>,
+    pub cluster_ips: Vec<IpAddr>,
+    pub external_ips: Vec<IpAddr>,
+    pub lb_ips: Vec<IpAddr>,
     pub ports: Vec<ServicePortInfo>,
     pub internal_local: bool,
     pub external_local: bool,
@@ -86,7 +134,7 @@ pub struct ServiceInfo {
 pub struct EndpointInfo {
     pub port_name: String,
     pub proto: Proto,
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     pub node: Option<String>,
     pub ready: bool,
     pub serving: bool,
@@ -97,7 +145,7 @@ pub struct EndpointInfo {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Targets {
     /// Pick one of these (never empty).
-    Endpoints(Vec<SocketAddrV4>),
+    Endpoints(Vec<SocketAddr>),
     /// No endpoints at all: refuse (TCP RST / ICMP unreachable).
     Reject,
     /// Endpoints exist, but none the policy allows here: drop silently.
@@ -105,7 +153,7 @@ pub enum Targets {
 }
 
 impl Targets {
-    fn from_list(list: Vec<SocketAddrV4>, local_policy: bool, any: bool) -> Targets {
+    fn from_list(list: Vec<SocketAddr>, local_policy: bool, any: bool) -> Targets {
         if !list.is_empty() {
             Targets::Endpoints(list)
         } else if local_policy && any {
@@ -116,7 +164,7 @@ impl Targets {
     }
 
     /// The endpoints, empty when rejecting or dropping.
-    pub fn endpoints(&self) -> &[SocketAddrV4] {
+    pub fn endpoints(&self) -> &[SocketAddr] {
         match self {
             Targets::Endpoints(e) => e,
             _ => &[],
@@ -124,15 +172,16 @@ impl Targets {
     }
 }
 
-/// What one service port needs on this node.
+/// What one service port needs on this node, for one family: every address
+/// and endpoint in it is of `key.family`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PortPlan {
     pub key: PortKey,
     pub port: u16,
-    pub cluster_ips: Vec<Ipv4Addr>,
+    pub cluster_ips: Vec<IpAddr>,
     pub node_port: Option<u16>,
-    pub external_ips: Vec<Ipv4Addr>,
-    pub lb_ips: Vec<Ipv4Addr>,
+    pub external_ips: Vec<IpAddr>,
+    pub lb_ips: Vec<IpAddr>,
     /// Traffic to the ClusterIPs, after internalTrafficPolicy.
     pub internal: Targets,
     /// Traffic to NodePort / externalIPs / LoadBalancer IPs, after externalTrafficPolicy.
@@ -146,8 +195,12 @@ pub struct PortPlan {
 }
 
 impl PortPlan {
+    pub fn family(&self) -> Family {
+        self.key.family
+    }
+
     /// Every endpoint address any traffic of this port may reach.
-    pub fn all_endpoints(&self) -> BTreeSet<SocketAddrV4> {
+    pub fn all_endpoints(&self) -> BTreeSet<SocketAddr> {
         let mut s = BTreeSet::new();
         for t in [&self.internal, &self.external, &self.cluster] {
             s.extend(t.endpoints().iter().copied());
@@ -162,8 +215,8 @@ impl PortPlan {
 }
 
 /// Ready endpoints, or serving-terminating ones when none is ready (upstream's fallback).
-fn usable<'a>(eps: impl Iterator<Item = &'a EndpointInfo> + Clone) -> Vec<SocketAddrV4> {
-    let mut ready: Vec<SocketAddrV4> = eps.clone().filter(|e| e.ready).map(|e| e.addr).collect();
+fn usable<'a>(eps: impl Iterator<Item = &'a EndpointInfo> + Clone) -> Vec<SocketAddr> {
+    let mut ready: Vec<SocketAddr> = eps.clone().filter(|e| e.ready).map(|e| e.addr).collect();
     if ready.is_empty() {
         ready = eps
             .filter(|e| e.serving && e.terminating)
@@ -175,14 +228,49 @@ fn usable<'a>(eps: impl Iterator<Item = &'a EndpointInfo> + Clone) -> Vec<Socket
     ready
 }
 
-/// Plans every port of one Service. `endpoints` are all endpoints of the
-/// Service's slices; `node` is this node's name.
+/// Plans every port of one Service, once per family it has a ClusterIP of
+/// (primary family first). `endpoints` are all endpoints of the Service's
+/// slices (both address types); `node` is this node's name.
+///
+/// As upstream's per-family proxiers: a family's ClusterIP is served only by
+/// endpoints of that family (EndpointSlice `addressType`), externalIPs and
+/// LoadBalancer IPs go to the family of the address, and a family the
+/// Service has no ClusterIP of is not served at all (so a v6 externalIP of a
+/// v4-only Service is ignored). NodePorts exist in every family the Service has.
 pub fn plan_service(svc: &ServiceInfo, endpoints: &[EndpointInfo], node: &str) -> Vec<PortPlan> {
+    let mut families: Vec<Family> = Vec::new();
+    for ip in &svc.cluster_ips {
+        if !families.contains(&Family::of(*ip)) {
+            families.push(Family::of(*ip));
+        }
+    }
     let mut out = Vec::new();
+    for fam in families {
+        plan_family(svc, endpoints, node, fam, &mut out);
+    }
+    out
+}
+
+fn of_family(ips: &[IpAddr], fam: Family) -> Vec<IpAddr> {
+    ips.iter()
+        .copied()
+        .filter(|ip| Family::of(*ip) == fam)
+        .collect()
+}
+
+fn plan_family(
+    svc: &ServiceInfo,
+    endpoints: &[EndpointInfo],
+    node: &str,
+    fam: Family,
+    out: &mut Vec<PortPlan>,
+) {
     for p in &svc.ports {
         let eps: Vec<&EndpointInfo> = endpoints
             .iter()
-            .filter(|e| e.port_name == p.port_name && e.proto == p.proto)
+            .filter(|e| {
+                e.port_name == p.port_name && e.proto == p.proto && Family::of(e.addr.ip()) == fam
+            })
             .collect();
         let cluster = usable(eps.iter().copied());
         let local = usable(
@@ -207,12 +295,13 @@ pub fn plan_service(svc: &ServiceInfo, endpoints: &[EndpointInfo], node: &str) -
                 name: svc.name.clone(),
                 port_name: p.port_name.clone(),
                 proto: p.proto,
+                family: fam,
             },
             port: p.port,
-            cluster_ips: svc.cluster_ips.clone(),
+            cluster_ips: of_family(&svc.cluster_ips, fam),
             node_port: p.node_port,
-            external_ips: svc.external_ips.clone(),
-            lb_ips: svc.lb_ips.clone(),
+            external_ips: of_family(&svc.external_ips, fam),
+            lb_ips: of_family(&svc.lb_ips, fam),
             internal,
             external,
             cluster: Targets::from_list(cluster, false, any),
@@ -221,7 +310,6 @@ pub fn plan_service(svc: &ServiceInfo, endpoints: &[EndpointInfo], node: &str) -
             affinity: svc.affinity,
         });
     }
-    out
 }
 
 #[cfg(test)]
@@ -232,7 +320,7 @@ mod tests {
         EndpointInfo {
             port_name: "http".into(),
             proto: Proto::Tcp,
-            addr: SocketAddrV4::new(ip.parse().unwrap(), 8080),
+            addr: SocketAddr::new(ip.parse().unwrap(), 8080),
             node: Some(node.into()),
             ready,
             serving,
@@ -440,5 +528,103 @@ mod tests {
                 "default/web:dns/UDP 10.244.1.9"
             ]
         );
+    }
+
+    #[test]
+    fn dual_stack() {
+        let v4 = |ip: &str| ep(ip, "n1", true, true, false);
+        let web6 = |cips: &[&str], ext: &[&str], lb: &[&str]| ServiceInfo {
+            cluster_ips: cips.iter().map(|s| s.parse().unwrap()).collect(),
+            external_ips: ext.iter().map(|s| s.parse().unwrap()).collect(),
+            lb_ips: lb.iter().map(|s| s.parse().unwrap()).collect(),
+            ..svc(false, false)
+        };
+        // (case, service, endpoints, expected per plan: "key cips ext lb np internal")
+        type Row = (
+            &'static str,
+            ServiceInfo,
+            Vec<EndpointInfo>,
+            Vec<&'static str>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "v6-only service with a v6 slice",
+                web6(&["fd00:10:96::20"], &[], &[]),
+                vec![v4("fd00:10:244:1::2"), v4("fd00:10:244:2::2")],
+                vec![
+                    "default/web:http/TCP/IPv6 [fd00:10:96::20] [] [] Some(30080) fd00:10:244:1::2,fd00:10:244:2::2",
+                ],
+            ),
+            (
+                "dual-stack service, a slice per family",
+                web6(
+                    &["10.96.0.20", "fd00:10:96::20"],
+                    &["192.0.2.10", "2001:db8::10"],
+                    &["2001:db8::50"],
+                ),
+                vec![
+                    v4("10.244.1.2"),
+                    v4("fd00:10:244:1::2"),
+                    v4("fd00:10:244:1::3"),
+                ],
+                vec![
+                    "default/web:http/TCP [10.96.0.20] [192.0.2.10] [] Some(30080) 10.244.1.2",
+                    "default/web:http/TCP/IPv6 [fd00:10:96::20] [2001:db8::10] [2001:db8::50] Some(30080) fd00:10:244:1::2,fd00:10:244:1::3",
+                ],
+            ),
+            (
+                "primary family first",
+                web6(&["fd00:10:96::20", "10.96.0.20"], &[], &[]),
+                vec![v4("10.244.1.2")],
+                vec![
+                    "default/web:http/TCP/IPv6 [fd00:10:96::20] [] [] Some(30080) REJECT",
+                    "default/web:http/TCP [10.96.0.20] [] [] Some(30080) 10.244.1.2",
+                ],
+            ),
+            (
+                "v6 service with only a v4 slice: no endpoints, reject",
+                web6(&["fd00:10:96::20"], &[], &[]),
+                vec![v4("10.244.1.2")],
+                vec!["default/web:http/TCP/IPv6 [fd00:10:96::20] [] [] Some(30080) REJECT"],
+            ),
+            (
+                "v4 service ignores v6 externalIPs and v6 endpoints",
+                web6(&["10.96.0.20"], &["2001:db8::10"], &[]),
+                vec![v4("fd00:10:244:1::2")],
+                vec!["default/web:http/TCP [10.96.0.20] [] [] Some(30080) REJECT"],
+            ),
+        ];
+        for (case, s, eps, want) in rows {
+            let got: Vec<String> = plan_service(&s, &eps, "n1")
+                .iter()
+                .map(|p| {
+                    let ips = |v: &[IpAddr]| {
+                        format!(
+                            "[{}]",
+                            v.iter()
+                                .map(|i| i.to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        )
+                    };
+                    assert!(
+                        p.all_endpoints()
+                            .iter()
+                            .all(|e| Family::of(e.ip()) == p.family()),
+                        "{case}: endpoint of the other family"
+                    );
+                    format!(
+                        "{} {} {} {} {:?} {}",
+                        p.key,
+                        ips(&p.cluster_ips),
+                        ips(&p.external_ips),
+                        ips(&p.lb_ips),
+                        p.node_port,
+                        show(&p.internal)
+                    )
+                })
+                .collect();
+            assert_eq!(got, want, "{case}");
+        }
     }
 }

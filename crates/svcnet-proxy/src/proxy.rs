@@ -20,6 +20,7 @@ use crate::config::{Mode, ProxyConfig};
 use crate::iptables::IptBackend;
 use crate::metrics::{self, Metrics};
 use crate::nftables::NftBackend;
+use crate::plan::Family;
 use crate::runner::Schedule;
 use crate::tracker::{DesiredState, Tracker};
 use crate::userspace::UserspaceBackend;
@@ -153,10 +154,21 @@ pub fn make_backend(cfg: &ProxyConfig, handle: tokio::runtime::Handle) -> Result
     };
     let s = cfg.settings.clone();
     Ok(match mode {
-        Mode::Nftables => Box::new(NftBackend::new(Box::new(SystemExec), s)),
-        Mode::Iptables => Box::new(IptBackend::new(Box::new(SystemExec), s, "iptables")),
+        Mode::Nftables => {
+            let families = NftBackend::usable_families(&mut probe);
+            if !families.contains(&Family::V6) {
+                tracing::warn!(
+                    "nftables: no ip6 table possible here; IPv6 Services are not served"
+                );
+            }
+            Box::new(NftBackend::new(Box::new(SystemExec), s).with_families(families))
+        }
+        Mode::Iptables => {
+            let families = IptBackend::usable_families(&mut probe, "iptables");
+            Box::new(IptBackend::new(Box::new(SystemExec), s, "iptables").with_families(families))
+        }
         _ => {
-            let node_ips = local_ipv4(&mut probe);
+            let node_ips = local_ips(&mut probe);
             Box::new(UserspaceBackend::new(
                 handle,
                 Box::new(SystemExec),
@@ -168,15 +180,21 @@ pub fn make_backend(cfg: &ProxyConfig, handle: tokio::runtime::Handle) -> Result
     })
 }
 
-/// This namespace's IPv4 addresses (for NodePorts restricted by nodePortAddresses).
-fn local_ipv4(exec: &mut dyn Exec) -> Vec<std::net::Ipv4Addr> {
+/// This namespace's addresses of both families (for NodePorts restricted
+/// by nodePortAddresses, and whether IPv6 NodePorts are served).
+fn local_ips(exec: &mut dyn Exec) -> Vec<std::net::IpAddr> {
     let out = exec
-        .run("ip", &["-4", "-o", "addr", "show"], "")
+        .run("ip", &["-o", "addr", "show"], "")
         .unwrap_or_default();
+    parse_addrs(&out)
+}
+
+/// Addresses from `ip -o addr show` lines (`inet` and `inet6`).
+fn parse_addrs(out: &str) -> Vec<std::net::IpAddr> {
     out.lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
-            w.position(|x| x == "inet")?;
+            w.position(|x| x == "inet" || x == "inet6")?;
             w.next()?.split('/').next()?.parse().ok()
         })
         .collect()

@@ -6,7 +6,7 @@
 //! other than the `Instant`s the caller hands in.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::plan::{
-    EndpointInfo, PortKey, PortPlan, Proto, ServiceInfo, ServicePortInfo, plan_service,
+    EndpointInfo, Family, PortKey, PortPlan, Proto, ServiceInfo, ServicePortInfo, plan_service,
 };
 
 /// Label naming the Service a slice belongs to.
@@ -44,7 +44,8 @@ impl DesiredState {
 }
 
 /// Extracts what the proxy needs from a Service; `None` for Services the
-/// proxy skips (ExternalName, headless, no IPv4 ClusterIP).
+/// proxy skips (ExternalName, headless). ClusterIPs of both families are
+/// kept in `spec.clusterIPs` order (the primary family first).
 pub fn service_info(svc: &Service) -> Option<ServiceInfo> {
     let namespace = svc
         .metadata
@@ -60,7 +61,7 @@ pub fn service_info(svc: &Service) -> Option<ServiceInfo> {
     if ips.is_empty() {
         ips.extend(spec.cluster_ip.clone());
     }
-    let cluster_ips: Vec<Ipv4Addr> = ips.iter().filter_map(|s| s.parse().ok()).collect();
+    let cluster_ips: Vec<IpAddr> = ips.iter().filter_map(|s| s.parse().ok()).collect();
     if cluster_ips.is_empty() {
         return None;
     }
@@ -122,7 +123,9 @@ pub fn service_info(svc: &Service) -> Option<ServiceInfo> {
     })
 }
 
-/// The Service a slice belongs to and its IPv4 endpoints, one per (endpoint, port).
+/// The Service a slice belongs to and its endpoints, one per (endpoint, port).
+/// IPv4 and IPv6 slices both count; an address not of the slice's
+/// `addressType` is skipped, and FQDN slices have no endpoints.
 pub fn slice_endpoints(slice: &EndpointSlice) -> Option<(ServiceKey, Vec<EndpointInfo>)> {
     let namespace = slice
         .metadata
@@ -136,7 +139,7 @@ pub fn slice_endpoints(slice: &EndpointSlice) -> Option<(ServiceKey, Vec<Endpoin
         .get(LABEL_SERVICE_NAME)?
         .clone();
     let mut out = Vec::new();
-    if slice.address_type == "IPv4" {
+    if let Some(fam) = Family::parse(&slice.address_type) {
         for port in slice.ports.iter().flatten() {
             let Some(proto) = Proto::parse(port.protocol.as_deref()) else {
                 continue;
@@ -153,7 +156,8 @@ pub fn slice_endpoints(slice: &EndpointSlice) -> Option<(ServiceKey, Vec<Endpoin
                 let Some(ip) = ep
                     .addresses
                     .first()
-                    .and_then(|a| a.parse::<Ipv4Addr>().ok())
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    .filter(|ip| Family::of(*ip) == fam)
                 else {
                     continue;
                 };
@@ -162,7 +166,7 @@ pub fn slice_endpoints(slice: &EndpointSlice) -> Option<(ServiceKey, Vec<Endpoin
                 out.push(EndpointInfo {
                     port_name: port.name.clone().unwrap_or_default(),
                     proto,
-                    addr: SocketAddrV4::new(ip, num),
+                    addr: SocketAddr::new(ip, num),
                     node: ep.node_name.clone(),
                     ready,
                     serving: c.and_then(|c| c.serving).unwrap_or(ready),
@@ -434,8 +438,8 @@ mod tests {
                 serde_json::json!({"metadata": {"name": "e"}, "spec": {"type": "ExternalName", "externalName": "example.com"}}),
             ),
             (
-                "no ipv4",
-                serde_json::json!({"metadata": {"name": "v6"}, "spec": {"clusterIP": "fd00::1", "ports": [{"port": 80}]}}),
+                "headless dual-stack",
+                serde_json::json!({"metadata": {"name": "h6"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"], "ipFamilies": ["IPv4", "IPv6"], "ports": [{"port": 80}]}}),
             ),
             ("no spec", serde_json::json!({"metadata": {"name": "x"}})),
         ];
@@ -477,5 +481,65 @@ mod tests {
         t.replace_services(&[], now);
         let (state, _) = t.take_state();
         assert!(state.ports.is_empty());
+    }
+
+    #[test]
+    fn dual_stack_service_and_slices() {
+        let now = Instant::now();
+        let mut t = Tracker::new("n1");
+        let ds = svc(serde_json::json!({
+            "metadata": {"name": "ds", "namespace": "default"},
+            "spec": {"type": "NodePort", "clusterIP": "10.96.0.21", "clusterIPs": ["10.96.0.21", "fd00:10:96::21"],
+                     "ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": "RequireDualStack",
+                     "externalIPs": ["192.0.2.10", "2001:db8::10"],
+                     "ports": [{"name": "http", "port": 80, "nodePort": 30090}]}
+        }));
+        let v6only = svc(serde_json::json!({
+            "metadata": {"name": "v6", "namespace": "default"},
+            "spec": {"clusterIP": "fd00:10:96::22", "clusterIPs": ["fd00:10:96::22"], "ipFamilies": ["IPv6"],
+                     "ports": [{"name": "http", "port": 80}]}
+        }));
+        let sl = |name: &str, svc: &str, ty: &str, addrs: &[&str]| {
+            let eps: Vec<serde_json::Value> = addrs
+                .iter()
+                .map(|a| serde_json::json!({"addresses": [a], "nodeName": "n1"}))
+                .collect();
+            slice(serde_json::json!({
+                "metadata": {"name": name, "namespace": "default", "labels": {"kubernetes.io/service-name": svc}},
+                "addressType": ty,
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                "endpoints": eps
+            }))
+        };
+        t.service_updated(&ds, now);
+        t.service_updated(&v6only, now);
+        t.slice_updated(&sl("ds-4", "ds", "IPv4", &["10.244.1.2"]), now);
+        // A v6 slice carrying a v4 address (invalid) contributes only its v6 one.
+        t.slice_updated(
+            &sl("ds-6", "ds", "IPv6", &["fd00:10:244:1::2", "10.244.1.3"]),
+            now,
+        );
+        // The v6-only Service has only a v4 slice: no endpoints of its family.
+        t.slice_updated(&sl("v6-4", "v6", "IPv4", &["10.244.1.4"]), now);
+        t.slice_updated(&sl("fq", "v6", "FQDN", &["example.com"]), now);
+        let (state, _) = t.take_state();
+        let got: Vec<String> = state
+            .ports
+            .values()
+            .map(|p| {
+                format!(
+                    "{} {:?} {:?} {:?} {:?}",
+                    p.key, p.cluster_ips, p.external_ips, p.node_port, p.internal
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "default/ds:http/TCP [10.96.0.21] [192.0.2.10] Some(30090) Endpoints([10.244.1.2:8080])",
+                "default/ds:http/TCP/IPv6 [fd00:10:96::21] [2001:db8::10] Some(30090) Endpoints([[fd00:10:244:1::2]:8080])",
+                "default/v6:http/TCP/IPv6 [fd00:10:96::22] [] None Reject",
+            ]
+        );
     }
 }

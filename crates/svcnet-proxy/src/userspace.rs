@@ -1,12 +1,13 @@
-//! Userspace backend: service IPs as /32 addresses on an interface, TCP and UDP proxied by tokio tasks.
+//! Userspace backend: service IPs as /32 (IPv4) and /128 (IPv6) addresses on an interface, TCP and UDP proxied by tokio tasks.
 //!
-//! No netfilter needed. Round-robin over endpoints, another endpoint tried
+//! No netfilter needed. IPv6 listeners are IPV6_V6ONLY, so `[::]:port` and
+//! `0.0.0.0:port` NodePort listeners coexist. Round-robin over endpoints, another endpoint tried
 //! when a connect fails, ClientIP affinity with a timeout, NodePorts as
 //! listeners on the node's addresses. A port with no endpoints has no
 //! listener, so the kernel refuses connections (RST) to its address.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::backend::{Backend, BackendError, Exec, NodeSettings, Result, SyncReport};
-use crate::plan::{Proto, Targets};
+use crate::plan::{Family, Proto, Targets};
 use crate::tracker::DesiredState;
 
 /// How long one connect attempt may take before the next endpoint is tried.
@@ -30,18 +31,18 @@ const COPY_BUF: usize = 256 * 1024;
 /// Endpoint choice for one listener, shared with its tasks and updated in place.
 #[derive(Debug, Default)]
 pub struct Balancer {
-    endpoints: Mutex<Vec<SocketAddrV4>>,
+    endpoints: Mutex<Vec<SocketAddr>>,
     next: AtomicUsize,
     affinity: Mutex<Option<Affinity>>,
 }
 
 /// Affinity timeout and each client's endpoint with when it was last used.
-type Affinity = (Duration, HashMap<IpAddr, (SocketAddrV4, Instant)>);
+type Affinity = (Duration, HashMap<IpAddr, (SocketAddr, Instant)>);
 /// Listen address → (endpoints, affinity timeout).
-type Wanted = BTreeMap<(SocketAddrV4, Proto), (Vec<SocketAddrV4>, Option<u32>)>;
+type Wanted = BTreeMap<(SocketAddr, Proto), (Vec<SocketAddr>, Option<u32>)>;
 
 impl Balancer {
-    fn set(&self, eps: &[SocketAddrV4], affinity: Option<u32>) {
+    fn set(&self, eps: &[SocketAddr], affinity: Option<u32>) {
         *lock(&self.endpoints) = eps.to_vec();
         let mut a = lock(&self.affinity);
         match affinity {
@@ -56,13 +57,13 @@ impl Balancer {
     }
 
     /// Endpoints in the order to try: the client's sticky endpoint first, then round-robin.
-    pub fn order(&self, client: IpAddr, now: Instant) -> Vec<SocketAddrV4> {
+    pub fn order(&self, client: IpAddr, now: Instant) -> Vec<SocketAddr> {
         let eps = lock(&self.endpoints).clone();
         if eps.is_empty() {
             return eps;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % eps.len();
-        let mut order: Vec<SocketAddrV4> =
+        let mut order: Vec<SocketAddr> =
             eps[start..].iter().chain(&eps[..start]).copied().collect();
         if let Some((timeout, map)) = lock(&self.affinity).as_mut()
             && let Some((e, at)) = map.get(&client).copied()
@@ -78,13 +79,13 @@ impl Balancer {
     }
 
     /// Records a successful choice (affinity) and when the client was last seen.
-    pub fn chosen(&self, client: IpAddr, ep: SocketAddrV4, now: Instant) {
+    pub fn chosen(&self, client: IpAddr, ep: SocketAddr, now: Instant) {
         if let Some((_, map)) = lock(&self.affinity).as_mut() {
             map.insert(client, (ep, now));
         }
     }
 
-    fn contains(&self, ep: &SocketAddrV4) -> bool {
+    fn contains(&self, ep: &SocketAddr) -> bool {
         lock(&self.endpoints).contains(ep)
     }
 }
@@ -113,10 +114,11 @@ pub struct UserspaceBackend {
     settings: NodeSettings,
     /// Interface carrying the service addresses (`lo` where there is no dummy driver).
     iface: String,
-    /// Node addresses NodePorts listen on (empty: all addresses).
-    node_ips: Vec<Ipv4Addr>,
-    listeners: BTreeMap<(SocketAddrV4, Proto), Listener>,
-    addrs: BTreeSet<Ipv4Addr>,
+    /// This node's addresses (both families): NodePort listeners for
+    /// nodePortAddresses, and whether IPv6 NodePorts are served at all.
+    node_ips: Vec<IpAddr>,
+    listeners: BTreeMap<(SocketAddr, Proto), Listener>,
+    addrs: BTreeSet<IpAddr>,
 }
 
 impl UserspaceBackend {
@@ -125,7 +127,7 @@ impl UserspaceBackend {
         exec: Box<dyn Exec>,
         settings: NodeSettings,
         iface: &str,
-        node_ips: Vec<Ipv4Addr>,
+        node_ips: Vec<IpAddr>,
     ) -> Self {
         UserspaceBackend {
             handle,
@@ -139,37 +141,45 @@ impl UserspaceBackend {
     }
 
     /// Every (listen address, protocol) with its endpoints and affinity.
-    fn wanted(&self, state: &DesiredState) -> (Wanted, BTreeSet<Ipv4Addr>) {
+    /// NodePort listen addresses of one family.
+    fn node_port_ips(&self, fam: Family) -> Vec<IpAddr> {
+        let cidrs = self.settings.node_port_cidrs(fam);
+        if !cidrs.is_empty() {
+            return self
+                .node_ips
+                .iter()
+                .filter(|ip| cidrs.iter().any(|c| c.contains(**ip)))
+                .copied()
+                .collect();
+        }
+        match fam {
+            Family::V4 => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+            // Only on a node that has IPv6 addresses (binding [::] fails without IPv6).
+            Family::V6 if self.node_ips.iter().any(|ip| ip.is_ipv6()) => {
+                vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
+            }
+            Family::V6 => Vec::new(),
+        }
+    }
+
+    fn wanted(&self, state: &DesiredState) -> (Wanted, BTreeSet<IpAddr>) {
         let mut want = BTreeMap::new();
         let mut addrs = BTreeSet::new();
-        let np_ips: Vec<Ipv4Addr> = if self.settings.node_port_addresses.is_empty() {
-            vec![Ipv4Addr::UNSPECIFIED]
-        } else {
-            self.node_ips
-                .iter()
-                .filter(|ip| {
-                    self.settings
-                        .node_port_addresses
-                        .iter()
-                        .any(|c| c.contains(**ip))
-                })
-                .copied()
-                .collect()
-        };
+        let np_ips = [
+            self.node_port_ips(Family::V4),
+            self.node_port_ips(Family::V6),
+        ];
         for p in state.ports.values() {
             let proto = p.key.proto;
             if proto == Proto::Sctp {
                 continue;
             }
-            let mut add = |ip: Ipv4Addr, port: u16, t: &Targets, vip: bool| {
+            let mut add = |ip: IpAddr, port: u16, t: &Targets, vip: bool| {
                 if vip {
                     addrs.insert(ip);
                 }
                 if let Targets::Endpoints(e) = t {
-                    want.insert(
-                        (SocketAddrV4::new(ip, port), proto),
-                        (e.clone(), p.affinity),
-                    );
+                    want.insert((SocketAddr::new(ip, port), proto), (e.clone(), p.affinity));
                 }
             };
             for ip in &p.cluster_ips {
@@ -179,7 +189,7 @@ impl UserspaceBackend {
                 add(*ip, p.port, &p.external, true);
             }
             if let Some(np) = p.node_port {
-                for ip in &np_ips {
+                for ip in &np_ips[p.family().index()] {
                     add(*ip, np, &p.external, false);
                 }
             }
@@ -189,7 +199,7 @@ impl UserspaceBackend {
 
     fn listen(
         &self,
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         proto: Proto,
         balancer: Arc<Balancer>,
     ) -> Result<JoinHandle<()>> {
@@ -199,18 +209,62 @@ impl UserspaceBackend {
         let _g = self.handle.enter();
         match proto {
             Proto::Tcp => {
-                let std = std::net::TcpListener::bind(addr).map_err(err)?;
+                let std = match addr {
+                    SocketAddr::V4(_) => std::net::TcpListener::bind(addr).map_err(err)?,
+                    SocketAddr::V6(a) => v6only::tcp(a).map_err(err)?,
+                };
                 std.set_nonblocking(true).map_err(err)?;
                 let l = TcpListener::from_std(std).map_err(err)?;
                 Ok(self.handle.spawn(serve_tcp(l, balancer)))
             }
             _ => {
-                let std = std::net::UdpSocket::bind(addr).map_err(err)?;
+                let std = match addr {
+                    SocketAddr::V4(_) => std::net::UdpSocket::bind(addr).map_err(err)?,
+                    SocketAddr::V6(a) => v6only::udp(a).map_err(err)?,
+                };
                 std.set_nonblocking(true).map_err(err)?;
                 let s = UdpSocket::from_std(std).map_err(err)?;
                 Ok(self.handle.spawn(serve_udp(Arc::new(s), balancer)))
             }
         }
+    }
+}
+
+/// The interface address of a service IP: /32 or /128 (no duplicate address detection for IPv6).
+fn host_addr(ip: &IpAddr) -> (String, bool) {
+    match ip {
+        IpAddr::V4(_) => (format!("{ip}/32"), false),
+        IpAddr::V6(_) => (format!("{ip}/128"), true),
+    }
+}
+
+/// IPv6 sockets with IPV6_V6ONLY set, so they never collide with IPv4 listeners on the same port.
+mod v6only {
+    use std::io;
+    use std::net::SocketAddrV6;
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn6, bind, listen, setsockopt, socket,
+        sockopt,
+    };
+
+    fn sock(addr: SocketAddrV6, ty: SockType) -> io::Result<OwnedFd> {
+        let fd = socket(AddressFamily::Inet6, ty, SockFlag::SOCK_CLOEXEC, None)?;
+        setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        bind(fd.as_raw_fd(), &SockaddrIn6::from(addr))?;
+        Ok(fd)
+    }
+
+    pub(super) fn tcp(addr: SocketAddrV6) -> io::Result<std::net::TcpListener> {
+        let fd = sock(addr, SockType::Stream)?;
+        listen(&fd, Backlog::new(1024)?)?;
+        Ok(std::net::TcpListener::from(fd))
+    }
+
+    pub(super) fn udp(addr: SocketAddrV6) -> io::Result<std::net::UdpSocket> {
+        Ok(std::net::UdpSocket::from(sock(addr, SockType::Datagram)?))
     }
 }
 
@@ -222,11 +276,12 @@ impl Backend for UserspaceBackend {
     fn sync(&mut self, state: &DesiredState, _full: bool) -> Result<SyncReport> {
         let (want, addrs) = self.wanted(state);
         for ip in addrs.difference(&self.addrs.clone()) {
-            let a = format!("{ip}/32");
-            match self
-                .exec
-                .run("ip", &["addr", "add", &a, "dev", &self.iface], "")
-            {
+            let (a, v6) = host_addr(ip);
+            let mut args = vec!["addr", "add", a.as_str(), "dev", self.iface.as_str()];
+            if v6 {
+                args.push("nodad");
+            }
+            match self.exec.run("ip", &args, "") {
                 Ok(_) => {}
                 Err(BackendError::Failed { stderr, .. }) if stderr.contains("File exists") => {}
                 Err(e) => return Err(e),
@@ -247,7 +302,7 @@ impl Backend for UserspaceBackend {
             changed += 1;
         }
         for ip in self.addrs.clone().difference(&addrs) {
-            let a = format!("{ip}/32");
+            let (a, _) = host_addr(ip);
             let _ = self
                 .exec
                 .run("ip", &["addr", "del", &a, "dev", &self.iface], "");
@@ -263,7 +318,7 @@ impl Backend for UserspaceBackend {
     fn cleanup(&mut self) -> Result<()> {
         self.listeners.clear();
         for ip in std::mem::take(&mut self.addrs) {
-            let a = format!("{ip}/32");
+            let (a, _) = host_addr(&ip);
             let _ = self
                 .exec
                 .run("ip", &["addr", "del", &a, "dev", &self.iface], "");
@@ -386,7 +441,7 @@ mod splice {
 }
 
 struct UdpSession {
-    ep: SocketAddrV4,
+    ep: SocketAddr,
     sock: Arc<UdpSocket>,
     last: Instant,
     task: JoinHandle<()>,
@@ -421,7 +476,11 @@ async fn serve_udp(front: Arc<UdpSocket>, b: Arc<Balancer>) {
             let Some(ep) = b.order(client.ip(), now).first().copied() else {
                 continue;
             };
-            let Ok(sock) = UdpSocket::bind("0.0.0.0:0").await else {
+            let local: SocketAddr = match ep {
+                SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+                SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+            };
+            let Ok(sock) = UdpSocket::bind(local).await else {
                 continue;
             };
             if sock.connect(ep).await.is_err() {
@@ -454,7 +513,7 @@ async fn serve_udp(front: Arc<UdpSocket>, b: Arc<Balancer>) {
 mod tests {
     use super::*;
 
-    fn ep(s: &str) -> SocketAddrV4 {
+    fn ep(s: &str) -> SocketAddr {
         s.parse().expect("addr")
     }
 

@@ -381,9 +381,9 @@ async fn run_mode(mode: Mode, tag: &str) {
             metrics_bind: None,
             healthz_bind: None,
             settings: svcnet_proxy::backend::NodeSettings {
-                cluster_cidr: Some(
+                cluster_cidrs: vec![
                     svcnet_proxy::backend::Cidr::parse("10.244.0.0/16").expect("cidr"),
-                ),
+                ],
                 ..Default::default()
             },
             ..ProxyConfig::default()

@@ -1,7 +1,7 @@
 //! A small interpreter of the iptables-restore subset this crate generates: loads restores, traces packets.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::{Outcome, Packet};
 use crate::backend::Cidr;
@@ -13,7 +13,7 @@ type Chains = BTreeMap<String, Vec<Vec<String>>>;
 pub(crate) struct IptTables {
     pub(crate) tables: BTreeMap<String, Chains>,
     /// `recent` lists the test pretends the kernel remembered (affinity).
-    pub(crate) remembered: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    pub(crate) remembered: BTreeMap<String, BTreeSet<IpAddr>>,
 }
 
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::plan::Proto;
 
@@ -12,9 +12,9 @@ pub(crate) mod nft_trace;
 /// The first packet of a new connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Packet {
-    pub(crate) src: Ipv4Addr,
+    pub(crate) src: IpAddr,
     pub(crate) proto: Proto,
-    pub(crate) dst: Ipv4Addr,
+    pub(crate) dst: IpAddr,
     pub(crate) dport: u16,
     /// Sent by a process of this node (output hook) rather than received (prerouting).
     pub(crate) local_origin: bool,

@@ -1,18 +1,82 @@
 //! A small interpreter of the nftables subset this crate generates: loads scripts, traces packets.
+//!
+//! One [`NftTable`] is one family's `svcnet` table (`ip` or `ip6`); it loads
+//! only its own family's commands from a script and insists on its family's
+//! spelling (`ip6 daddr`, `ipv6_addr`, ICMPv6 rejects in the `ip6` table and
+//! none of those in the `ip` one). [`NftRules`] holds both and traces a
+//! packet through the table of its family, as the kernel's hooks do.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::{Outcome, Packet};
 use crate::backend::Cidr;
 
-/// The loaded `ip svcnet` table.
+/// One loaded `svcnet` table.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct NftTable {
+    /// The `ip6` table (else `ip`).
+    pub(crate) v6: bool,
     pub(crate) maps: BTreeMap<String, BTreeMap<String, Option<String>>>,
     pub(crate) chains: BTreeMap<String, Vec<String>>,
     /// Dynamic set contents the test pretends the kernel remembered (affinity).
-    pub(crate) remembered: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    pub(crate) remembered: BTreeMap<String, BTreeSet<IpAddr>>,
+}
+
+/// Both tables, as one ruleset.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NftRules {
+    pub(crate) v4: NftTable,
+    pub(crate) v6: NftTable,
+}
+
+impl Default for NftRules {
+    fn default() -> Self {
+        NftRules {
+            v4: NftTable::default(),
+            v6: NftTable {
+                v6: true,
+                ..NftTable::default()
+            },
+        }
+    }
+}
+
+impl NftRules {
+    pub(crate) fn apply(&mut self, script: &str) {
+        self.v4.apply(script);
+        self.v6.apply(script);
+    }
+
+    pub(crate) fn check_refs(&self) {
+        self.v4.check_refs();
+        self.v6.check_refs();
+    }
+
+    /// The packet goes through the table of its family only.
+    pub(crate) fn trace(&self, p: &Packet) -> Outcome {
+        assert_eq!(p.src.is_ipv6(), p.dst.is_ipv6(), "mixed-family packet");
+        if p.dst.is_ipv6() {
+            self.v6.trace(p)
+        } else {
+            self.v4.trace(p)
+        }
+    }
+}
+
+/// The family a command line addresses (`ip` or `ip6`), if any.
+fn line_family(l: &str) -> Option<&'static str> {
+    let w: Vec<&str> = l.split(' ').collect();
+    let at = match w.first().copied() {
+        Some("table") => 1,
+        Some("add") | Some("delete") => 2,
+        _ => return None,
+    };
+    match w.get(at).copied() {
+        Some("ip") => Some("ip"),
+        Some("ip6") => Some("ip6"),
+        _ => None,
+    }
 }
 
 fn parse_elements(body: &str) -> Vec<(String, Option<String>)> {
@@ -35,19 +99,76 @@ fn braces(s: &str) -> &str {
 impl NftTable {
     /// Applies one `nft -f` script (the whole generated subset), panicking on
     /// anything the kernel would reject that we can see (unknown chain or map).
+    fn fam(&self) -> &'static str {
+        if self.v6 { "ip6" } else { "ip" }
+    }
+
+    /// Panics on the other family's spelling in this table's rules or declarations.
+    fn check_spelling(&self, text: &str) {
+        let wrong: &[&str] = if self.v6 {
+            &[
+                "ip daddr",
+                "ip saddr",
+                "dnat ip to",
+                "ipv4_addr",
+                "icmp type",
+                "127.0.0.0/8",
+            ]
+        } else {
+            &["ip6 ", "ipv6_addr", "icmpv6"]
+        };
+        for w in wrong {
+            assert!(
+                !text.contains(w),
+                "{} table has {w:?} in {text:?}",
+                self.fam()
+            );
+        }
+    }
+
     pub(crate) fn apply(&mut self, script: &str) {
+        let fam = self.fam();
+        let (add_el, del_el) = (
+            format!("add element {fam} svcnet "),
+            format!("delete element {fam} svcnet "),
+        );
+        let (add_chain, add_rule, del_chain) = (
+            format!("add chain {fam} svcnet "),
+            format!("add rule {fam} svcnet "),
+            format!("delete chain {fam} svcnet "),
+        );
+        let (add_set, del_set) = (
+            format!("add set {fam} svcnet "),
+            format!("delete set {fam} svcnet "),
+        );
         let mut lines = script.lines().peekable();
         while let Some(line) = lines.next() {
             let l = line.trim();
             if l.is_empty() {
                 continue;
             }
-            if l == "delete table ip svcnet" {
+            match line_family(l) {
+                Some(f) if f == fam => {}
+                Some(_) => {
+                    // The other table: skip the command, or its whole block.
+                    if l.starts_with("table ") && l.ends_with('{') {
+                        for inner in lines.by_ref() {
+                            if inner == "}" {
+                                break;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                None => panic!("unknown nft command: {l}"),
+            }
+            if l == format!("delete table {fam} svcnet") {
                 *self = NftTable {
+                    v6: self.v6,
                     remembered: std::mem::take(&mut self.remembered),
                     ..Default::default()
                 };
-            } else if l.starts_with("table ip svcnet {") {
+            } else if l.starts_with(&format!("table {fam} svcnet {{")) {
                 // Block form: sets, maps, chains until the closing brace at column 0.
                 let mut cur: Option<(bool, String)> = None; // (is_chain, name)
                 for inner in lines.by_ref() {
@@ -66,6 +187,7 @@ impl NftTable {
                     } else if t == "}" {
                         cur = None;
                     } else if let Some((is_chain, name)) = &cur {
+                        self.check_spelling(t);
                         if *is_chain {
                             self.chains
                                 .entry(name.clone())
@@ -82,7 +204,7 @@ impl NftTable {
                         }
                     }
                 }
-            } else if let Some(rest) = l.strip_prefix("add element ip svcnet ") {
+            } else if let Some(rest) = l.strip_prefix(add_el.as_str()) {
                 let (map, body) = rest.split_once(' ').expect("map name");
                 let m = self
                     .maps
@@ -94,7 +216,7 @@ impl NftTable {
                         "element {k} exists in {map}: {l}"
                     );
                 }
-            } else if let Some(rest) = l.strip_prefix("delete element ip svcnet ") {
+            } else if let Some(rest) = l.strip_prefix(del_el.as_str()) {
                 let (map, body) = rest.split_once(' ').expect("map name");
                 let m = self
                     .maps
@@ -103,18 +225,19 @@ impl NftTable {
                 for (k, _) in parse_elements(braces(body)) {
                     assert!(m.remove(&k).is_some(), "no element {k} in {map}: {l}");
                 }
-            } else if let Some(name) = l.strip_prefix("add chain ip svcnet ") {
+            } else if let Some(name) = l.strip_prefix(add_chain.as_str()) {
                 assert!(
                     self.chains.insert(name.to_string(), vec![]).is_none(),
                     "chain {name} exists"
                 );
-            } else if let Some(rest) = l.strip_prefix("add rule ip svcnet ") {
+            } else if let Some(rest) = l.strip_prefix(add_rule.as_str()) {
                 let (c, r) = rest.split_once(' ').expect("rule");
+                self.check_spelling(r);
                 self.chains
                     .get_mut(c)
                     .unwrap_or_else(|| panic!("no chain {c}"))
                     .push(r.to_string());
-            } else if let Some(name) = l.strip_prefix("delete chain ip svcnet ") {
+            } else if let Some(name) = l.strip_prefix(del_chain.as_str()) {
                 assert!(self.chains.remove(name).is_some(), "no chain {name}");
                 for (c, rules) in &self.chains {
                     assert!(
@@ -129,7 +252,8 @@ impl NftTable {
                         "{m} still refers to {name}"
                     );
                 }
-            } else if let Some(rest) = l.strip_prefix("add set ip svcnet ") {
+            } else if let Some(rest) = l.strip_prefix(add_set.as_str()) {
+                self.check_spelling(rest);
                 let name = rest.split(' ').next().expect("set name");
                 assert!(
                     self.maps
@@ -137,7 +261,7 @@ impl NftTable {
                         .is_none(),
                     "set {name} exists"
                 );
-            } else if let Some(name) = l.strip_prefix("delete set ip svcnet ") {
+            } else if let Some(name) = l.strip_prefix(del_set.as_str()) {
                 assert!(self.maps.remove(name).is_some(), "no set {name}");
             } else {
                 panic!("unknown nft command: {l}");
@@ -209,13 +333,11 @@ impl NftTable {
                     plain.insert("DROP".to_string());
                 }
                 (_, Some(target)) => {
-                    let hairpin = self.maps.get("hairpin").is_some_and(|h| {
-                        h.contains_key(&format!(
-                            "{} . {}",
-                            p.src,
-                            target.split(':').next().unwrap_or("")
-                        ))
-                    });
+                    let to: SocketAddr = target.parse().expect("DNAT target");
+                    let hairpin = self
+                        .maps
+                        .get("hairpin")
+                        .is_some_and(|h| h.contains_key(&format!("{} . {}", p.src, to.ip())));
                     let masq = st.mark || hairpin;
                     results.insert(format!("{target}{}", if masq { " masq" } else { "" }));
                 }
@@ -300,6 +422,17 @@ impl NftTable {
     fn run_rule(&self, rule: &str, p: &Packet, st: St, depth: usize) -> Vec<(Flow, St)> {
         let proto = p.proto.lower();
         let mut st = st;
+        // The ip6 table's spelling was checked at load; interpret both alike.
+        let norm;
+        let rule = if self.v6 {
+            norm = rule
+                .replace("ip6 daddr", "ip daddr")
+                .replace("ip6 saddr", "ip saddr")
+                .replace("dnat ip6 to", "dnat ip to");
+            norm.as_str()
+        } else {
+            rule
+        };
         let mut rest = rule.trim();
         loop {
             if rest.is_empty() {
@@ -339,8 +472,8 @@ impl NftTable {
                 }
                 continue;
             }
-            if eat("ip daddr != 127.0.0.0/8", &mut rest) {
-                if p.dst.octets()[0] == 127 {
+            if eat("ip daddr != 127.0.0.0/8", &mut rest) || eat("ip daddr != ::1", &mut rest) {
+                if p.dst.is_loopback() {
                     return vec![(Flow::Continue, st)];
                 }
                 continue;
@@ -421,8 +554,13 @@ impl NftTable {
                     let v = v.unwrap_or_else(|| {
                         panic!("{map} lacks {prefix} . {i}: packet would pass un-NATed")
                     });
+                    let (ip, port) = v.split_once(" . ").expect("addr . port");
+                    let target = SocketAddr::new(
+                        ip.parse().expect("endpoint ip"),
+                        port.parse().expect("endpoint port"),
+                    );
                     let mut s2 = st.clone();
-                    s2.dnat = Some(v.replace(" . ", ":"));
+                    s2.dnat = Some(target.to_string());
                     out.push((Flow::Done(Verdict::Accept), s2));
                 }
                 return out;
@@ -455,7 +593,11 @@ impl NftTable {
             }
             return match rest {
                 "drop" => vec![(Flow::Done(Verdict::Drop), st)],
-                "reject" => vec![(Flow::Done(Verdict::Reject), st)],
+                "reject"
+                | "reject with icmp type port-unreachable"
+                | "reject with icmpv6 type port-unreachable" => {
+                    vec![(Flow::Done(Verdict::Reject), st)]
+                }
                 "accept" => vec![(Flow::Done(Verdict::Accept), st)],
                 "return" => vec![(Flow::Return, st)],
                 _ => {
