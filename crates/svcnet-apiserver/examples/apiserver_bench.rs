@@ -14,6 +14,10 @@
 //! `--watch-events N` [200], `--populate-concurrency N` [64],
 //! `--server-binary PATH`.
 
+/// The same allocator as the `svcnet` binary, so the served child measures what users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

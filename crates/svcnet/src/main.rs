@@ -1,5 +1,10 @@
 //! The svcnet binary: thin wiring of the library crates.
 
+/// mimalloc: the API server allocates many short-lived JSON trees; glibc malloc spent ~20% of
+/// its CPU there under load and fragmented badly (benchmark: crates/svcnet-apiserver/examples).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
