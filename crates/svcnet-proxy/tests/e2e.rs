@@ -3,7 +3,11 @@
 //! Topology (all inside namespaces this test creates; the host namespace gets nothing):
 //! n1 (172.18.0.2, bridge 10.244.1.1/24) with pods pa, pb and a client pod pz;
 //! n2 (172.18.0.3, bridge 10.244.2.1/24) with pod pc; n1 and n2 joined by a veth.
-//! Each pod runs a TCP server on 8080 and a UDP server on 5353 answering with its name.
+//! Every link is dual-stack: nodes fd00:172:18::2 and ::3, pods in
+//! fd00:10:244:1::/64 and fd00:10:244:2::/64, services in fd00:10:96::/112
+//! (addresses without DAD, so they work at once; ULA only, no default route).
+//! Each pod runs a TCP server on 8080 and a UDP server on 5353 answering with
+//! its name, plus " v6" when asked over IPv6.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -19,6 +23,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use svcnet_proxy::config::{Mode, ProxyConfig};
 use svcnet_proxy::proxy::{self, Worker};
+use svcnet_proxy::tracker::Tracker;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -59,6 +64,18 @@ const PODS: &[(&str, &str, &str)] = &[
     ("pz", "n1", "10.244.1.9"),
 ];
 
+/// A pod's IPv6 address: the same host part in its node's /64.
+fn pod_ip6(pod: &str) -> String {
+    let (_, node, ip) = PODS.iter().find(|p| p.0 == pod).expect("known pod");
+    let host = ip.rsplit('.').next().expect("host part");
+    let net = if *node == "n1" { 1 } else { 2 };
+    format!("fd00:10:244:{net}::{host}")
+}
+
+fn sysctl(ns: &str, kv: &str) {
+    sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", kv]);
+}
+
 impl Lab {
     fn ns(&self, short: &str) -> String {
         format!("{}-{short}", self.prefix)
@@ -81,6 +98,10 @@ impl Lab {
             let ns = lab.ns(short);
             sh(&["ip", "netns", "add", &ns]);
             lab.namespaces.push(ns.clone());
+            // Before any link exists, so every interface starts without DAD.
+            for k in ["all", "default"] {
+                sysctl(&ns, &format!("net.ipv6.conf.{k}.accept_dad=0"));
+            }
             sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         }
         let (n1, n2) = (lab.ns("n1"), lab.ns("n2"));
@@ -97,18 +118,28 @@ impl Lab {
                     &format!("net.ipv4.conf.{k}.send_redirects=0"),
                 ]);
             }
+            // IPv6 has no send_redirects switch; redirects and rejects share the
+            // per-peer ICMPv6 rate limit, so lift it inside the lab's nodes.
+            sysctl(ns, "net.ipv6.icmp.ratelimit=0");
+            sysctl(ns, "net.ipv6.conf.all.forwarding=1");
         }
         sh(&[
             "ip", "-n", &n1, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
             "netns", &n2,
         ]);
-        for (ns, ip, bridge, other_pods, other) in [
+        for (ns, ip, bridge, other_pods, other, v6) in [
             (
                 &n1,
                 "172.18.0.2/24",
                 "10.244.1.1/24",
                 "10.244.2.0/24",
                 "172.18.0.3",
+                [
+                    "fd00:172:18::2/64",
+                    "fd00:10:244:1::1/64",
+                    "fd00:10:244:2::/64",
+                    "fd00:172:18::3",
+                ],
             ),
             (
                 &n2,
@@ -116,16 +147,49 @@ impl Lab {
                 "10.244.2.1/24",
                 "10.244.1.0/24",
                 "172.18.0.2",
+                [
+                    "fd00:172:18::3/64",
+                    "fd00:10:244:2::1/64",
+                    "fd00:10:244:1::/64",
+                    "fd00:172:18::2",
+                ],
             ),
         ] {
+            let [ip6, bridge6, other_pods6, other6] = v6;
             sh(&["ip", "-n", ns, "addr", "add", ip, "dev", "eth0"]);
+            sh(&["ip", "-n", ns, "addr", "add", ip6, "dev", "eth0", "nodad"]);
             sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
-            sh(&["ip", "-n", ns, "link", "add", "br0", "type", "bridge"]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ]);
             sh(&["ip", "-n", ns, "addr", "add", bridge, "dev", "br0"]);
+            sh(&[
+                "ip", "-n", ns, "addr", "add", bridge6, "dev", "br0", "nodad",
+            ]);
             sh(&["ip", "-n", ns, "link", "set", "br0", "up"]);
             sh(&["ip", "-n", ns, "route", "add", other_pods, "via", other]);
+            sh(&["ip", "-n", ns, "route", "add", other_pods6, "via", other6]);
             // Local processes need a route for service addresses before DNAT.
             sh(&["ip", "-n", ns, "route", "add", "10.96.0.0/16", "dev", "br0"]);
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "route",
+                "add",
+                "fd00:10:96::/112",
+                "dev",
+                "br0",
+            ]);
             sh(&[
                 "ip",
                 "netns",
@@ -161,10 +225,35 @@ impl Lab {
                 "dev",
                 "eth0",
             ]);
+            sh(&[
+                "ip",
+                "-n",
+                &pns,
+                "addr",
+                "add",
+                &format!("{}/64", pod_ip6(name)),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
             sh(&["ip", "-n", &pns, "link", "set", "eth0", "up"]);
             // Only the lab's own prefixes, never a default route.
             for pfx in ["10.244.0.0/16", "10.96.0.0/16", "172.18.0.0/24"] {
                 sh(&["ip", "-n", &pns, "route", "replace", pfx, "via", gw]);
+            }
+            let gw6 = if *node == "n1" {
+                "fd00:10:244:1::1"
+            } else {
+                "fd00:10:244:2::1"
+            };
+            for pfx in ["fd00:10:244::/56", "fd00:10:96::/112", "fd00:172:18::/64"] {
+                sh(&["ip", "-n", &pns, "route", "replace", pfx, "via", gw6]);
+            }
+            // The node routes service traffic back out br0 and IPv6 cannot stop
+            // sending redirects; pods must not act on them (they would take a
+            // service address for an on-link neighbour).
+            for k in ["all", "default", "eth0"] {
+                sysctl(&pns, &format!("net.ipv6.conf.{k}.accept_redirects=0"));
             }
             if *name != "pz" {
                 let stop = Arc::new(AtomicBool::new(false));
@@ -185,20 +274,28 @@ fn enter(ns: &str) {
     nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
 }
 
-/// TCP :8080 and UDP :5353 servers answering with the pod name, until stopped.
+/// The answer suffix: " v6" for a real IPv6 peer, nothing for IPv4 (mapped) ones.
+fn v6_suffix(a: &SocketAddr) -> &'static str {
+    match a {
+        SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_none() => " v6",
+        _ => "",
+    }
+}
+
+/// TCP :8080 and UDP :5353 servers (dual-stack sockets) answering with the pod name, until stopped.
 fn serve(ns: &str, name: &str, all: Arc<AtomicBool>, this: Arc<AtomicBool>) {
     let (ns2, name2, all2, this2) = (ns.to_string(), name.to_string(), all.clone(), this.clone());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let ready_tx2 = ready_tx.clone();
     std::thread::spawn(move || {
         enter(&ns2);
-        let l = std::net::TcpListener::bind("0.0.0.0:8080").expect("bind tcp");
+        let l = std::net::TcpListener::bind("[::]:8080").expect("bind tcp");
         l.set_nonblocking(true).expect("nonblocking");
         let _ = ready_tx.send(());
         while !all2.load(Ordering::SeqCst) && !this2.load(Ordering::SeqCst) {
             match l.accept() {
-                Ok((mut c, _)) => {
-                    let _ = c.write_all(format!("{name2}\n").as_bytes());
+                Ok((mut c, peer)) => {
+                    let _ = c.write_all(format!("{name2}{}\n", v6_suffix(&peer)).as_bytes());
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
@@ -207,14 +304,14 @@ fn serve(ns: &str, name: &str, all: Arc<AtomicBool>, this: Arc<AtomicBool>) {
     let (ns3, name3) = (ns.to_string(), name.to_string());
     std::thread::spawn(move || {
         enter(&ns3);
-        let s = UdpSocket::bind("0.0.0.0:5353").expect("bind udp");
+        let s = UdpSocket::bind("[::]:5353").expect("bind udp");
         s.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
         let _ = ready_tx2.send(());
         let mut buf = [0u8; 512];
         while !all.load(Ordering::SeqCst) {
             if let Ok((_, from)) = s.recv_from(&mut buf) {
-                let _ = s.send_to(name3.as_bytes(), from);
+                let _ = s.send_to(format!("{name3}{}", v6_suffix(&from)).as_bytes(), from);
             }
         }
     });
@@ -241,8 +338,13 @@ async fn in_ns<T: Send + 'static>(ns: String, f: impl FnOnce() -> T + Send + 'st
 
 /// One TCP request: the answering pod's name, or `refused` / `timeout`.
 fn ask(addr: &str) -> String {
+    ask_within(addr, Duration::from_millis(700))
+}
+
+/// [`ask`] with a given connect timeout.
+fn ask_within(addr: &str, connect: Duration) -> String {
     let addr: SocketAddr = addr.parse().expect("addr");
-    match TcpStream::connect_timeout(&addr, Duration::from_millis(700)) {
+    match TcpStream::connect_timeout(&addr, connect) {
         Ok(mut s) => {
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
             let mut out = String::new();
@@ -604,4 +706,254 @@ async fn e2e_iptables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_userspace() {
     run_mode(Mode::Userspace, "usr").await;
+}
+
+/// One EndpointSlice of `family` (`IPv4` / `IPv6`) for `svc` with these ready pods.
+fn slice_of(svc: &str, family: &str, proto: &str, port: u16, pods: &[&str]) -> EndpointSlice {
+    let endpoints: Vec<serde_json::Value> = pods
+        .iter()
+        .map(|pod| {
+            let (_, node, ip4) = PODS.iter().find(|p| p.0 == *pod).expect("known pod");
+            let ip = if family == "IPv6" {
+                pod_ip6(pod)
+            } else {
+                ip4.to_string()
+            };
+            serde_json::json!({"addresses": [ip], "nodeName": node, "conditions": {"ready": true}})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{svc}-{}", family.to_lowercase()), "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": family,
+        "ports": [{"name": "", "port": port, "protocol": proto}],
+        "endpoints": endpoints,
+    }))
+    .expect("slice json")
+}
+
+fn service_of(json: serde_json::Value) -> Service {
+    serde_json::from_value(json).expect("service json")
+}
+
+/// A UDP client in `ns` with one socket for the whole test: send a query, get the answer.
+fn udp_client(
+    ns: &str,
+    target: &'static str,
+) -> (
+    std::sync::mpsc::Sender<bool>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (q_tx, q_rx) = std::sync::mpsc::channel::<bool>();
+    let (a_tx, a_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        enter(&ns);
+        let s = UdpSocket::bind("[::]:0").expect("udp client");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        while let Ok(true) = q_rx.recv() {
+            let mut buf = [0u8; 64];
+            let _ = s.send_to(b"q", target);
+            let ans = match s.recv(&mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).to_string(),
+                Err(_) => "timeout".into(),
+            };
+            let _ = a_tx.send(ans);
+        }
+    });
+    (q_tx, a_rx)
+}
+
+/// Dual-stack Services in real namespaces: the Service and EndpointSlice
+/// objects go through the tracker to the mode's backend on n1. (The API
+/// server allocates only from its IPv4 service range, so this case does not
+/// go through it.)
+async fn run_dualstack(mode: Mode, tag: &str) {
+    let lab = Lab::build(tag);
+    let cidr = |s| svcnet_proxy::backend::Cidr::parse(s).expect("cidr");
+    let cfg = ProxyConfig {
+        mode,
+        node_name: "n1".to_string(),
+        settings: svcnet_proxy::backend::NodeSettings {
+            cluster_cidrs: vec![cidr("10.244.0.0/16"), cidr("fd00:10:244::/56")],
+            ..Default::default()
+        },
+        ..ProxyConfig::default()
+    };
+    let c = cfg.clone();
+    let worker = Worker::spawn(Some(netns_path(&lab.ns("n1"))), move |h| {
+        proxy::make_backend(&c, h)
+    })
+    .expect("backend");
+    let mut tracker = Tracker::new("n1");
+    let dual = |name: &str, v4: &str, v6: &str, extra: serde_json::Value| {
+        let mut spec = serde_json::json!({"clusterIP": v4, "clusterIPs": [v4, v6],
+            "ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": "RequireDualStack"});
+        for (k, v) in extra.as_object().expect("object") {
+            spec[k] = v.clone();
+        }
+        service_of(
+            serde_json::json!({"metadata": {"name": name, "namespace": "default"}, "spec": spec}),
+        )
+    };
+    let now = Instant::now();
+    for s in [
+        dual(
+            "ds",
+            "10.96.0.20",
+            "fd00:10:96::20",
+            serde_json::json!({"type": "NodePort",
+                "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}]}),
+        ),
+        dual(
+            "local",
+            "10.96.0.30",
+            "fd00:10:96::30",
+            serde_json::json!({"type": "NodePort", "externalTrafficPolicy": "Local",
+                "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30081}]}),
+        ),
+        dual(
+            "dns",
+            "10.96.0.10",
+            "fd00:10:96::10",
+            serde_json::json!({"ports": [{"port": 53, "targetPort": 5353, "protocol": "UDP"}]}),
+        ),
+        service_of(
+            serde_json::json!({"metadata": {"name": "only6", "namespace": "default"},
+            "spec": {"clusterIP": "fd00:10:96::45", "clusterIPs": ["fd00:10:96::45"],
+                     "ipFamilies": ["IPv6"], "ipFamilyPolicy": "SingleStack",
+                     "ports": [{"port": 80, "targetPort": 8080}]}}),
+        ),
+    ] {
+        assert!(tracker.service_updated(&s, now));
+    }
+    for fam in ["IPv4", "IPv6"] {
+        for svc in ["ds", "local"] {
+            tracker.slice_updated(&slice_of(svc, fam, "TCP", 8080, &["pa", "pb", "pc"]), now);
+        }
+        tracker.slice_updated(&slice_of("dns", fam, "UDP", 5353, &["pa", "pb"]), now);
+    }
+    // The IPv6-only Service has an IPv4 slice only: nothing may serve its IPv6 ClusterIP.
+    tracker.slice_updated(&slice_of("only6", "IPv4", "TCP", 8080, &["pa"]), now);
+    let (state, _) = tracker.take_state();
+    worker.sync(state, true).await.expect("first sync");
+
+    let pz = lab.ns("pz");
+    let (n1, n2) = (lab.ns("n1"), lab.ns("n2"));
+    let all3 = set(&["pa", "pb", "pc"]);
+    let all3_v6 = set(&["pa v6", "pb v6", "pc v6"]);
+    let got = distinct(&pz, "10.96.0.20:80", 30).await;
+    assert_eq!(got, all3, "dual-stack Service on its IPv4 ClusterIP");
+    // The lab's first IPv6 connection may wait for neighbour discovery: poll.
+    eventually(
+        "dual-stack Service on its IPv6 ClusterIP, IPv6 endpoints only",
+        || {
+            let (pz, want) = (pz.clone(), all3_v6.clone());
+            async move {
+                let got = distinct(&pz, "[fd00:10:96::20]:80", 30).await;
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("{got:?}"))
+                }
+            }
+        },
+    )
+    .await;
+    let got = distinct(&n2, "[fd00:172:18::2]:30080", 30).await;
+    assert_eq!(got, all3_v6, "IPv6 NodePort of n1 from n2");
+    let got = distinct(&n2, "172.18.0.2:30080", 30).await;
+    assert_eq!(got, all3, "IPv4 NodePort of the same Service");
+    let got = distinct(&n1, "[fd00:172:18::2]:30080", 30).await;
+    assert_eq!(got, all3_v6, "IPv6 NodePort from the node itself");
+    let got = distinct(&n2, "[fd00:172:18::2]:30081", 20).await;
+    assert_eq!(
+        got,
+        set(&["pa v6", "pb v6"]),
+        "IPv6 NodePort, Local policy: n1's pods only"
+    );
+    // The ICMPv6 error for the first SYN lands while connect() holds the
+    // socket (a soft error in the kernel); the retransmit's, ~1 s later, refuses.
+    let refused6 = |addr: &'static str| {
+        in_ns(pz.clone(), move || {
+            (0..2)
+                .map(|_| ask_within(addr, Duration::from_secs(3)))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(
+        refused6("[fd00:10:96::45]:80").await,
+        ["refused", "refused"],
+        "IPv6 Service with only an IPv4 slice has no endpoints"
+    );
+    assert_eq!(
+        refused6("[fd00:10:96::20]:81").await,
+        ["refused", "refused"],
+        "IPv6 ClusterIP on a port the Service does not have"
+    );
+
+    // IPv6 UDP, and no traffic to a removed endpoint (conntrack -f ipv6 in the kernel modes).
+    let (q_tx, mut a_rx) = udp_client(&pz, "[fd00:10:96::10]:53");
+    let mut ask_udp = async || {
+        q_tx.send(true).expect("udp thread");
+        a_rx.recv().await.unwrap_or_default()
+    };
+    let mut first = String::from("timeout");
+    for _ in 0..20 {
+        first = ask_udp().await;
+        if first != "timeout" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(first == "pa v6" || first == "pb v6", "UDP answer: {first}");
+    assert_eq!(ask_udp().await, first, "UDP flow sticks to its endpoint");
+    let other = if first == "pa v6" { "pb" } else { "pa" };
+    tracker.slice_updated(
+        &slice_of("dns", "IPv6", "UDP", 5353, &[other]),
+        Instant::now(),
+    );
+    let (state, _) = tracker.take_state();
+    let r = worker.sync(state, false).await.expect("endpoint change");
+    assert!(!r.full, "an endpoint change is an incremental sync");
+    let want = format!("{other} v6");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = ask_udp().await;
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "UDP still answered by removed endpoint {first}: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..5 {
+        assert_eq!(ask_udp().await, want, "after removal only {want} answers");
+    }
+    let _ = q_tx.send(false);
+    // The IPv4 side of the same Service was not touched.
+    let (q4, mut a4) = udp_client(&pz, "10.96.0.10:53");
+    q4.send(true).expect("udp thread");
+    let a = a4.recv().await.unwrap_or_default();
+    assert!(a == "pa" || a == "pb", "IPv4 UDP side still served: {a}");
+    let _ = q4.send(false);
+    drop(lab);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_dualstack_nftables() {
+    run_dualstack(Mode::Nftables, "nft6").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_dualstack_iptables() {
+    run_dualstack(Mode::Iptables, "ipt6").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_dualstack_userspace() {
+    run_dualstack(Mode::Userspace, "usr6").await;
 }
