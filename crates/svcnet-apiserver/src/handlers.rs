@@ -317,7 +317,35 @@ pub(crate) struct Listed {
     pub remaining: Option<usize>,
 }
 
+/// A list's metadata, known once its scan is done.
+pub(crate) struct ListMeta {
+    pub revision: Revision,
+    pub cont: Option<String>,
+    pub remaining: Option<usize>,
+}
+
+/// Keys read from the store per range call when a list has no limit: a
+/// list of 50,000 Pods holds one page of raw values at a time, not all.
+const SCAN_PAGE: usize = 500;
+
+/// Every object of a filtered, paginated list, collected.
 pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
+    let mut items = Vec::new();
+    let m = scan_objects(ctx, &mut |o| items.push(o)).await?;
+    Ok(Listed {
+        items,
+        revision: m.revision,
+        cont: m.cont,
+        remaining: m.remaining,
+    })
+}
+
+/// Scans a filtered, paginated list at one revision, handing each matching
+/// object to `visit` as it is decoded (so callers can encode and drop it).
+pub(crate) async fn scan_objects(
+    ctx: &Ctx,
+    visit: &mut (dyn FnMut(Value) + Send),
+) -> ApiResult<ListMeta> {
     let f = filter::Filter::from_query(ctx.res, &ctx.q)?;
     let limit = ctx.q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
     let prefix = storage::prefix(ctx.res, ctx.ns.as_deref());
@@ -362,8 +390,8 @@ pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
             }
         }
     }
-    let mut items = Vec::new();
-    let page = limit.map(|l| l.max(1)).unwrap_or(0);
+    let mut count = 0usize;
+    let page = limit.map(|l| l.max(1)).unwrap_or(SCAN_PAGE);
     let mut read_rev = revision;
     loop {
         let resp = ctx
@@ -384,14 +412,15 @@ pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
             if let Some(obj) = decode(kv)
                 && f.matches(&obj)
             {
-                items.push(obj);
-                if limit.is_some_and(|l| items.len() >= l) {
+                visit(obj);
+                count += 1;
+                if limit.is_some_and(|l| count >= l) {
                     break;
                 }
             }
         }
         let rev = resp.revision;
-        let full = limit.is_some_and(|l| items.len() >= l);
+        let full = limit.is_some_and(|l| count >= l);
         let more_in_store =
             resp.more || (full && last_key.as_ref() != resp.kvs.last().map(|k| &k.key));
         if full || !resp.more {
@@ -414,8 +443,7 @@ pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
                 }
                 _ => None,
             };
-            return Ok(Listed {
-                items,
+            return Ok(ListMeta {
                 revision: rev,
                 cont,
                 remaining,
@@ -429,43 +457,84 @@ pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
 }
 
 async fn list(ctx: Ctx) -> ApiResult<Response> {
-    let l = list_objects(&ctx).await?;
     if ctx.table {
-        let t = tables::many(
-            ctx.res,
-            &l.items,
-            &ctx.q,
-            l.revision,
-            l.cont.as_deref(),
-            l.remaining,
-        )?;
+        // Rows are made one object at a time; only the rows are held.
+        let include = tables::include(&ctx.q)?;
+        let now = tables::now();
+        let mut rows = Vec::new();
+        let m = scan_objects(&ctx, &mut |o| {
+            rows.push(svcnet_core::table::table_row(
+                ctx.res.kind,
+                &o,
+                now,
+                include,
+            ));
+        })
+        .await?;
+        let t = tables::many_rows(ctx.res, rows, m.revision, m.cont.as_deref(), m.remaining);
         return Ok(codec::respond(200, &t, Output::Json));
     }
-    let mut meta = json!({"resourceVersion": l.revision.to_string()});
-    if let Some(c) = &l.cont {
+    if ctx.out != Output::Json {
+        let l = list_objects(&ctx).await?;
+        let meta = ListMeta {
+            revision: l.revision,
+            cont: l.cont,
+            remaining: l.remaining,
+        };
+        let items = l.items.into_iter().map(strip_type).collect();
+        let mut body = list_head(&ctx, &meta);
+        body.insert("items".into(), Value::Array(items));
+        return Ok(codec::respond(200, &Value::Object(body), ctx.out));
+    }
+    // JSON: each item is encoded as it is read and dropped, so a list of
+    // 50,000 Pods costs its encoded bytes, not 50,000 JSON trees.
+    let mut items = Vec::with_capacity(64 * 1024);
+    let mut first = true;
+    let m = scan_objects(&ctx, &mut |o| {
+        if !first {
+            items.push(b',');
+        }
+        first = false;
+        let _ = serde_json::to_writer(&mut items, &strip_type(o));
+    })
+    .await?;
+    let mut head = serde_json::to_vec(&Value::Object(list_head(&ctx, &m))).unwrap_or_default();
+    // `{"kind":…,"metadata":{…}}` → `{"kind":…,"metadata":{…},"items":[` … `]}`
+    head.pop();
+    head.extend_from_slice(b",\"items\":[");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        vec![Ok(head), Ok(items), Ok(b"]}".to_vec())];
+    let mut resp = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+/// List items carry no kind and apiVersion (the list has them).
+fn strip_type(mut o: Value) -> Value {
+    if let Some(m) = o.as_object_mut() {
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    o
+}
+
+/// `kind`, `apiVersion` and `metadata` of a list response, in upstream's order.
+fn list_head(ctx: &Ctx, m: &ListMeta) -> serde_json::Map<String, Value> {
+    let mut meta = json!({"resourceVersion": m.revision.to_string()});
+    if let Some(c) = &m.cont {
         meta["continue"] = json!(c);
     }
-    if let Some(r) = l.remaining.filter(|r| *r > 0) {
+    if let Some(r) = m.remaining.filter(|r| *r > 0) {
         meta["remainingItemCount"] = json!(r);
     }
-    let items: Vec<Value> = l
-        .items
-        .into_iter()
-        .map(|mut o| {
-            if let Some(m) = o.as_object_mut() {
-                m.remove("kind");
-                m.remove("apiVersion");
-            }
-            o
-        })
-        .collect();
-    // Built by hand: `json!` would serialize every item into a fresh copy.
     let mut body = serde_json::Map::new();
     body.insert("kind".into(), json!(format!("{}List", ctx.res.kind)));
     body.insert("apiVersion".into(), json!(ctx.res.api_version()));
     body.insert("metadata".into(), meta);
-    body.insert("items".into(), Value::Array(items));
-    Ok(codec::respond(200, &Value::Object(body), ctx.out))
+    body
 }
 
 // ---------------------------------------------------------------- create

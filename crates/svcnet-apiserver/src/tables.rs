@@ -8,7 +8,7 @@ use crate::query::Query;
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
 
-fn include(q: &Query) -> ApiResult<IncludeObject> {
+pub fn include(q: &Query) -> ApiResult<IncludeObject> {
     match q.get("includeObject") {
         None | Some("") | Some("Metadata") => Ok(IncludeObject::Metadata),
         Some("None") => Ok(IncludeObject::None),
@@ -19,7 +19,7 @@ fn include(q: &Query) -> ApiResult<IncludeObject> {
     }
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     Timestamp::now().as_second()
 }
 
@@ -55,4 +55,20 @@ pub fn many(
         remaining_item_count: remaining.filter(|r| *r > 0).map(|r| r as i64),
     };
     Ok(table::table(res.kind, objs, now(), include(q)?, &meta))
+}
+
+/// A Table of a list from rows already made (see `svcnet_core::table::table_row`).
+pub fn many_rows(
+    res: &Resource,
+    rows: Vec<Value>,
+    rv: i64,
+    cont: Option<&str>,
+    remaining: Option<usize>,
+) -> Value {
+    let meta = TableMeta {
+        resource_version: Some(rv.to_string()),
+        continue_token: cont.map(str::to_string),
+        remaining_item_count: remaining.filter(|r| *r > 0).map(|r| r as i64),
+    };
+    table::table_of_rows(res.kind, rows, &meta)
 }

@@ -345,27 +345,36 @@ pub fn table(
     include: IncludeObject,
     meta: &TableMeta,
 ) -> Value {
-    let rows: Vec<Value> = objects
+    let rows = objects
         .iter()
-        .map(|obj| {
-            let mut row = json!({"cells": row_cells(kind, obj, now)});
-            if let Some(c) = row_conditions(kind, obj) {
-                row["conditions"] = c;
-            }
-            match include {
-                IncludeObject::None => {}
-                IncludeObject::Metadata => {
-                    row["object"] = json!({
-                        "kind": "PartialObjectMetadata",
-                        "apiVersion": "meta.k8s.io/v1",
-                        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-                    });
-                }
-                IncludeObject::Object => row["object"] = obj.clone(),
-            }
-            row
-        })
+        .map(|obj| table_row(kind, obj, now, include))
         .collect();
+    table_of_rows(kind, rows, meta)
+}
+
+/// One row of a Table: its cells, conditions and the object as `include` asks.
+pub fn table_row(kind: &str, obj: &Value, now: i64, include: IncludeObject) -> Value {
+    let mut row = json!({"cells": row_cells(kind, obj, now)});
+    if let Some(c) = row_conditions(kind, obj) {
+        row["conditions"] = c;
+    }
+    match include {
+        IncludeObject::None => {}
+        IncludeObject::Metadata => {
+            row["object"] = json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            });
+        }
+        IncludeObject::Object => row["object"] = obj.clone(),
+    }
+    row
+}
+
+/// A Table of rows made with [`table_row`] (a list can be turned into rows
+/// one object at a time, without holding every object).
+pub fn table_of_rows(kind: &str, rows: Vec<Value>, meta: &TableMeta) -> Value {
     let mut list_meta = serde_json::Map::new();
     if let Some(rv) = &meta.resource_version {
         list_meta.insert("resourceVersion".into(), json!(rv));
