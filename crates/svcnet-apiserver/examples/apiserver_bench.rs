@@ -536,6 +536,17 @@ async fn run(opts: Opts) -> Result<()> {
     let (rss_lists, _) = server.memory()?;
 
     for kind in [Kind::Service, Kind::Pod] {
+        // Untimed warm-up at full concurrency: opens the client's connections
+        // (one TLS handshake each), so the timed run measures creates, not handshakes.
+        create_many(
+            &client,
+            kind,
+            "warm",
+            opts.writers * 2,
+            opts.namespaces,
+            opts.writers,
+        )
+        .await?;
         eprintln!("timing {} {} creates", opts.creates, kind.plural());
         let t0 = Instant::now();
         let mut lat = create_many(

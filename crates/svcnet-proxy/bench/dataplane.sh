@@ -2,9 +2,13 @@
 # Data-plane benchmark (root): new connections/s and one bulk TCP stream, client → node → 3 nginx backends,
 # through svcnet's nftables rules (10 and 10,000 Services), iptables rules, the userspace proxy,
 # HAProxy (tcp mode, round-robin) and direct. Ratios are what to compare; all in one run.
-# Usage: bench/dataplane.sh   (env: DUR=10 seconds per run, BIN=path of the bench_sync example)
+# Usage: bench/dataplane.sh   (env: DUR=10 seconds per run, ROUNDS=3 rounds, medians printed;
+#   BIN=the bench_sync example; PREV=bench_sync of a previous version adds a userspace row;
+#   ONLY="direct nft10 ..." runs a subset of CASES below)
 set -euo pipefail
 DUR=${DUR:-10}
+ROUNDS=${ROUNDS:-3}
+PREV=${PREV:-}
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/svcnet-target}/release/examples/bench_sync}
 for tool in haproxy wrk iperf3 nginx; do
   command -v "$tool" >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy wrk iperf3 nginx-light >/dev/null; break; }
@@ -61,48 +65,9 @@ bulk() { # ip port → Gbit/s of one stream
 declare -A R
 vip() { python3 -c "import ipaddress;print(ipaddress.ip_address('10.96.0.10')+$1)"; }
 
-setup
-R[direct_conn]=$(conn_rate http://10.244.1.2:5000/)
-R[direct_bulk]=$(bulk 10.244.1.2 5201)
-teardown
-
-setup
-"$BIN" install "$N" nftables 10 >/dev/null
-R[nft10]=$(conn_rate http://10.96.0.10/)
-teardown
-
-# A fresh setup per measurement: NAT tuples in TIME_WAIT from one run would slow the next.
-setup
-"$BIN" install "$N" nftables 10000
-R[nft10k_first]=$(conn_rate http://10.96.0.10/)
-teardown
-
-setup
-"$BIN" install "$N" nftables 10000
-R[nft10k_last]=$(conn_rate "http://$(vip 9999)/")
-teardown
-
-setup
-"$BIN" install "$N" iptables-legacy 10 >/dev/null
-R[ipt10]=$(conn_rate "http://$(vip 9)/")
-teardown
-
-setup
-"$BIN" install "$N" iptables-legacy 10000
-R[ipt10k_last]=$(conn_rate "http://$(vip 9999)/")
-teardown
-
-setup
-"$BIN" install "$N" userspace 10 >"$TMP/us.log" 2>&1 &
-PIDS+=($!)
-sleep 1
-R[us_conn]=$(conn_rate http://10.96.0.10/)
-R[us_bulk]=$(bulk 10.96.0.10 5201)
-teardown
-
-setup
-ip -n "$N" addr add 10.96.0.10/32 dev lo
-cat > "$TMP/haproxy.cfg" <<EOF
+haproxy_up() {
+  ip -n "$N" addr add 10.96.0.10/32 dev lo
+  cat > "$TMP/haproxy.cfg" <<EOF
 global
   nbthread 2
   maxconn 8000
@@ -126,24 +91,68 @@ frontend bulk
 backend iperf
   server a 10.244.1.2:5201
 EOF
-ip netns exec "$N" haproxy -D -f "$TMP/haproxy.cfg"
-sleep 0.5
-R[ha_conn]=$(conn_rate http://10.96.0.10/)
-R[ha_bulk]=$(bulk 10.96.0.10 5201)
-teardown
+  ip netns exec "$N" haproxy -D -f "$TMP/haproxy.cfg"
+  sleep 0.5
+}
 
+userspace_up() { # the bench_sync binary to run
+  "$1" install "$N" userspace 10 >"$TMP/us.log" 2>&1 &
+  PIDS+=($!)
+  sleep 1
+}
+
+# One case on fresh namespaces (NAT tuples in TIME_WAIT from one run would slow the next);
+# its samples are appended to R[...], space-separated.
+run_case() {
+  setup
+  case $1 in
+    direct) R[direct_conn]+=" $(conn_rate http://10.244.1.2:5000/)"; R[direct_bulk]+=" $(bulk 10.244.1.2 5201)" ;;
+    nft10) "$BIN" install "$N" nftables 10 >/dev/null; R[nft10]+=" $(conn_rate http://10.96.0.10/)" ;;
+    nft10k_first) "$BIN" install "$N" nftables 10000 >/dev/null; R[nft10k_first]+=" $(conn_rate http://10.96.0.10/)" ;;
+    nft10k_last) "$BIN" install "$N" nftables 10000 >/dev/null; R[nft10k_last]+=" $(conn_rate "http://$(vip 9999)/")" ;;
+    ipt10) "$BIN" install "$N" iptables-legacy 10 >/dev/null; R[ipt10]+=" $(conn_rate "http://$(vip 9)/")" ;;
+    ipt10k_last) "$BIN" install "$N" iptables-legacy 10000 >/dev/null; R[ipt10k_last]+=" $(conn_rate "http://$(vip 9999)/")" ;;
+    us) userspace_up "$BIN"; R[us_conn]+=" $(conn_rate http://10.96.0.10/)"; R[us_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
+    prev) userspace_up "$PREV"; R[prev_conn]+=" $(conn_rate http://10.96.0.10/)"; R[prev_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
+    ha) haproxy_up; R[ha_conn]+=" $(conn_rate http://10.96.0.10/)"; R[ha_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
+    *) echo "unknown case $1" >&2; exit 2 ;;
+  esac
+  teardown
+  sleep 1 # the kernel tears namespaces down in the background: let it finish first
+}
+
+CASES="direct nft10 nft10k_first nft10k_last ipt10 ipt10k_last us ha"
+if [ -n "$PREV" ]; then CASES="$CASES prev"; fi
+CASES=${ONLY:-$CASES}
+for round in $(seq "$ROUNDS"); do
+  # Rotate the order each round, so no case always runs right after the same one.
+  set -- $CASES
+  for _ in $(seq $(( (round - 1) % $# ))); do set -- "${@:2}" "$1"; done
+  for c in "$@"; do run_case "$c"; done
+done
+
+med() { python3 -c "import statistics,sys;v=[float(x) for x in sys.argv[1:]];print(f'{statistics.median(v):g}' if v else '')" $1; }
 ratio() { python3 -c "a,b=float('$1' or 0),float('$2' or 0);print(f'{a/b:.2f}' if b else 'n/a')"; }
-echo "path | new conn/s | ratio"
-echo "direct | ${R[direct_conn]} | 1.00"
-echo "nftables, 10 Services | ${R[nft10]} | $(ratio "${R[nft10]}" "${R[direct_conn]}")"
-echo "nftables, 10,000 Services (first) | ${R[nft10k_first]} | $(ratio "${R[nft10k_first]}" "${R[nft10]}") of 10"
-echo "nftables, 10,000 Services (last) | ${R[nft10k_last]} | $(ratio "${R[nft10k_last]}" "${R[nft10]}") of 10"
-echo "iptables-legacy, 10 Services | ${R[ipt10]} | $(ratio "${R[ipt10]}" "${R[direct_conn]}")"
-echo "iptables-legacy, 10,000 Services (last) | ${R[ipt10k_last]} | $(ratio "${R[ipt10k_last]}" "${R[ipt10]}") of 10"
-echo "userspace | ${R[us_conn]} | $(ratio "${R[us_conn]}" "${R[ha_conn]}") of HAProxy"
-echo "HAProxy | ${R[ha_conn]} | $(ratio "${R[ha_conn]}" "${R[direct_conn]}")"
+declare -A M
+for k in "${!R[@]}"; do M[$k]=$(med "${R[$k]}"); done
+row() { # label, key, key of the baseline, what the ratio is of
+  [ -n "${M[$2]:-}" ] || return 0
+  echo "$1 | ${M[$2]} | $(ratio "${M[$2]}" "${M[$3]:-}")$4 | ${R[$2]# }"
+}
+echo "medians of $ROUNDS rounds, ${DUR} s each"
+echo "path | new conn/s | ratio | samples"
+row "direct" direct_conn direct_conn ""
+row "nftables, 10 Services" nft10 direct_conn " of direct"
+row "nftables, 10,000 Services (first)" nft10k_first nft10 " of 10"
+row "nftables, 10,000 Services (last)" nft10k_last nft10 " of 10"
+row "iptables-legacy, 10 Services" ipt10 direct_conn " of direct"
+row "iptables-legacy, 10,000 Services (last)" ipt10k_last ipt10 " of 10"
+row "userspace" us_conn ha_conn " of HAProxy"
+row "userspace, previous version" prev_conn ha_conn " of HAProxy"
+row "HAProxy" ha_conn direct_conn " of direct"
 echo
-echo "path | 1 TCP stream Gbit/s | ratio to direct"
-echo "direct | ${R[direct_bulk]} | 1.00"
-echo "userspace | ${R[us_bulk]} | $(ratio "${R[us_bulk]}" "${R[direct_bulk]}")"
-echo "HAProxy | ${R[ha_bulk]} | $(ratio "${R[ha_bulk]}" "${R[direct_bulk]}")"
+echo "path | 1 TCP stream Gbit/s | ratio to direct | samples"
+row "direct" direct_bulk direct_bulk ""
+row "userspace" us_bulk direct_bulk ""
+row "userspace, previous version" prev_bulk direct_bulk ""
+row "HAProxy" ha_bulk direct_bulk ""

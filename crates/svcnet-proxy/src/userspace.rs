@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -25,8 +24,6 @@ use crate::tracker::DesiredState;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle UDP sessions are dropped after this long.
 const UDP_IDLE: Duration = Duration::from_secs(60);
-/// Copy buffer per direction: large buffers mean fewer wakeups for bulk streams.
-const COPY_BUF: usize = 256 * 1024;
 
 /// Endpoint choice for one listener, shared with its tasks and updated in place.
 #[derive(Debug, Default)]
@@ -342,7 +339,7 @@ async fn serve_tcp(l: TcpListener, b: Arc<Balancer>) {
                 return;
             };
             let _ = up.set_nodelay(true);
-            relay(conn, up).await;
+            crate::relay::relay(conn, up).await;
         });
     }
 }
@@ -356,88 +353,6 @@ async fn connect(b: &Balancer, client: IpAddr) -> Option<TcpStream> {
         }
     }
     None
-}
-
-async fn relay(mut a: TcpStream, mut b: TcpStream) {
-    // splice(2) moves bytes socket → pipe → socket inside the kernel: no copies through userspace.
-    match (splice::Pipe::new(), splice::Pipe::new()) {
-        (Ok(p1), Ok(p2)) => {
-            let _ = tokio::join!(splice::one_way(&a, &b, p1), splice::one_way(&b, &a, p2));
-        }
-        _ => {
-            let _ =
-                tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUF, COPY_BUF).await;
-            let _ = a.shutdown().await;
-            let _ = b.shutdown().await;
-        }
-    }
-}
-
-/// Zero-copy TCP relaying with splice(2) on tokio's readiness.
-mod splice {
-    use std::io;
-    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-
-    use nix::fcntl::{SpliceFFlags, splice};
-    use tokio::io::Interest;
-    use tokio::net::TcpStream;
-
-    /// How much one splice call moves (the pipe is enlarged to match).
-    const CHUNK: usize = 1 << 20;
-
-    #[derive(Debug)]
-    pub(super) struct Pipe {
-        r: OwnedFd,
-        w: OwnedFd,
-    }
-
-    impl Pipe {
-        pub(super) fn new() -> io::Result<Pipe> {
-            let (r, w) =
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)?;
-            // A bigger pipe means fewer wakeups per megabyte; failure just keeps the default.
-            let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
-            Ok(Pipe { r, w })
-        }
-    }
-
-    fn flags() -> SpliceFFlags {
-        SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
-    }
-
-    /// Moves `from` → `to` until EOF, then half-closes `to`.
-    pub(super) async fn one_way(from: &TcpStream, to: &TcpStream, pipe: Pipe) -> io::Result<()> {
-        let res = pump(from, to, &pipe).await;
-        let _ = nix::sys::socket::shutdown(to.as_raw_fd(), nix::sys::socket::Shutdown::Write);
-        res
-    }
-
-    async fn pump(from: &TcpStream, to: &TcpStream, pipe: &Pipe) -> io::Result<()> {
-        loop {
-            let n = from
-                .async_io(Interest::READABLE, || {
-                    splice(from.as_fd(), None, pipe.w.as_fd(), None, CHUNK, flags())
-                        .map_err(io::Error::from)
-                })
-                .await?;
-            if n == 0 {
-                return Ok(());
-            }
-            let mut left = n;
-            while left > 0 {
-                let m = to
-                    .async_io(Interest::WRITABLE, || {
-                        splice(pipe.r.as_fd(), None, to.as_fd(), None, left, flags())
-                            .map_err(io::Error::from)
-                    })
-                    .await?;
-                if m == 0 {
-                    return Err(io::Error::new(io::ErrorKind::WriteZero, "peer closed"));
-                }
-                left -= m;
-            }
-        }
-    }
 }
 
 struct UdpSession {
