@@ -730,7 +730,8 @@ pub(crate) async fn create_object(
     ensure_namespace(ctx).await?;
     init_metadata(ctx.res, &mut obj);
     strategy::prepare_create(ctx.res, &mut obj);
-    let (mut obj, unknown) = strategy::admit(ctx.res, &obj, Write::Create)?;
+    let (mut obj, unknown) =
+        strategy::admit(ctx.res, &obj, Write::Create, ctx.api.services.families())?;
     unknown_field_result(fv, ctx.res, &unknown, &mut warnings)?;
     apply::record_manager(&mut obj, None, manager, operation, &ctx.res.api_version());
     if ctx.q.dry_run() {
@@ -841,6 +842,7 @@ pub(crate) async fn write_update(
         } else {
             Write::Update { old: cur }
         },
+        ctx.api.services.families(),
     )?;
     unknown_field_result(fv, ctx.res, &unknown, &mut warnings)?;
     if strategy::tracks_generation(ctx.res) && new.get("spec") != cur.get("spec") {

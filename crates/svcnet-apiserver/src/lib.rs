@@ -75,6 +75,11 @@ pub struct Config {
     pub bind: SocketAddr,
     /// The address put into the `kubernetes` Endpoints and the kubeconfig.
     pub advertise_address: String,
+    /// Service CIDRs (`--service-cluster-ip-range`): one, or two of
+    /// different families comma-separated, primary first, e.g.
+    /// `10.96.0.0/16,fd00:10:96::/112`. The primary family is the default of
+    /// single-stack Services and holds the `kubernetes` Service's IP.
+    /// Checked at start.
     pub service_cidr: String,
     pub node_port_range: String,
     /// Optional plain-HTTP port, always bound to 127.0.0.1, no authentication.

@@ -17,6 +17,12 @@
 //! At start the bitmaps are rebuilt from the stored Services (they are the
 //! truth) and the allocation keys repaired against them: missing keys are
 //! written, keys no Service holds are deleted.
+//!
+//! The cluster has one or two Service CIDRs (`--service-cluster-ip-range`,
+//! comma-separated, one per family, primary first), so one IP bitmap per
+//! family; the keys of both families share the `serviceips/` prefix. The
+//! configured families also drive the IP-family defaulting of Services
+//! (`families`, used by `strategy::admit` before validation).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -59,14 +65,18 @@ fn owner_value(owner: &str) -> Vec<u8> {
 
 #[derive(Debug, Clone)]
 struct Allocs {
-    ips: IpAllocator,
+    /// One per configured family, primary first.
+    ips: Vec<IpAllocator>,
     ports: PortAllocator,
 }
 
 /// Allocation state shared by all Service writes of this API server.
 #[derive(Debug)]
 pub struct ServiceRegistry {
-    cidr: String,
+    /// The Service CIDRs, canonical, primary first (one or two families).
+    cidrs: Vec<String>,
+    /// Their families (`IPv4`, `IPv6`), in the same order.
+    families: Vec<&'static str>,
     range: PortRange,
     /// `None` until loaded, and after a lost race (reloaded on next use).
     state: Mutex<Option<Allocs>>,
@@ -189,10 +199,50 @@ fn allocation_ops(changes: &AllocChanges, owner: &str) -> (Vec<Compare>, Vec<Op>
     (compares, ops)
 }
 
+/// The family name of a range.
+fn family_name(a: &IpAllocator) -> &'static str {
+    if a.is_ipv6() { "IPv6" } else { "IPv4" }
+}
+
+/// Parses `--service-cluster-ip-range`: one CIDR, or two of different
+/// families separated by a comma (primary first). Errors as upstream's
+/// kube-apiserver flag validation words them.
+pub fn parse_service_cidrs(text: &str) -> Result<Vec<IpAllocator>, String> {
+    const FLAG: &str = "--service-cluster-ip-range";
+    let entries: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    if entries.is_empty() {
+        return Err(format!("{FLAG} must contain at least one valid cidr"));
+    }
+    if entries.len() > 2 {
+        return Err(format!("{FLAG} must not contain more than two entries"));
+    }
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        out.push(IpAllocator::new(e).map_err(|err| format!("{FLAG}[{i}]: {err}"))?);
+    }
+    if out.len() == 2 && out[0].is_ipv6() == out[1].is_ipv6() {
+        return Err(format!(
+            "{FLAG}[0] and {FLAG}[1] must be of different IP family"
+        ));
+    }
+    Ok(out)
+}
+
 impl Allocs {
+    /// The range `ip` belongs to.
+    fn range_of(&mut self, ip: IpAddr) -> Option<&mut IpAllocator> {
+        self.ips.iter_mut().find(|a| a.contains(ip))
+    }
+
     fn take(&mut self, ips: &[IpAddr], ports: &[i32]) {
         for ip in ips {
-            let _ = self.ips.allocate(*ip);
+            if let Some(a) = self.range_of(*ip) {
+                let _ = a.allocate(*ip);
+            }
         }
         for p in ports {
             let _ = self.ports.allocate(*p);
@@ -201,7 +251,9 @@ impl Allocs {
 
     fn give(&mut self, ips: &[IpAddr], ports: &[i32]) {
         for ip in ips {
-            self.ips.release(*ip);
+            if let Some(a) = self.range_of(*ip) {
+                a.release(*ip);
+            }
         }
         for p in ports {
             self.ports.release(*p);
@@ -210,21 +262,42 @@ impl Allocs {
 }
 
 impl ServiceRegistry {
-    pub fn new(cidr: &str, range: &str) -> Result<Self, AllocError> {
-        IpAllocator::new(cidr)?;
-        let range = PortRange::parse(range)?;
+    /// `cidrs`: one Service CIDR or two of different families,
+    /// comma-separated, primary first; `range`: the node port range.
+    pub fn new(cidrs: &str, range: &str) -> Result<Self, String> {
+        let ips = parse_service_cidrs(cidrs)?;
+        let range = PortRange::parse(range)
+            .map_err(|e: AllocError| format!("--service-node-port-range: {e}"))?;
         Ok(ServiceRegistry {
-            cidr: cidr.to_string(),
+            cidrs: ips.iter().map(|a| a.cidr().to_string()).collect(),
+            families: ips.iter().map(family_name).collect(),
             range,
             state: Mutex::new(None),
         })
     }
 
-    /// The `kubernetes` Service's IP: the first of the range.
+    /// The `kubernetes` Service's IP: the first of the primary range.
     pub fn first_ip(&self) -> String {
-        IpAllocator::new(&self.cidr)
+        self.cidrs
+            .first()
+            .and_then(|c| IpAllocator::new(c).ok())
             .map(|a| a.first_ip().to_string())
             .unwrap_or_default()
+    }
+
+    /// The configured IP families, primary first (`["IPv4"]`,
+    /// `["IPv4", "IPv6"]`, `["IPv6", "IPv4"]`, …).
+    pub fn families(&self) -> &[&'static str] {
+        &self.families
+    }
+
+    /// The Service CIDRs, canonical, primary first.
+    pub fn cidrs(&self) -> &[String] {
+        &self.cidrs
+    }
+
+    fn allocators(&self) -> Result<Vec<IpAllocator>, AllocError> {
+        self.cidrs.iter().map(|c| IpAllocator::new(c)).collect()
     }
 
     /// Rebuilds the bitmaps from the stored Services and repairs the
@@ -233,8 +306,9 @@ impl ServiceRegistry {
         let internal = |e: svcnet_store::StoreError| {
             ApiError::internal(format!("loading service allocations: {e}"))
         };
-        let mut ips =
-            IpAllocator::new(&self.cidr).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut ips = self
+            .allocators()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         let mut ports = PortAllocator::new(self.range);
         // Services and allocation keys read at one revision: consistent.
         let (svcs, rev) = range_all(store, SERVICES_PREFIX, None)
@@ -254,7 +328,10 @@ impl ServiceRegistry {
             let Ok(spec) = spec_of(&svc) else { continue };
             let owner = owner_of(&svc);
             for ip in svc_alloc::service_cluster_ips(&spec) {
-                if ips.allocate(ip).is_ok() {
+                let Some(range) = ips.iter_mut().find(|a| a.contains(ip)) else {
+                    continue;
+                };
+                if range.allocate(ip).is_ok() {
                     ip_owners.insert(ip, owner.clone());
                 }
             }
@@ -305,7 +382,7 @@ impl ServiceRegistry {
         old: Option<&Value>,
     ) -> ApiResult<AllocChanges> {
         let mut spec = spec_of(svc)?;
-        let ips = std::slice::from_mut(&mut a.ips);
+        let ips = a.ips.as_mut_slice();
         let result = match old {
             None => svc_alloc::allocate_create(ips, &mut a.ports, &mut spec, &mut rng()),
             Some(o) => {
@@ -513,6 +590,56 @@ mod tests {
         assert!(
             matches!(&o[1], Op::Delete(k) if k == b"/registry/allocations/servicenodeports/30003")
         );
+    }
+
+    #[test]
+    fn service_cidrs() {
+        // (flag value, canonical CIDRs or error)
+        let cases: Vec<(&str, Result<Vec<&str>, &str>)> = vec![
+            ("10.96.0.0/16", Ok(vec!["10.96.0.0/16"])),
+            (
+                "10.96.0.0/16,fd00:10:96::/112",
+                Ok(vec!["10.96.0.0/16", "fd00:10:96::/112"]),
+            ),
+            (
+                " fd00:10:96::/112 , 10.96.0.0/16",
+                Ok(vec!["fd00:10:96::/112", "10.96.0.0/16"]),
+            ),
+            (
+                "10.96.0.0/16,10.97.0.0/16",
+                Err(
+                    "--service-cluster-ip-range[0] and --service-cluster-ip-range[1] must be of different IP family",
+                ),
+            ),
+            (
+                "fd00::/112,fd01::/112",
+                Err(
+                    "--service-cluster-ip-range[0] and --service-cluster-ip-range[1] must be of different IP family",
+                ),
+            ),
+            (
+                "10.96.0.0/16,fd00::/112,10.97.0.0/16",
+                Err("--service-cluster-ip-range must not contain more than two entries"),
+            ),
+            (
+                "",
+                Err("--service-cluster-ip-range must contain at least one valid cidr"),
+            ),
+        ];
+        for (text, want) in cases {
+            let got = parse_service_cidrs(text)
+                .map(|v| v.iter().map(|a| a.cidr().to_string()).collect::<Vec<_>>());
+            let want = want
+                .map(|v| v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .map_err(str::to_string);
+            assert_eq!(got, want, "{text:?}");
+        }
+        let bad = parse_service_cidrs("10.96.0.0/16,nonsense").expect_err("bad cidr");
+        assert!(bad.starts_with("--service-cluster-ip-range[1]: "), "{bad}");
+        let reg =
+            ServiceRegistry::new("fd00:10:96::/112,10.96.0.0/16", "30000-32767").expect("registry");
+        assert_eq!(reg.families(), ["IPv6", "IPv4"]);
+        assert_eq!(reg.first_ip(), "fd00:10:96::1");
     }
 
     #[test]

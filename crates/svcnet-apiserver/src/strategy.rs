@@ -91,11 +91,20 @@ pub enum Write<'a> {
     Status { old: &'a Value },
 }
 
+/// A registry step: the object, its previous version on update, the
+/// cluster's Service IP families (primary first).
+type Begin<T> = fn(&mut T, Option<&T>, &[&str]) -> ErrorList;
+
 /// The rules of one kind: defaulting (create and update), validation of
 /// creates, updates and status updates.
 struct Rules<T> {
     default: fn(&mut T),
     default_update: fn(&mut T, &T),
+    /// The registry's step between defaulting and validation of creates and
+    /// updates (upstream's BeginCreate / BeginUpdate): for Services the IP
+    /// families of the cluster's configured families (primary first). Its
+    /// errors are answered as a 422 before validation runs.
+    begin: Option<Begin<T>>,
     validate: fn(&T) -> ErrorList,
     validate_update: fn(&T, &T) -> ErrorList,
     validate_status: fn(&T, &T) -> ErrorList,
@@ -105,19 +114,33 @@ fn run<T: DeserializeOwned + Serialize>(
     res: &Resource,
     obj: &Value,
     write: Write<'_>,
+    service_families: &[&str],
     r: Rules<T>,
 ) -> ApiResult<(Value, Vec<String>)> {
     let name = crate::storage::name_of(obj).to_string();
     let mut t: T = typed(res, obj)?;
     let unknown = unknown_fields(obj, &untyped(&t)?);
+    let begin = |t: &mut T, old: Option<&T>| match r.begin {
+        Some(f) => {
+            let errs = f(t, old, service_families);
+            if errs.is_empty() {
+                Ok(())
+            } else {
+                Err(invalid(res, &name, &errs))
+            }
+        }
+        None => Ok(()),
+    };
     let errs = match write {
         Write::Create => {
             (r.default)(&mut t);
+            begin(&mut t, None)?;
             (r.validate)(&t)
         }
         Write::Update { old } => {
             let o: T = typed(res, old)?;
             (r.default_update)(&mut t, &o);
+            begin(&mut t, Some(&o))?;
             (r.validate_update)(&t, &o)
         }
         Write::Status { old } => {
@@ -140,6 +163,7 @@ where
     Rules {
         default: |_| {},
         default_update: |_, _| {},
+        begin: None,
         validate: validate_meta_only::<T>,
         validate_update: |n, _| validate_meta_only(n),
         validate_status: |n, _| validate_meta_only(n),
@@ -147,8 +171,14 @@ where
 }
 
 /// Defaults and validates `obj` for `res`; returns the typed round trip and
-/// the unknown fields of the input (for fieldValidation).
-pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value, Vec<String>)> {
+/// the unknown fields of the input (for fieldValidation). `service_families`
+/// are the cluster's Service IP families, primary first (`["IPv4", "IPv6"]`).
+pub fn admit(
+    res: &Resource,
+    obj: &Value,
+    write: Write<'_>,
+    service_families: &[&str],
+) -> ApiResult<(Value, Vec<String>)> {
     use defaults as d;
     use validation as v;
     match res.kind {
@@ -156,12 +186,14 @@ pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value,
             res,
             obj,
             write,
+            service_families,
             Rules {
                 default: d::default_service,
                 default_update: |n, o| {
                     d::default_service_update(n, o);
                     d::default_load_balancer_status(n);
                 },
+                begin: Some(d::init_service_ip_families),
                 validate: v::validate_service,
                 validate_update: v::validate_service_update,
                 validate_status: v::validate_service_status_update,
@@ -171,9 +203,11 @@ pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value,
             res,
             obj,
             write,
+            service_families,
             Rules {
                 default: d::default_pod,
                 default_update: |n, _| d::default_pod(n),
+                begin: None,
                 validate: v::validate_pod_create,
                 validate_update: v::validate_pod_update,
                 validate_status: v::validate_pod_status_update,
@@ -183,9 +217,11 @@ pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value,
             res,
             obj,
             write,
+            service_families,
             Rules {
                 default: d::default_deployment,
                 default_update: |n, _| d::default_deployment(n),
+                begin: None,
                 validate: v::validate_deployment,
                 validate_update: v::validate_deployment_update,
                 validate_status: v::validate_deployment_status_update,
@@ -195,9 +231,11 @@ pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value,
             res,
             obj,
             write,
+            service_families,
             Rules {
                 default: d::default_replica_set,
                 default_update: |n, _| d::default_replica_set(n),
+                begin: None,
                 validate: v::validate_replica_set,
                 validate_update: v::validate_replica_set_update,
                 validate_status: v::validate_replica_set_status_update,
@@ -207,9 +245,11 @@ pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value,
             res,
             obj,
             write,
+            service_families,
             Rules {
                 default: d::default_endpoints,
                 default_update: |n, _| d::default_endpoints(n),
+                begin: None,
                 validate: v::validate_endpoints,
                 validate_update: v::validate_endpoints_update,
                 validate_status: v::validate_endpoints_update,
@@ -219,9 +259,11 @@ pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value,
             res,
             obj,
             write,
+            service_families,
             Rules {
                 default: d::default_endpoint_slice,
                 default_update: |n, _| d::default_endpoint_slice(n),
+                begin: None,
                 validate: v::validate_endpoint_slice,
                 validate_update: v::validate_endpoint_slice_update,
                 validate_status: v::validate_endpoint_slice_update,
@@ -231,9 +273,11 @@ pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value,
             res,
             obj,
             write,
+            service_families,
             Rules {
                 default: d::default_namespace,
                 default_update: |n, _| d::default_namespace(n),
+                begin: None,
                 validate: v::validate_namespace,
                 validate_update: v::validate_namespace_update,
                 validate_status: v::validate_namespace_update,
@@ -243,16 +287,18 @@ pub fn admit(res: &Resource, obj: &Value, write: Write<'_>) -> ApiResult<(Value,
             res,
             obj,
             write,
+            service_families,
             Rules {
                 default: d::default_node,
                 default_update: |n, _| d::default_node(n),
+                begin: None,
                 validate: v::validate_node,
                 validate_update: v::validate_node_update,
                 validate_status: v::validate_node_update,
             },
         ),
-        "Event" => run::<Event>(res, obj, write, meta_rules()),
-        "Lease" => run::<Lease>(res, obj, write, meta_rules()),
+        "Event" => run::<Event>(res, obj, write, service_families, meta_rules()),
+        "Lease" => run::<Lease>(res, obj, write, service_families, meta_rules()),
         _ => Ok((obj.clone(), Vec::new())),
     }
 }

@@ -622,3 +622,249 @@ async fn concurrent_service_writes_get_distinct_allocations_and_repair_after_res
     dup["spec"]["ports"][0]["nodePort"] = json!(taken);
     assert_eq!(Http::new(&c).post(SVCS, dup).0, 422);
 }
+
+const DUAL: &str = "10.96.0.0/16,fd00:10:96::/112";
+
+fn family(ip: &str) -> &'static str {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => "IPv4",
+        Ok(std::net::IpAddr::V6(_)) => "IPv6",
+        Err(_) => "?",
+    }
+}
+
+/// The clusterIPs of a returned Service, after checking that they match
+/// `families` one to one and that clusterIP is the first.
+fn cluster_ips(s: &Value, families: &[&str]) -> Vec<String> {
+    let ips: Vec<String> = s["spec"]["clusterIPs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("clusterIPs: {s}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(s["spec"]["ipFamilies"], json!(families), "{s}");
+    let fams: Vec<&str> = ips.iter().map(|ip| family(ip)).collect();
+    assert_eq!(fams, families, "{s}");
+    assert_eq!(s["spec"]["clusterIP"], ips[0].as_str(), "{s}");
+    ips
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_services_get_one_cluster_ip_per_family() {
+    let c = Cluster::start_with(|cfg| cfg.service_cidr = DUAL.into()).await;
+    let h = Http::new(&c);
+    // The kubernetes Service stays single-stack on the primary family.
+    let (code, k) = h.get(&format!("{SVCS}/kubernetes"));
+    assert_eq!(code, 200, "{k}");
+    assert_eq!(cluster_ips(&k, &["IPv4"]), ["10.96.0.1"]);
+    assert_eq!(k["spec"]["ipFamilyPolicy"], "SingleStack");
+    // No policy: SingleStack on the primary family.
+    let (code, s) = h.post(SVCS, svc("single", "ClusterIP"));
+    assert_eq!(code, 201, "{s}");
+    assert_eq!(s["spec"]["ipFamilyPolicy"], "SingleStack");
+    let single = cluster_ips(&s, &["IPv4"]);
+    // PreferDualStack and RequireDualStack: one IP per family, primary first.
+    let mut prefer = svc("prefer", "NodePort");
+    prefer["spec"]["ipFamilyPolicy"] = json!("PreferDualStack");
+    let (code, s) = h.post(SVCS, prefer);
+    assert_eq!(code, 201, "{s}");
+    let prefer_ips = cluster_ips(&s, &["IPv4", "IPv6"]);
+    assert!(prefer_ips[0].starts_with("10.96."), "{s}");
+    assert!(prefer_ips[1].starts_with("fd00:10:96::"), "{s}");
+    let mut require = svc("require", "ClusterIP");
+    require["spec"]["ipFamilyPolicy"] = json!("RequireDualStack");
+    require["spec"]["ipFamilies"] = json!(["IPv6"]);
+    let (code, s) = h.post(SVCS, require);
+    assert_eq!(code, 201, "{s}");
+    let require_ips = cluster_ips(&s, &["IPv6", "IPv4"]);
+    // Requested IPs of both families.
+    let mut asked = svc("asked", "ClusterIP");
+    asked["spec"]["ipFamilyPolicy"] = json!("RequireDualStack");
+    asked["spec"]["clusterIPs"] = json!(["fd00:10:96::77", "10.96.7.7"]);
+    asked["spec"]["clusterIP"] = json!("fd00:10:96::77");
+    let (code, s) = h.post(SVCS, asked);
+    assert_eq!(code, 201, "{s}");
+    assert_eq!(
+        cluster_ips(&s, &["IPv6", "IPv4"]),
+        ["fd00:10:96::77", "10.96.7.7"]
+    );
+    // Server-side apply goes through the same defaulting.
+    let applied = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "applied"},
+        "spec": {"ipFamilyPolicy": "PreferDualStack", "selector": {"app": "x"}, "ports": [{"port": 80}]}});
+    let (code, s) = h.patch(
+        &format!("{SVCS}/applied?fieldManager=test"),
+        applied,
+        "application/apply-patch+yaml",
+    );
+    assert_eq!(code, 201, "{s}");
+    let applied_ips = cluster_ips(&s, &["IPv4", "IPv6"]);
+    // Every IP has its allocation key.
+    let mut want: Vec<String> = ["10.96.0.1", "fd00:10:96::77", "10.96.7.7"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(single.iter().cloned())
+        .chain(prefer_ips.iter().cloned())
+        .chain(require_ips.iter().cloned())
+        .chain(applied_ips.iter().cloned())
+        .collect();
+    want.sort();
+    assert_eq!(alloc_keys(&c, IPS).await, want);
+    // SingleStack with two IPs is refused before validation, as upstream.
+    let mut bad = svc("bad", "ClusterIP");
+    bad["spec"]["ipFamilyPolicy"] = json!("SingleStack");
+    bad["spec"]["clusterIPs"] = json!(["10.96.8.8", "fd00:10:96::88"]);
+    bad["spec"]["clusterIP"] = json!("10.96.8.8");
+    let (code, err) = h.post(SVCS, bad);
+    assert_eq!(code, 422, "{err}");
+    assert_eq!(
+        err["message"],
+        "Service \"bad\" is invalid: spec.ipFamilyPolicy: Invalid value: \"SingleStack\": must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified"
+    );
+    assert_eq!(err["details"]["causes"][0]["field"], "spec.ipFamilyPolicy");
+    // Upgrade by merge patch: the second family's IP is allocated.
+    let (code, s) = h.patch(
+        &format!("{SVCS}/single"),
+        json!({"spec": {"ipFamilyPolicy": "PreferDualStack"}}),
+        "application/merge-patch+json",
+    );
+    assert_eq!(code, 200, "{s}");
+    let upgraded = cluster_ips(&s, &["IPv4", "IPv6"]);
+    assert_eq!(upgraded[0], single[0]);
+    assert!(alloc_keys(&c, IPS).await.contains(&upgraded[1]));
+    // Dropping the second IP needs SingleStack ...
+    let (code, err) = h.patch(
+        &format!("{SVCS}/single"),
+        json!({"spec": {"clusterIPs": [single[0].clone()]}}),
+        "application/merge-patch+json",
+    );
+    assert_eq!(code, 422, "{err}");
+    assert_eq!(
+        err["message"],
+        "Service \"single\" is invalid: spec.ipFamilyPolicy: Invalid value: \"PreferDualStack\": must be 'SingleStack' to release the secondary cluster IP"
+    );
+    // ... which alone downgrades (strategic merge patch) and releases it.
+    let (code, s) = h.patch(
+        &format!("{SVCS}/single"),
+        json!({"spec": {"ipFamilyPolicy": "SingleStack"}}),
+        "application/strategic-merge-patch+json",
+    );
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(cluster_ips(&s, &["IPv4"]), single);
+    assert!(!alloc_keys(&c, IPS).await.contains(&upgraded[1]));
+    // A PUT without the allocated fields keeps both IPs.
+    let (code, cur) = h.get(&format!("{SVCS}/prefer"));
+    assert_eq!(code, 200);
+    let mut put = svc("prefer", "NodePort");
+    put["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
+    put["spec"]["ports"][0]["nodePort"] = cur["spec"]["ports"][0]["nodePort"].clone();
+    let (code, s) = h.put(&format!("{SVCS}/prefer"), put);
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(cluster_ips(&s, &["IPv4", "IPv6"]), prefer_ips);
+    // Deleting releases both families' keys.
+    assert_eq!(h.delete(&format!("{SVCS}/require"), None).0, 200);
+    let keys = alloc_keys(&c, IPS).await;
+    assert!(!keys.contains(&require_ips[0]) && !keys.contains(&require_ips[1]));
+    // A restart with the same ranges keeps (and repairs nothing of) both families.
+    let before = alloc_keys(&c, IPS).await;
+    let dir = c.stop().await;
+    let c = Cluster::start_in_with(dir, |cfg| cfg.service_cidr = DUAL.into()).await;
+    assert_eq!(alloc_keys(&c, IPS).await, before);
+    let mut again = svc("again", "ClusterIP");
+    again["spec"]["ipFamilyPolicy"] = json!("RequireDualStack");
+    again["spec"]["clusterIPs"] = json!([prefer_ips[0].clone(), "fd00:10:96::99"]);
+    again["spec"]["clusterIP"] = json!(prefer_ips[0].clone());
+    let (code, err) = Http::new(&c).post(SVCS, again);
+    assert_eq!(code, 422, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().ends_with(&format!(
+            "failed to allocate IP {}: provided IP is already allocated",
+            prefer_ips[0]
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_primary_and_single_stack_errors() {
+    let c =
+        Cluster::start_with(|cfg| cfg.service_cidr = "fd00:10:96::/112,10.96.0.0/16".into()).await;
+    let h = Http::new(&c);
+    let (code, k) = h.get(&format!("{SVCS}/kubernetes"));
+    assert_eq!(code, 200, "{k}");
+    assert_eq!(cluster_ips(&k, &["IPv6"]), ["fd00:10:96::1"]);
+    let (code, s) = h.post(SVCS, svc("v6", "ClusterIP"));
+    assert_eq!(code, 201, "{s}");
+    cluster_ips(&s, &["IPv6"]);
+    let mut prefer = svc("prefer", "ClusterIP");
+    prefer["spec"]["ipFamilyPolicy"] = json!("PreferDualStack");
+    let (code, s) = h.post(SVCS, prefer);
+    assert_eq!(code, 201, "{s}");
+    cluster_ips(&s, &["IPv6", "IPv4"]);
+    drop(h);
+    drop(c);
+
+    // Single-stack IPv4: upstream's 422s, on create and on update.
+    let c = Cluster::start().await;
+    let h = Http::new(&c);
+    let mut require = svc("require", "ClusterIP");
+    require["spec"]["ipFamilyPolicy"] = json!("RequireDualStack");
+    let (code, err) = h.post(SVCS, require);
+    assert_eq!(code, 422, "{err}");
+    assert_eq!(
+        err["message"],
+        "Service \"require\" is invalid: spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services"
+    );
+    let mut v6 = svc("v6", "ClusterIP");
+    v6["spec"]["clusterIP"] = json!("fd00::1");
+    let (code, err) = h.post(SVCS, v6);
+    assert_eq!(code, 422, "{err}");
+    assert_eq!(
+        err["message"],
+        "Service \"v6\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"fd00::1\"}: IPv6 is not configured on this cluster"
+    );
+    // PreferDualStack stays single here.
+    let mut prefer = svc("prefer", "ClusterIP");
+    prefer["spec"]["ipFamilyPolicy"] = json!("PreferDualStack");
+    let (code, s) = h.post(SVCS, prefer);
+    assert_eq!(code, 201, "{s}");
+    cluster_ips(&s, &["IPv4"]);
+    let (code, err) = h.patch(
+        &format!("{SVCS}/prefer"),
+        json!({"spec": {"ipFamilyPolicy": "RequireDualStack"}}),
+        "application/merge-patch+json",
+    );
+    assert_eq!(code, 422, "{err}");
+    assert_eq!(
+        err["message"],
+        "Service \"prefer\" is invalid: spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services"
+    );
+    // Nothing was stored by the refused creates.
+    assert_eq!(h.get(&format!("{SVCS}/require")).0, 404);
+    assert_eq!(h.get(&format!("{SVCS}/v6")).0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_cidrs_are_checked_at_start() {
+    for (cidrs, want) in [
+        (
+            "10.96.0.0/16,10.97.0.0/16",
+            "--service-cluster-ip-range[0] and --service-cluster-ip-range[1] must be of different IP family",
+        ),
+        (
+            "10.96.0.0/16,fd00::/112,10.97.0.0/16",
+            "--service-cluster-ip-range must not contain more than two entries",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = svcnet_store::open(&dir.path().join("store").display().to_string())
+            .await
+            .expect("store");
+        let mut cfg = svcnet_apiserver::Config::new(dir.path());
+        cfg.bind = "127.0.0.1:0".parse().unwrap();
+        cfg.service_cidr = cidrs.into();
+        let err = svcnet_apiserver::Server::start(cfg, store)
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+}

@@ -1,7 +1,10 @@
 //! Defaulting of stored objects, as upstream's `SetDefaults_*` and the Service registry's IP-family logic.
 //!
 //! The API server calls these before validation, on create and update, so
-//! that `kubectl get -o yaml` shows what a real cluster would show.
+//! that `kubectl get -o yaml` shows what a real cluster would show. The
+//! IP-family step of Services depends on the cluster's configured families,
+//! so it is separate: the Service registry calls [`init_ip_family_fields`]
+//! (or [`init_service_ip_families`]) with them and reports its errors.
 
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
@@ -61,15 +64,25 @@ pub fn is_headless(spec: &ServiceSpec) -> bool {
             .is_some_and(|ip| ip == "None")
 }
 
-/// Upstream `SetDefaults_Service`, plus the create-time IP-family defaults
-/// of a single-stack IPv4 cluster (see [`init_ip_family_fields`]).
+/// Upstream `SetDefaults_Service` and `NormalizeClusterIPs` of a create.
+/// IP families are not defaulted here: that needs the cluster's families
+/// (see [`init_service_ip_families`]).
 pub fn default_service(svc: &mut Service) {
     let spec = svc.spec.get_or_insert_with(Default::default);
     default_service_spec(spec);
     normalize_cluster_ips(spec, None);
-    // Errors are left for validation to report with the right paths.
-    let _ = init_ip_family_fields(spec, None, &["IPv4"]);
     default_load_balancer_status(svc);
+}
+
+/// [`init_ip_family_fields`] on a Service (and the previous version on
+/// update), for a cluster serving `cluster_families` (primary first).
+pub fn init_service_ip_families(
+    svc: &mut Service,
+    old: Option<&Service>,
+    cluster_families: &[&str],
+) -> ErrorList {
+    let spec = svc.spec.get_or_insert_with(Default::default);
+    init_ip_family_fields(spec, old.and_then(|o| o.spec.as_ref()), cluster_families)
 }
 
 /// LoadBalancer ingress IPs get `ipMode: VIP` (upstream `SetDefaults_Service`,
@@ -239,11 +252,11 @@ pub fn drop_type_dependent_fields(new: &mut ServiceSpec, old: &ServiceSpec) {
 }
 
 /// Everything the server does to an updated Service before validating it
-/// (upstream's `PrepareForUpdate` plus the registry's IP-family step):
-/// static defaults, keep allocated values the client left out, sync
-/// clusterIP(s), drop fields the old type owned, and default IP families
-/// (single-stack IPv4 cluster). The LoadBalancer status is cleared when the
-/// type is no longer LoadBalancer.
+/// (upstream's `PrepareForUpdate` and the registry's `beginUpdate`, except
+/// the IP-family step, see [`init_service_ip_families`]): static defaults,
+/// keep allocated values the client left out, sync clusterIP(s), drop fields
+/// the old type owned. The LoadBalancer status is cleared when the type is
+/// no longer LoadBalancer.
 pub fn default_service_update(new: &mut Service, old: &Service) {
     let empty = ServiceSpec::default();
     let old_spec = old.spec.as_ref().unwrap_or(&empty);
@@ -252,7 +265,6 @@ pub fn default_service_update(new: &mut Service, old: &Service) {
     patch_allocated_values(spec, old_spec);
     normalize_cluster_ips(spec, Some(old_spec));
     drop_type_dependent_fields(spec, old_spec);
-    let _ = init_ip_family_fields(spec, Some(old_spec), &["IPv4"]);
     if spec.type_.as_deref() != Some("LoadBalancer")
         && let Some(st) = new.status.as_mut()
     {
@@ -320,9 +332,42 @@ fn family_of(ip: &str) -> Option<&'static str> {
     }
 }
 
+fn same_ip_families(a: &ServiceSpec, b: &ServiceSpec) -> bool {
+    a.ip_families.clone().unwrap_or_default() == b.ip_families.clone().unwrap_or_default()
+}
+
+/// Upstream `isMatchingPreferDualStackClusterIPFields`: an update of a
+/// PreferDualStack Service that keeps its type, clusterIPs and families is
+/// neither upgraded nor downgraded when the cluster's families changed.
+fn is_matching_prefer_dual_stack(spec: &ServiceSpec, old: Option<&ServiceSpec>) -> bool {
+    let Some(old) = old else { return false };
+    let Some(policy) = spec.ip_family_policy.as_deref() else {
+        return false;
+    };
+    let ty = |s: &ServiceSpec| s.type_.clone().unwrap_or_default();
+    ty(spec) == ty(old)
+        && matches!(ty(spec).as_str(), "ClusterIP" | "NodePort" | "LoadBalancer")
+        && policy == "PreferDualStack"
+        && old
+            .ip_family_policy
+            .as_deref()
+            .is_none_or(|p| p == "PreferDualStack")
+        && same_cluster_ips(spec, old)
+        && same_ip_families(spec, old)
+}
+
+/// Whether an update shortens a non-empty list (upstream `reducedClusterIPs`
+/// and `reducedIPFamilies`).
+fn reduced(new: &Option<Vec<String>>, old: &Option<Vec<String>>) -> bool {
+    let n = new.as_ref().map_or(0, Vec::len);
+    n != 0 && n < old.as_ref().map_or(0, Vec::len)
+}
+
 /// The registry's IP-family defaulting (upstream `initIPFamilyFields`) for a
-/// cluster serving `cluster_families` (first = primary). Returns the errors
-/// upstream reports here, such as `IPv6 is not configured on this cluster`.
+/// cluster serving `cluster_families` (first = primary), on create (`old`
+/// None) and update. Returns the errors upstream reports here as a 422, such
+/// as `IPv6 is not configured on this cluster` or `this cluster is not
+/// configured for dual-stack services`.
 pub fn init_ip_family_fields(
     spec: &mut ServiceSpec,
     old: Option<&ServiceSpec>,
@@ -330,6 +375,9 @@ pub fn init_ip_family_fields(
 ) -> ErrorList {
     let mut errs = ErrorList::new();
     if spec.type_.as_deref() == Some("ExternalName") {
+        return errs;
+    }
+    if is_matching_prefer_dual_stack(spec, old) {
         return errs;
     }
     let primary = cluster_families.first().copied().unwrap_or("IPv4");
@@ -350,6 +398,37 @@ pub fn init_ip_family_fields(
     }
     let policy = spec.ip_family_policy.clone().unwrap_or_default();
     let policy_path = Path::new("spec").child("ipFamilyPolicy");
+    if let Some(old) = old {
+        if policy == "SingleStack" {
+            // Clear intent to downgrade while the lists are unchanged;
+            // clusterIPs[0] is immutable, so it stays.
+            if same_cluster_ips(spec, old)
+                && let Some(v) = spec.cluster_ips.as_mut().filter(|v| v.len() > 1)
+            {
+                v.truncate(1);
+            }
+            if same_ip_families(spec, old)
+                && let Some(v) = spec.ip_families.as_mut().filter(|v| v.len() > 1)
+            {
+                v.truncate(1);
+            }
+        } else {
+            if reduced(&spec.cluster_ips, &old.cluster_ips) {
+                errs.push(FieldError::invalid(
+                    &policy_path,
+                    policy.as_str(),
+                    "must be 'SingleStack' to release the secondary cluster IP",
+                ));
+            }
+            if reduced(&spec.ip_families, &old.ip_families) {
+                errs.push(FieldError::invalid(
+                    &policy_path,
+                    policy.as_str(),
+                    "must be 'SingleStack' to release the secondary IP family",
+                ));
+            }
+        }
+    }
     let n_ips = spec.cluster_ips.as_ref().map_or(0, Vec::len);
     let n_fams = spec.ip_families.as_ref().map_or(0, Vec::len);
     if policy == "SingleStack" {
@@ -775,7 +854,293 @@ mod tests {
         for (input, want) in cases {
             let mut s = svc(json!({"metadata": {"name": "s"}, "spec": input.clone()}));
             default_service(&mut s);
+            let errs = init_service_ip_families(&mut s, None, &["IPv4"]);
+            assert!(errs.is_empty(), "{input}: {errs:?}");
             assert_eq!(spec_json(&s), want, "{input}");
+        }
+    }
+
+    /// Create on clusters of different families, as the registry does it:
+    /// defaults, IP families, then allocation from one range per family.
+    #[test]
+    fn ip_families_by_cluster() {
+        use crate::alloc::IpAllocator;
+        use crate::alloc::service::{ServiceAllocError, allocate_create};
+        const V4: &str = "10.96.0.0/24";
+        const V6: &str = "fd00::/120";
+        let single: &[&str] = &[V4];
+        let dual: &[&str] = &[V4, V6];
+        let dual6: &[&str] = &[V6, V4];
+        let v6only: &[&str] = &[V6];
+        let ok = |policy: &str, fams: &[&str], ips: &[&str]| -> Result<Value, Vec<String>> {
+            Ok(json!({"ipFamilyPolicy": policy, "ipFamilies": fams, "clusterIPs": ips}))
+        };
+        let err = |e: &[&str]| -> Result<Value, Vec<String>> {
+            Err(e.iter().map(|s| s.to_string()).collect())
+        };
+        // (cluster ranges, input spec, policy/families/clusterIPs or errors);
+        // random IPs come out as each range's first above the static band
+        // (.17 and ::11), as the rng always answers 0.
+        type Case<'a> = (&'a [&'a str], Value, Result<Value, Vec<String>>);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                single,
+                json!({}),
+                ok("SingleStack", &["IPv4"], &["10.96.0.17"]),
+            ),
+            (
+                dual,
+                json!({}),
+                ok("SingleStack", &["IPv4"], &["10.96.0.17"]),
+            ),
+            (
+                dual6,
+                json!({}),
+                ok("SingleStack", &["IPv6"], &["fd00::11"]),
+            ),
+            (
+                single,
+                json!({"ipFamilyPolicy": "PreferDualStack"}),
+                ok("PreferDualStack", &["IPv4"], &["10.96.0.17"]),
+            ),
+            (
+                dual,
+                json!({"ipFamilyPolicy": "PreferDualStack"}),
+                ok(
+                    "PreferDualStack",
+                    &["IPv4", "IPv6"],
+                    &["10.96.0.17", "fd00::11"],
+                ),
+            ),
+            (
+                dual,
+                json!({"ipFamilyPolicy": "RequireDualStack"}),
+                ok(
+                    "RequireDualStack",
+                    &["IPv4", "IPv6"],
+                    &["10.96.0.17", "fd00::11"],
+                ),
+            ),
+            (
+                dual6,
+                json!({"ipFamilyPolicy": "RequireDualStack"}),
+                ok(
+                    "RequireDualStack",
+                    &["IPv6", "IPv4"],
+                    &["fd00::11", "10.96.0.17"],
+                ),
+            ),
+            (
+                dual,
+                json!({"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv6"]}),
+                ok(
+                    "PreferDualStack",
+                    &["IPv6", "IPv4"],
+                    &["fd00::11", "10.96.0.17"],
+                ),
+            ),
+            (
+                dual,
+                json!({"ipFamilyPolicy": "RequireDualStack", "clusterIPs": ["fd00::50"], "clusterIP": "fd00::50"}),
+                ok(
+                    "RequireDualStack",
+                    &["IPv6", "IPv4"],
+                    &["fd00::50", "10.96.0.17"],
+                ),
+            ),
+            (
+                dual,
+                json!({"ipFamilyPolicy": "PreferDualStack", "clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9", "fd00::9"]}),
+                ok(
+                    "PreferDualStack",
+                    &["IPv4", "IPv6"],
+                    &["10.96.0.9", "fd00::9"],
+                ),
+            ),
+            (
+                v6only,
+                json!({"ipFamilyPolicy": "PreferDualStack"}),
+                ok("PreferDualStack", &["IPv6"], &["fd00::11"]),
+            ),
+            (
+                single,
+                json!({"ipFamilyPolicy": "RequireDualStack"}),
+                err(&[
+                    r#"spec.ipFamilyPolicy: Invalid value: "RequireDualStack": this cluster is not configured for dual-stack services"#,
+                ]),
+            ),
+            (
+                v6only,
+                json!({"ipFamilyPolicy": "RequireDualStack"}),
+                err(&[
+                    r#"spec.ipFamilyPolicy: Invalid value: "RequireDualStack": this cluster is not configured for dual-stack services"#,
+                ]),
+            ),
+            (
+                single,
+                json!({"clusterIP": "fd00::1"}),
+                err(&[
+                    r#"spec.clusterIPs[0]: Invalid value: []string{"fd00::1"}: IPv6 is not configured on this cluster"#,
+                ]),
+            ),
+            (
+                single,
+                json!({"ipFamilies": ["IPv6"]}),
+                err(&[
+                    r#"spec.ipFamilies[0]: Invalid value: "IPv6": not configured on this cluster"#,
+                ]),
+            ),
+            (
+                dual,
+                json!({"ipFamilyPolicy": "SingleStack", "clusterIP": "10.96.0.9", "clusterIPs": ["10.96.0.9", "fd00::9"]}),
+                err(&[
+                    r#"spec.ipFamilyPolicy: Invalid value: "SingleStack": must be 'RequireDualStack' or 'PreferDualStack' when multiple cluster IPs are specified"#,
+                ]),
+            ),
+            (
+                dual,
+                json!({"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4", "IPv6"]}),
+                err(&[
+                    r#"spec.ipFamilyPolicy: Invalid value: "SingleStack": must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified"#,
+                ]),
+            ),
+            // Headless without selector: dual families even on one family.
+            (
+                single,
+                json!({"clusterIP": "None"}),
+                ok("RequireDualStack", &["IPv4", "IPv6"], &["None"]),
+            ),
+        ];
+        for (cluster, input, want) in cases {
+            let mut spec = input.clone();
+            spec["ports"] = json!([{"port": 80}]);
+            let mut s = svc(json!({"metadata": {"name": "s"}, "spec": spec}));
+            default_service(&mut s);
+            let families: Vec<&str> = cluster
+                .iter()
+                .map(|c| if c.contains(':') { "IPv6" } else { "IPv4" })
+                .collect();
+            let errs: Vec<String> = init_service_ip_families(&mut s, None, &families)
+                .iter()
+                .map(|e| e.to_string())
+                .collect();
+            let got = if errs.is_empty() {
+                let mut ips: Vec<IpAllocator> = cluster
+                    .iter()
+                    .map(|c| IpAllocator::new(c).expect("cidr"))
+                    .collect();
+                let mut first = || 0u64;
+                let mut ports = crate::alloc::PortAllocator::new(
+                    crate::alloc::PortRange::parse("30000-32767").expect("range"),
+                );
+                let spec = s.spec.as_mut().expect("spec");
+                match allocate_create(&mut ips, &mut ports, spec, &mut first) {
+                    Ok(_) => Ok(json!({
+                        "ipFamilyPolicy": spec.ip_family_policy,
+                        "ipFamilies": spec.ip_families,
+                        "clusterIPs": spec.cluster_ips,
+                    })),
+                    Err(ServiceAllocError::Invalid(e)) => Err(vec![e.to_string()]),
+                    Err(ServiceAllocError::Internal(m)) => Err(vec![m]),
+                }
+            } else {
+                Err(errs)
+            };
+            assert_eq!(got, want, "{cluster:?} {input}");
+        }
+    }
+
+    /// Updates on a dual-stack cluster: upgrade, downgrade, and what a
+    /// PreferDualStack Service keeps.
+    #[test]
+    fn ip_families_on_update() {
+        let dual = ["IPv4", "IPv6"];
+        let single = ["IPv4"];
+        let spec = |v: Value| -> ServiceSpec { serde_json::from_value(v).expect("spec") };
+        let one = json!({"type": "ClusterIP", "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"],
+                         "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4"]});
+        let two = json!({"type": "ClusterIP", "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5", "fd00::5"],
+                         "ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]});
+        let with = |base: &Value, k: &str, v: Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            b
+        };
+        // (cluster, old, new, policy/families/clusterIPs after or errors)
+        type Case<'a> = (&'a [&'a str], Value, Value, Result<Value, Vec<&'a str>>);
+        let cases: Vec<Case<'_>> = vec![
+            // Upgrade: families grow, the second IP is left to allocation.
+            (
+                &dual,
+                one.clone(),
+                with(&one, "ipFamilyPolicy", json!("PreferDualStack")),
+                Ok(json!(["PreferDualStack", ["IPv4", "IPv6"], ["10.96.0.5"]])),
+            ),
+            (
+                &single,
+                one.clone(),
+                with(&one, "ipFamilyPolicy", json!("RequireDualStack")),
+                Err(vec![
+                    r#"spec.ipFamilyPolicy: Invalid value: "RequireDualStack": this cluster is not configured for dual-stack services"#,
+                ]),
+            ),
+            // Downgrade by policy alone: both lists truncated.
+            (
+                &dual,
+                two.clone(),
+                with(&two, "ipFamilyPolicy", json!("SingleStack")),
+                Ok(json!(["SingleStack", ["IPv4"], ["10.96.0.5"]])),
+            ),
+            // Removing the second IP without SingleStack.
+            (
+                &dual,
+                two.clone(),
+                with(&two, "clusterIPs", json!(["10.96.0.5"])),
+                Err(vec![
+                    r#"spec.ipFamilyPolicy: Invalid value: "PreferDualStack": must be 'SingleStack' to release the secondary cluster IP"#,
+                ]),
+            ),
+            // PreferDualStack unchanged on a cluster that became single-stack: kept.
+            (
+                &single,
+                two.clone(),
+                two.clone(),
+                Ok(json!([
+                    "PreferDualStack",
+                    ["IPv4", "IPv6"],
+                    ["10.96.0.5", "fd00::5"]
+                ])),
+            ),
+            // No policy given: the old one.
+            (
+                &dual,
+                two.clone(),
+                with(&two, "ipFamilyPolicy", Value::Null),
+                Ok(json!([
+                    "PreferDualStack",
+                    ["IPv4", "IPv6"],
+                    ["10.96.0.5", "fd00::5"]
+                ])),
+            ),
+        ];
+        for (cluster, old, new, want) in cases {
+            let old = spec(old);
+            let mut new = spec(new);
+            let errs: Vec<String> = init_ip_family_fields(&mut new, Some(&old), cluster)
+                .iter()
+                .map(|e| e.to_string())
+                .collect();
+            let got = if errs.is_empty() {
+                Ok(json!([
+                    new.ip_family_policy,
+                    new.ip_families,
+                    new.cluster_ips
+                ]))
+            } else {
+                Err(errs)
+            };
+            let want = want.map_err(|v| v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            assert_eq!(got, want, "{cluster:?} {new:?}");
         }
     }
 
@@ -886,6 +1251,7 @@ mod tests {
             sp.type_ = Some("ClusterIP".into());
         }
         default_service_update(&mut back, &new);
+        assert!(init_service_ip_families(&mut back, Some(&new), &["IPv4"]).is_empty());
         let sp = back.spec.as_ref().expect("spec");
         assert_eq!(sp.cluster_ip, None);
         assert_eq!(sp.ip_families, Some(vec!["IPv4".to_string()]));

@@ -23,11 +23,27 @@ impl Cluster {
     }
 
     pub async fn start_in(dir: tempfile::TempDir) -> Cluster {
+        Self::start_in_with(dir, |_| {}).await
+    }
+
+    /// An API server whose Config `configure` adjusts (e.g. two Service
+    /// CIDRs), in a fresh directory.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in_with(dir, configure).await
+    }
+
+    /// [`Cluster::start_with`] on an existing data directory (restarts).
+    pub async fn start_in_with(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut Config),
+    ) -> Cluster {
         let store = svcnet_store::open(&dir.path().join("store").display().to_string())
             .await
             .expect("store");
         let mut cfg = Config::new(dir.path());
         cfg.bind = "127.0.0.1:0".parse().unwrap();
+        configure(&mut cfg);
         let server = Server::start(cfg, store).await.expect("server start");
         let kubeconfig = server.kubeconfig().to_path_buf();
         let addr = server.local_addr();

@@ -713,6 +713,9 @@ mod tests {
         }))
         .expect("service json");
         default_service(&mut s);
+        // As the registry on a single-stack IPv4 cluster; its errors are
+        // not the subject here (validation reports the same inputs).
+        let _ = crate::defaults::init_service_ip_families(&mut s, None, &["IPv4"]);
         s
     }
 
