@@ -496,3 +496,155 @@ async fn anonymous_is_unauthorized_and_state_survives_restart() {
         .await;
     assert!(err.contains("provided IP is already allocated"), "{err}");
 }
+
+const DUAL_SVCS: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: dual
+spec:
+  ipFamilyPolicy: PreferDualStack
+  selector:
+    app: web
+  ports:
+  - port: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: dual6
+spec:
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv6]
+  selector:
+    app: web
+  ports:
+  - port: 80
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_services_and_single_stack_errors() {
+    let c =
+        Cluster::start_with(|cfg| cfg.service_cidr = "10.96.0.0/16,fd00:10:96::/112".into()).await;
+    let o = c.apply_text(DUAL_SVCS).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "service/dual created\nservice/dual6 created"
+    );
+    let ips = |name: &str| {
+        let c = &c;
+        let name = name.to_string();
+        async move {
+            let out = c
+                .ok(&["get", "svc", &name, "-o", "jsonpath={.spec.clusterIPs}"])
+                .await;
+            serde_json::from_str::<Vec<String>>(&out).expect("clusterIPs")
+        }
+    };
+    let dual = ips("dual").await;
+    let dual6 = ips("dual6").await;
+    assert!(
+        dual.len() == 2 && dual[0].starts_with("10.96.") && dual[1].starts_with("fd00:10:96::"),
+        "{dual:?}"
+    );
+    assert!(
+        dual6.len() == 2 && dual6[0].starts_with("fd00:10:96::") && dual6[1].starts_with("10.96."),
+        "{dual6:?}"
+    );
+    let fams = c
+        .ok(&[
+            "get",
+            "svc",
+            "dual",
+            "dual6",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.ipFamilyPolicy}:{.spec.ipFamilies}{\"\\n\"}{end}",
+        ])
+        .await;
+    assert_eq!(
+        fams.trim(),
+        "PreferDualStack:[\"IPv4\",\"IPv6\"]\nRequireDualStack:[\"IPv6\",\"IPv4\"]"
+    );
+    // The CLUSTER-IP column shows the first clusterIP only, as upstream.
+    let wide = c.ok(&["get", "svc", "-o", "wide"]).await;
+    let rows = lines(&wide);
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r[0] == name)
+            .unwrap_or_else(|| panic!("{name} row: {wide}"))
+            .clone()
+    };
+    assert_eq!(
+        row("dual")[1..],
+        [
+            "ClusterIP",
+            &dual[0],
+            "<none>",
+            "80/TCP",
+            &row("dual")[5],
+            "app=web"
+        ],
+        "{wide}"
+    );
+    assert_eq!(row("dual6")[2], dual6[0], "{wide}");
+    assert_eq!(row("kubernetes")[2], "10.96.0.1", "{wide}");
+    // describe lists both.
+    let d = c.ok(&["describe", "svc", "dual"]).await;
+    let field = |k: &str| {
+        d.lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("{k} in {d}"))
+    };
+    assert_eq!(field("IP Family Policy:"), "PreferDualStack");
+    assert_eq!(field("IP Families:"), "IPv4,IPv6");
+    assert_eq!(field("IPs:"), dual.join(","));
+
+    // A single-stack cluster answers upstream's errors, verbatim.
+    let c = Cluster::start().await;
+    let o = c.apply_text(DUAL_SVCS).await;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    // Both causes, as upstream's initIPFamilyFields collects them.
+    assert_eq!(
+        err.trim(),
+        "The Service \"dual6\" is invalid: \n* spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services\n* spec.ipFamilies[0]: Invalid value: \"IPv6\": not configured on this cluster"
+    );
+    let req = "apiVersion: v1\nkind: Service\nmetadata:\n  name: req\nspec:\n  ipFamilyPolicy: RequireDualStack\n  ports:\n  - port: 80\n";
+    let o = c.apply_text(req).await;
+    assert!(!o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim(),
+        "The Service \"req\" is invalid: spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services"
+    );
+    // PreferDualStack falls back to one family here.
+    assert_eq!(
+        c.ok(&["get", "svc", "dual", "-o", "jsonpath={.spec.clusterIPs}"])
+            .await
+            .matches("10.96.")
+            .count(),
+        1
+    );
+    let v6 = "apiVersion: v1\nkind: Service\nmetadata:\n  name: v6\nspec:\n  clusterIP: fd00::1\n  ports:\n  - port: 80\n";
+    let o = c.apply_text(v6).await;
+    assert!(!o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim(),
+        "The Service \"v6\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"fd00::1\"}: IPv6 is not configured on this cluster"
+    );
+    // Also on update (server-side apply of a changed policy).
+    let err = c
+        .fails(&[
+            "patch",
+            "svc",
+            "dual",
+            "-p",
+            "{\"spec\":{\"ipFamilyPolicy\":\"RequireDualStack\"}}",
+        ])
+        .await;
+    assert_eq!(
+        err.trim(),
+        "The Service \"dual\" is invalid: spec.ipFamilyPolicy: Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services"
+    );
+    let err = c.fails(&["get", "svc", "v6"]).await;
+    assert!(err.contains("NotFound"), "{err}");
+}

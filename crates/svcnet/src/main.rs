@@ -62,6 +62,10 @@ struct ApiserverArgs {
     /// or 127.0.0.1 when binding to all addresses).
     #[arg(long)]
     advertise_address: Option<String>,
+    /// Service ClusterIP ranges: one CIDR, or two of different IP families
+    /// comma-separated for dual-stack Services, primary first (e.g.
+    /// `10.96.0.0/16,fd00:10:96::/112`). The primary family is the default of
+    /// single-stack Services and holds the `kubernetes` Service's IP.
     #[arg(long, default_value = "10.96.0.0/16")]
     service_cluster_ip_range: String,
     #[arg(long, default_value = "30000-32767")]
