@@ -242,14 +242,23 @@ fn main() {
                 )),
                 n,
                 eps,
-                20,
+                50,
+            );
+            // The same backend twice: transactions through the `nft` binary (one
+            // process per sync, as before), then through libnftables in-process.
+            bench_backend(
+                "nftables via the nft binary",
+                Box::new(NftBackend::new(Box::new(SystemExec), settings()).with_binary_only()),
+                n,
+                eps,
+                50,
             );
             bench_backend(
-                "nftables",
+                "nftables via libnftables",
                 Box::new(NftBackend::new(Box::new(SystemExec), settings())),
                 n,
                 eps,
-                20,
+                50,
             );
             if std::env::var("BENCH_IPTABLES").is_ok() {
                 bench_backend(

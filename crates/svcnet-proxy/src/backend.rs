@@ -144,6 +144,11 @@ pub trait Backend: Send {
 /// Runs a program with a stdin text: the only I/O of the kernel backends.
 pub trait Exec: Send + std::fmt::Debug {
     fn run(&mut self, program: &str, args: &[&str], stdin: &str) -> Result<String>;
+    /// Whether this runs real programs in the caller's network namespace, so
+    /// that nftables scripts may go through libnftables in-process instead.
+    fn is_local_system(&self) -> bool {
+        false
+    }
 }
 
 /// Runs real programs.
@@ -151,6 +156,10 @@ pub trait Exec: Send + std::fmt::Debug {
 pub struct SystemExec;
 
 impl Exec for SystemExec {
+    fn is_local_system(&self) -> bool {
+        true
+    }
+
     fn run(&mut self, program: &str, args: &[&str], stdin: &str) -> Result<String> {
         let spawn = |source| BackendError::Spawn {
             program: program.to_string(),

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod config;
 pub mod conntrack;
 pub mod iptables;
+pub mod libnft;
 pub mod metrics;
 pub mod nftables;
 pub mod plan;
