@@ -52,7 +52,7 @@ pub enum ProxyError {
 pub type Result<T, E = ProxyError> = std::result::Result<T, E>;
 
 type Job = (
-    DesiredState,
+    Arc<DesiredState>,
     bool,
     oneshot::Sender<Result<SyncReport, BackendError>>,
 );
@@ -112,7 +112,11 @@ impl Worker {
                 };
                 let _ = ready_tx.send(Ok(backend.mode()));
                 while let Ok((state, full, reply)) = rx.recv() {
-                    let _ = reply.send(backend.sync(&state, full));
+                    let r = backend.sync(&state, full);
+                    // Dropped before replying: the tracker then owns the only
+                    // reference and updates the state in place, without a copy.
+                    drop(state);
+                    let _ = reply.send(r);
                 }
                 drop(rt);
             })
@@ -125,7 +129,7 @@ impl Worker {
         self.mode
     }
 
-    pub async fn sync(&self, state: DesiredState, full: bool) -> Result<SyncReport> {
+    pub async fn sync(&self, state: Arc<DesiredState>, full: bool) -> Result<SyncReport> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send((state, full, tx))
