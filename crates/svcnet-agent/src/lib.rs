@@ -60,16 +60,8 @@ pub struct AgentArgs {
 pub enum RunError {
     #[error(transparent)]
     Cidr(#[from] ipam::IpamError),
-    #[error("kubeconfig {path}: {source}")]
-    Kubeconfig {
-        path: PathBuf,
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
-    #[error("API client: {0}")]
-    Client(#[source] kube::Error),
-    #[error("loading the client configuration: {0}")]
-    Infer(#[source] kube::config::InferConfigError),
+    #[error(transparent)]
+    Client(#[from] svcnet_client::ClientError),
     #[error(transparent)]
     Agent(#[from] AgentError),
     #[error("streaming server on {addr}: {source}")]
@@ -94,24 +86,7 @@ impl AgentArgs {
 
     /// A client from `--kubeconfig` or the environment.
     pub async fn client(&self) -> Result<kube::Client, RunError> {
-        let config = match &self.kubeconfig {
-            Some(p) => {
-                let kc = kube::config::Kubeconfig::read_from(p).map_err(|source| {
-                    RunError::Kubeconfig {
-                        path: p.clone(),
-                        source,
-                    }
-                })?;
-                kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                    .await
-                    .map_err(|source| RunError::Kubeconfig {
-                        path: p.clone(),
-                        source,
-                    })?
-            }
-            None => kube::Config::infer().await.map_err(RunError::Infer)?,
-        };
-        kube::Client::try_from(config).map_err(RunError::Client)
+        Ok(svcnet_client::client(self.kubeconfig.as_deref()).await?)
     }
 }
 

@@ -169,19 +169,9 @@ impl ControllersArgs {
 
 /// A client from `kubeconfig` (or the usual places: $KUBECONFIG, ~/.kube/config, in-cluster).
 pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, CliError> {
-    let cfg = match kubeconfig {
-        Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p)
-                .map_err(|e| CliError::Kubeconfig(format!("{}: {e}", p.display())))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| CliError::Kubeconfig(e.to_string()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| CliError::Kubeconfig(e.to_string()))?,
-    };
-    kube::Client::try_from(cfg).map_err(|e| CliError::Kubeconfig(e.to_string()))
+    svcnet_client::client(kubeconfig)
+        .await
+        .map_err(|e| CliError::Kubeconfig(e.to_string()))
 }
 
 /// This process's leader-election identity: host name plus a per-process suffix.

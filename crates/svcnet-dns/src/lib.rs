@@ -46,37 +46,11 @@ pub async fn run(
     Ok(())
 }
 
-/// Why an API client could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("reading kubeconfig {path}: {source}")]
-    Kubeconfig {
-        path: String,
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
-    #[error("no usable cluster configuration (in-cluster or $KUBECONFIG/~/.kube/config): {0}")]
-    Infer(#[source] kube::config::InferConfigError),
-    #[error("building the API client: {0}")]
-    Client(#[source] kube::Error),
-}
+pub use svcnet_client::ClientError;
 
 /// An API client from a kubeconfig file, or inferred (in-cluster, `$KUBECONFIG`, `~/.kube/config`).
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, ClientError> {
-    let cfg = match kubeconfig {
-        Some(p) => {
-            let err = |source| ClientError::Kubeconfig {
-                path: p.display().to_string(),
-                source,
-            };
-            let kc = kube::config::Kubeconfig::read_from(p).map_err(err)?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(err)?
-        }
-        None => kube::Config::infer().await.map_err(ClientError::Infer)?,
-    };
-    kube::Client::try_from(cfg).map_err(ClientError::Client)
+    svcnet_client::client(kubeconfig).await
 }
 
 /// Convenience for callers that hold the shared index themselves (tests, benchmarks, `up`).

@@ -206,17 +206,9 @@ fn parse_addrs(out: &str) -> Vec<std::net::IpAddr> {
 
 /// A client from a kubeconfig file, or inferred (in-cluster, $KUBECONFIG, ~/.kube/config).
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client> {
-    let err = |e: &dyn std::fmt::Display| ProxyError::Client(e.to_string());
-    let cfg = match kubeconfig {
-        Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p).map_err(|e| err(&e))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| err(&e))?
-        }
-        None => kube::Config::infer().await.map_err(|e| err(&e))?,
-    };
-    kube::Client::try_from(cfg).map_err(|e| err(&e))
+    svcnet_client::client(kubeconfig)
+        .await
+        .map_err(|e| ProxyError::Client(e.to_string()))
 }
 
 /// One watch event of any kind.

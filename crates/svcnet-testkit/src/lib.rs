@@ -175,11 +175,8 @@ pub fn example(name: &str) -> String {
 impl Cluster {
     /// A kube-rs client authenticated with the admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
-        let cfg =
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .expect("kube config");
-        kube::Client::try_from(cfg).expect("kube client")
+        svcnet_client::client(Some(&self.kubeconfig))
+            .await
+            .expect("kube client from the admin kubeconfig")
     }
 }

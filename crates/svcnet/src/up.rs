@@ -321,9 +321,7 @@ fn choose_mode(requested: ProxyMode, node_ns: &str) -> (ProxyMode, String) {
 }
 
 async fn kube_client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-    Ok(kube::Client::try_from(cfg)?)
+    Ok(svcnet_client::client(Some(kubeconfig)).await?)
 }
 
 /// The `kube-dns` Service on the cluster DNS IP, with Endpoints and an
