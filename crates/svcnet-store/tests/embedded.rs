@@ -327,6 +327,60 @@ async fn history_is_bounded_by_age() {
     assert_eq!(s.compact_expired().await.unwrap(), None);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn age_compaction_goes_in_chunks_and_lets_writes_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = EmbeddedConfig {
+        history_age: Duration::from_millis(200),
+        // Only the explicit call below compacts.
+        compaction_interval: Duration::from_secs(3600),
+        ..config()
+    };
+    let s = open(tmp.path(), cfg).await.unwrap();
+    // 2,600 revisions: three chunks of at most 1,000.
+    futures::future::join_all((0..2600).map(|i| {
+        let s = &s;
+        async move {
+            s.create(format!("/chunk/{i}").as_bytes(), b"v")
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let cur = s.current_revision().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Writes issued while compaction runs complete (they are not stuck
+    // behind one long transaction) and are kept.
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let mut revs = Vec::new();
+            for i in 0..20 {
+                revs.push(
+                    s.create(format!("/during/{i}").as_bytes(), b"v")
+                        .await
+                        .unwrap(),
+                );
+            }
+            revs
+        })
+    };
+    let done = s.compact_expired().await.unwrap();
+    let revs = writer.await.unwrap();
+    assert!(done.is_some_and(|d| d >= cur), "{done:?} < {cur}");
+    assert!(s.compacted_revision().await.unwrap() >= cur);
+    let last = *revs.last().unwrap();
+    assert!(last > cur);
+    // The young writes are still watchable from just before them.
+    let mut w = s.watch(b"/during/", last - 1, false).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev.revision(), last);
+}
+
 /// Reads `n` events and returns their revisions.
 async fn revisions(w: &mut svcnet_store::WatchStream, n: usize) -> Vec<i64> {
     let mut out = Vec::new();

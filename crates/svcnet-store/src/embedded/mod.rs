@@ -193,8 +193,30 @@ impl EmbeddedStore {
     /// Runs age- and count-based compaction now; returns the new compacted
     /// revision if anything was dropped.
     pub async fn compact_expired(&self) -> Result<Option<Revision>> {
-        let inner = self.inner.clone();
-        blocking(move || inner.compact_expired(SystemTime::now())).await
+        compact_due(&self.inner).await
+    }
+}
+
+/// Revisions dropped per compaction transaction. Compaction holds the
+/// writer, so one long transaction would stall every write queued behind
+/// it (the first compaction after loading 60,000 objects dropped 50,000
+/// revisions at once); chunks let writes through in between, as etcd's
+/// compaction batches do.
+const COMPACT_CHUNK: i64 = 1000;
+
+/// Compacts everything due by age and count, a chunk at a time, with a
+/// pause between chunks; returns the final compacted revision.
+async fn compact_due(inner: &Arc<Inner>) -> Result<Option<Revision>> {
+    let mut last = None;
+    loop {
+        let i = inner.clone();
+        let (done, more) =
+            blocking(move || i.compact_expired(SystemTime::now(), COMPACT_CHUNK)).await?;
+        last = done.or(last);
+        if !more {
+            return Ok(last);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -206,12 +228,8 @@ async fn compaction_loop(inner: Weak<Inner>, interval: Duration) {
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        let res =
-            tokio::task::spawn_blocking(move || strong.compact_expired(SystemTime::now())).await;
-        match res {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "automatic compaction failed"),
-            Err(e) => tracing::warn!(error = %e, "automatic compaction task failed"),
+        if let Err(e) = compact_due(&strong).await {
+            tracing::warn!(error = %e, "automatic compaction failed");
         }
     }
 }
@@ -648,8 +666,9 @@ impl Inner {
         txn.commit().map_err(|e| self.err(e))
     }
 
-    /// Compaction by age and count; returns the new compacted revision.
-    fn compact_expired(&self, now: SystemTime) -> Result<Option<Revision>> {
+    /// Compaction by age and count, at most `chunk` revisions in this
+    /// transaction; returns the new compacted revision and whether more is due.
+    fn compact_expired(&self, now: SystemTime, chunk: i64) -> Result<(Option<Revision>, bool)> {
         let cutoff = now_millis(now)
             .saturating_sub(u64::try_from(self.config.history_age.as_millis()).unwrap_or(u64::MAX));
         let _writer = self.lock_writer();
@@ -682,7 +701,12 @@ impl Inner {
                 if ts >= cutoff {
                     break;
                 }
-                aged_out = Some(k.value() as Revision);
+                let rev = k.value() as Revision;
+                aged_out = Some(rev);
+                // Past this chunk: enough to know that more is due.
+                if rev > compacted.saturating_add(chunk) {
+                    break;
+                }
             }
             // With nothing written for longer than the window every entry is
             // old and this compacts to the current revision (watching from
@@ -690,22 +714,24 @@ impl Inner {
             if let Some(rev) = aged_out {
                 target = target.max(rev);
             }
+            let due = target;
+            target = target.min(compacted.saturating_add(chunk.max(1)));
             if target <= compacted {
-                None
+                (None, false)
             } else {
                 drop_history(&mut log, &mut meta, compacted, target).map_err(|e| self.err(e))?;
-                Some(target)
+                (Some(target), due > target)
             }
         };
         match target {
-            None => {
+            (None, _) => {
                 txn.abort().map_err(|e| self.err(e))?;
-                Ok(None)
+                Ok((None, false))
             }
-            Some(t) => {
+            (Some(t), more) => {
                 txn.commit().map_err(|e| self.err(e))?;
-                tracing::debug!(compacted = t, "compacted store history");
-                Ok(Some(t))
+                tracing::debug!(compacted = t, more, "compacted store history");
+                Ok((Some(t), more))
             }
         }
     }
