@@ -29,11 +29,11 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::ServiceSpec;
 use serde_json::{Value, json};
+use std::sync::{Mutex, MutexGuard};
 use svcnet_core::alloc::service::{self as svc_alloc, AllocChanges, ServiceAllocError};
 use svcnet_core::alloc::{AllocError, AllocFieldError, IpAllocator, PortAllocator, PortRange};
 use svcnet_core::field_errors::{BadValue, ErrorType, FieldError};
 use svcnet_store::{Compare, KeyValue, Op, RangeRequest, Revision, Store};
-use tokio::sync::Mutex;
 
 use crate::handlers::{guard, put};
 use crate::resources::Resource;
@@ -79,7 +79,12 @@ pub struct ServiceRegistry {
     families: Vec<&'static str>,
     range: PortRange,
     /// `None` until loaded, and after a lost race (reloaded on next use).
+    /// A blocking mutex held for microseconds, never across an await: an
+    /// async (fair, hand-off) mutex here formed convoys under 100 writers,
+    /// each hand-off waiting for the next task to be scheduled.
     state: Mutex<Option<Allocs>>,
+    /// Serializes (re)loads, which read every Service.
+    loading: tokio::sync::Mutex<()>,
 }
 
 fn rng() -> impl FnMut() -> u64 {
@@ -273,6 +278,7 @@ impl ServiceRegistry {
             families: ips.iter().map(family_name).collect(),
             range,
             state: Mutex::new(None),
+            loading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -367,37 +373,59 @@ impl ServiceRegistry {
     /// Rebuilds the allocation state now (at start).
     pub async fn init(&self, store: &dyn Store) -> ApiResult<()> {
         let a = self.load(store).await?;
-        *self.state.lock().await = Some(a);
+        *self.lock() = Some(a);
         Ok(())
     }
 
-    /// Chooses what `svc` needs (given what `old` held) with the decisions
+    fn lock(&self) -> MutexGuard<'_, Option<Allocs>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads the state unless another request did meanwhile.
+    async fn ensure_loaded(&self, store: &dyn Store) -> ApiResult<()> {
+        let _one = self.loading.lock().await;
+        if self.lock().is_none() {
+            let a = self.load(store).await?;
+            *self.lock() = Some(a);
+        }
+        Ok(())
+    }
+
+    /// Chooses what `spec` needs (given what `old` held) with the decisions
     /// of `core::alloc::service`, reserving it in `a`; what `old` gives up
-    /// stays reserved until the write commits.
-    fn assign(
-        &self,
-        res: &Resource,
+    /// stays reserved until the write commits. `spec: None` is a delete.
+    fn choose(
         a: &mut Allocs,
-        svc: &mut Value,
-        old: Option<&Value>,
-    ) -> ApiResult<AllocChanges> {
-        let mut spec = spec_of(svc)?;
-        let ips = a.ips.as_mut_slice();
-        let result = match old {
-            None => svc_alloc::allocate_create(ips, &mut a.ports, &mut spec, &mut rng()),
-            Some(o) => {
-                svc_alloc::allocate_update(ips, &mut a.ports, &mut spec, &spec_of(o)?, &mut rng())
-            }
+        spec: Option<&mut ServiceSpec>,
+        old: Option<&ServiceSpec>,
+    ) -> Result<AllocChanges, ServiceAllocError> {
+        let Some(spec) = spec else {
+            let empty = ServiceSpec::default();
+            let old = old.unwrap_or(&empty);
+            return Ok(AllocChanges {
+                released_ips: svc_alloc::service_cluster_ips(old),
+                released_ports: svc_alloc::service_node_ports(old),
+                ..AllocChanges::default()
+            });
         };
-        match result {
-            Ok(changes) => {
-                a.take(&changes.released_ips, &changes.released_ports);
-                svc["spec"] =
-                    serde_json::to_value(&spec).map_err(|e| ApiError::internal(e.to_string()))?;
-                Ok(changes)
+        let ips = a.ips.as_mut_slice();
+        let changes = match old {
+            None => svc_alloc::allocate_create(ips, &mut a.ports, spec, &mut rng())?,
+            Some(o) => svc_alloc::allocate_update(ips, &mut a.ports, spec, o, &mut rng())?,
+        };
+        a.take(&changes.released_ips, &changes.released_ports);
+        Ok(changes)
+    }
+
+    /// After the transaction: a commit releases what was given up, a failure
+    /// undoes what was reserved.
+    fn settle(&self, changes: &AllocChanges, committed: bool) {
+        if let Some(a) = self.lock().as_mut() {
+            if committed {
+                a.give(&changes.released_ips, &changes.released_ports);
+            } else {
+                a.give(&changes.allocated_ips, &changes.allocated_ports);
             }
-            Err(ServiceAllocError::Invalid(fe)) => Err(field_error(res, svc, fe)),
-            Err(ServiceAllocError::Internal(m)) => Err(ApiError::internal(m)),
         }
     }
 
@@ -419,30 +447,42 @@ impl ServiceRegistry {
             .map(|v| storage::name_of(v).to_string())
             .unwrap_or_default();
         let owner = new.as_deref().or(old).map(owner_of).unwrap_or_default();
+        let new_spec = new.as_deref().map(spec_of).transpose()?;
+        let old_spec = old.map(spec_of).transpose()?;
         for _ in 0..5 {
-            // Choose and reserve under the lock; the transaction runs without it.
-            let (working_obj, changes) = {
-                let mut g = self.state.lock().await;
-                if g.is_none() {
-                    *g = Some(self.load(api.store.as_ref()).await?);
+            // Choose and reserve under the lock (microseconds: the JSON work
+            // is done outside it); the transaction runs without it.
+            let mut spec = new_spec.clone();
+            let chosen = loop {
+                if let Some(a) = self.lock().as_mut() {
+                    break Self::choose(a, spec.as_mut(), old_spec.as_ref());
                 }
-                let Some(a) = g.as_mut() else { continue };
-                match new.as_deref() {
-                    Some(obj) => {
-                        let mut obj = obj.clone();
-                        let changes = self.assign(res, a, &mut obj, old)?;
-                        (Some(obj), changes)
-                    }
-                    None => {
-                        let spec = old.map(spec_of).transpose()?.unwrap_or_default();
-                        let changes = AllocChanges {
-                            released_ips: svc_alloc::service_cluster_ips(&spec),
-                            released_ports: svc_alloc::service_node_ports(&spec),
-                            ..AllocChanges::default()
-                        };
-                        (None, changes)
-                    }
+                self.ensure_loaded(api.store.as_ref()).await?;
+            };
+            let changes = match chosen {
+                Ok(c) => c,
+                Err(ServiceAllocError::Invalid(fe)) => {
+                    return Err(field_error(
+                        res,
+                        new.as_deref().or(old).unwrap_or(&Value::Null),
+                        fe,
+                    ));
                 }
+                Err(ServiceAllocError::Internal(m)) => return Err(ApiError::internal(m)),
+            };
+            let working_obj = match (new.as_deref(), &spec) {
+                (Some(obj), Some(spec)) => {
+                    let mut obj = obj.clone();
+                    match serde_json::to_value(spec) {
+                        Ok(v) => obj["spec"] = v,
+                        Err(e) => {
+                            self.settle(&changes, false);
+                            return Err(ApiError::internal(e.to_string()));
+                        }
+                    }
+                    Some(obj)
+                }
+                _ => None,
             };
             let (alloc_compares, alloc_ops) = allocation_ops(&changes, &owner);
             let mut compares = vec![guard(&svc_key, svc_guard)];
@@ -453,17 +493,7 @@ impl ServiceRegistry {
             }];
             ops.extend(alloc_ops);
             let r = api.store.txn(compares, ops).await;
-            {
-                let mut g = self.state.lock().await;
-                if let Some(a) = g.as_mut() {
-                    match &r {
-                        Ok(r) if r.succeeded => {
-                            a.give(&changes.released_ips, &changes.released_ports)
-                        }
-                        _ => a.give(&changes.allocated_ips, &changes.allocated_ports),
-                    }
-                }
-            }
+            self.settle(&changes, matches!(&r, Ok(r) if r.succeeded));
             let r = r.map_err(|e| ApiError::from_store(e, res, &name))?;
             if r.succeeded {
                 if let (Some(n), Some(w)) = (new.as_deref_mut(), working_obj) {
@@ -484,7 +514,7 @@ impl ServiceRegistry {
                 (Some(g), Some(kv)) if kv.mod_revision != g => {
                     return Err(ApiError::stale(res, &name));
                 }
-                _ => *self.state.lock().await = None,
+                _ => *self.lock() = None,
             }
         }
         Err(ApiError::internal(
