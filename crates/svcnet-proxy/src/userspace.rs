@@ -94,12 +94,65 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 struct Listener {
     balancer: Arc<Balancer>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Single-threaded runtimes, one per core, each accepting TCP connections on
+/// its own SO_REUSEPORT socket of every TCP listener and serving them to
+/// the end on its thread: no connection's wakeups cross threads (nginx's
+/// and HAProxy's model). Threads inherit the creating thread's network
+/// namespace.
+#[derive(Debug)]
+struct Shards {
+    handles: Vec<Handle>,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Shards {
+    fn start() -> Shards {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (mut handles, mut stop) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let (htx, hrx) = std::sync::mpsc::channel();
+            let (stx, srx) = tokio::sync::oneshot::channel::<()>();
+            let spawned = std::thread::Builder::new()
+                .name(format!("svcnet-userspace-{i}"))
+                .spawn(move || {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    let _ = htx.send(rt.handle().clone());
+                    rt.block_on(async {
+                        let _ = srx.await;
+                    });
+                });
+            if spawned.is_ok()
+                && let Ok(h) = hrx.recv()
+            {
+                handles.push(h);
+                stop.push(stx);
+            }
+        }
+        Shards { handles, stop }
+    }
+}
+
+impl Drop for Shards {
+    fn drop(&mut self) {
+        for s in self.stop.drain(..) {
+            let _ = s.send(());
+        }
     }
 }
 
@@ -107,6 +160,7 @@ impl Drop for Listener {
 #[derive(Debug)]
 pub struct UserspaceBackend {
     handle: Handle,
+    shards: Shards,
     exec: Box<dyn Exec>,
     settings: NodeSettings,
     /// Interface carrying the service addresses (`lo` where there is no dummy driver).
@@ -128,6 +182,7 @@ impl UserspaceBackend {
     ) -> Self {
         UserspaceBackend {
             handle,
+            shards: Shards::start(),
             exec,
             settings,
             iface: iface.to_string(),
@@ -199,29 +254,40 @@ impl UserspaceBackend {
         addr: SocketAddr,
         proto: Proto,
         balancer: Arc<Balancer>,
-    ) -> Result<JoinHandle<()>> {
+    ) -> Result<Vec<JoinHandle<()>>> {
         let err = |e: std::io::Error| {
             BackendError::Userspace(format!("listening on {addr}/{}: {e}", proto.lower()))
         };
         let _g = self.handle.enter();
         match proto {
+            Proto::Tcp if !self.shards.handles.is_empty() => {
+                // One SO_REUSEPORT socket per shard, all bound before any
+                // accepts, so a failure leaves nothing behind.
+                let mut socks = Vec::new();
+                for _ in &self.shards.handles {
+                    let std = sockets::tcp(addr, true).map_err(err)?;
+                    std.set_nonblocking(true).map_err(err)?;
+                    socks.push(std);
+                }
+                let mut tasks = Vec::new();
+                for (std, h) in socks.into_iter().zip(&self.shards.handles) {
+                    let _in = h.enter();
+                    let l = TcpListener::from_std(std).map_err(err)?;
+                    tasks.push(h.spawn(serve_tcp(l, balancer.clone())));
+                }
+                Ok(tasks)
+            }
             Proto::Tcp => {
-                let std = match addr {
-                    SocketAddr::V4(_) => std::net::TcpListener::bind(addr).map_err(err)?,
-                    SocketAddr::V6(a) => v6only::tcp(a).map_err(err)?,
-                };
+                let std = sockets::tcp(addr, false).map_err(err)?;
                 std.set_nonblocking(true).map_err(err)?;
                 let l = TcpListener::from_std(std).map_err(err)?;
-                Ok(self.handle.spawn(serve_tcp(l, balancer)))
+                Ok(vec![self.handle.spawn(serve_tcp(l, balancer))])
             }
             _ => {
-                let std = match addr {
-                    SocketAddr::V4(_) => std::net::UdpSocket::bind(addr).map_err(err)?,
-                    SocketAddr::V6(a) => v6only::udp(a).map_err(err)?,
-                };
+                let std = sockets::udp(addr).map_err(err)?;
                 std.set_nonblocking(true).map_err(err)?;
                 let s = UdpSocket::from_std(std).map_err(err)?;
-                Ok(self.handle.spawn(serve_udp(Arc::new(s), balancer)))
+                Ok(vec![self.handle.spawn(serve_udp(Arc::new(s), balancer))])
             }
         }
     }
@@ -236,32 +302,50 @@ fn host_addr(ip: &IpAddr) -> (String, bool) {
 }
 
 /// IPv6 sockets with IPV6_V6ONLY set, so they never collide with IPv4 listeners on the same port.
-mod v6only {
+mod sockets {
     use std::io;
-    use std::net::SocketAddrV6;
+    use std::net::SocketAddr;
     use std::os::fd::{AsRawFd, OwnedFd};
 
     use nix::sys::socket::{
-        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn6, bind, listen, setsockopt, socket,
-        sockopt,
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, listen,
+        setsockopt, socket, sockopt,
     };
 
-    fn sock(addr: SocketAddrV6, ty: SockType) -> io::Result<OwnedFd> {
-        let fd = socket(AddressFamily::Inet6, ty, SockFlag::SOCK_CLOEXEC, None)?;
-        setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    /// A socket bound to `addr`: IPv6 ones are IPV6_V6ONLY (so `[::]:p` and
+    /// `0.0.0.0:p` coexist); `reuse_port` joins an SO_REUSEPORT group.
+    fn sock(addr: SocketAddr, ty: SockType, reuse_port: bool) -> io::Result<OwnedFd> {
+        let family = match addr {
+            SocketAddr::V4(_) => AddressFamily::Inet,
+            SocketAddr::V6(_) => AddressFamily::Inet6,
+        };
+        let fd = socket(family, ty, SockFlag::SOCK_CLOEXEC, None)?;
         setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-        bind(fd.as_raw_fd(), &SockaddrIn6::from(addr))?;
+        if reuse_port {
+            setsockopt(&fd, sockopt::ReusePort, &true)?;
+        }
+        match addr {
+            SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a))?,
+            SocketAddr::V6(a) => {
+                setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+                bind(fd.as_raw_fd(), &SockaddrIn6::from(a))?;
+            }
+        }
         Ok(fd)
     }
 
-    pub(super) fn tcp(addr: SocketAddrV6) -> io::Result<std::net::TcpListener> {
-        let fd = sock(addr, SockType::Stream)?;
+    pub(super) fn tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+        let fd = sock(addr, SockType::Stream, reuse_port)?;
         listen(&fd, Backlog::new(1024)?)?;
         Ok(std::net::TcpListener::from(fd))
     }
 
-    pub(super) fn udp(addr: SocketAddrV6) -> io::Result<std::net::UdpSocket> {
-        Ok(std::net::UdpSocket::from(sock(addr, SockType::Datagram)?))
+    pub(super) fn udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+        Ok(std::net::UdpSocket::from(sock(
+            addr,
+            SockType::Datagram,
+            false,
+        )?))
     }
 }
 
@@ -294,8 +378,8 @@ impl Backend for UserspaceBackend {
             }
             let b = Arc::new(Balancer::default());
             b.set(eps, *aff);
-            let task = self.listen(key.0, key.1, b.clone())?;
-            self.listeners.insert(*key, Listener { balancer: b, task });
+            let tasks = self.listen(key.0, key.1, b.clone())?;
+            self.listeners.insert(*key, Listener { balancer: b, tasks });
             changed += 1;
         }
         for ip in self.addrs.clone().difference(&addrs) {
