@@ -1004,7 +1004,12 @@ impl Backend for NftBackend {
                 self.warn_skipped(state);
                 self.last_script =
                     render_full_into(state, &self.settings, &self.families, &mut applied);
-                self.apply_script()?;
+                let res = self.apply_script();
+                // A context that ran a whole table refills its cache with every
+                // element on its next command (0.4 s at 10,000 Services); a
+                // fresh one reads only what that command needs.
+                self.lib = None;
+                res?;
                 if let Some(prev) = prev {
                     let stale: Vec<_> = prev
                         .frags
