@@ -118,7 +118,8 @@ struct Shards {
 
 impl Shards {
     fn start() -> Shards {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // At most 4: each shard adds a socket per TCP listener.
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let (mut handles, mut stop) = (Vec::new(), Vec::new());
         for i in 0..n {
             let (htx, hrx) = std::sync::mpsc::channel();

@@ -89,6 +89,20 @@ struct ApiserverArgs {
     agent_token_file: Option<PathBuf>,
 }
 
+/// Lifts the soft limit on open files to the hard one, as Go programs
+/// (kube-proxy, kube-apiserver) do at start: the userspace proxy holds a
+/// socket per listener and core, the API server one per connection and
+/// watch, and the usual soft limit of 1,024 is far below either at scale.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %e, soft, hard, "could not raise the open files limit");
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -97,6 +111,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    raise_open_files_limit();
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(run(cli))
 }
