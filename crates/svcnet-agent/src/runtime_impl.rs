@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use crate::agent::{Agent, Inner};
-use crate::pod::PodShared;
+use crate::pod::{Instance, PodShared};
 use crate::probe::Outcome;
 use crate::runtime::{
     ExecSession, ExitStatus, LogOptions, PodRef, PodRuntime, Reader, Result, RuntimeError,
@@ -50,14 +50,8 @@ fn exit_of(s: std::process::ExitStatus) -> ExitStatus {
     }
 }
 
-/// A command for `argv` entering the pod, with the container's environment.
-fn pod_command(
-    inner: &Inner,
-    s: &PodShared,
-    idx: usize,
-    argv: Vec<String>,
-    tty: bool,
-) -> Result<tokio::process::Command> {
+/// The current instance of container `idx`, which must have started.
+fn started_instance(s: &PodShared, idx: usize) -> Result<Instance> {
     let inst = s
         .instances
         .lock()
@@ -71,6 +65,18 @@ fn pod_command(
             container: s.container_names.get(idx).cloned().unwrap_or_default(),
         });
     }
+    Ok(inst)
+}
+
+/// A command for `argv` entering the pod, with the container's environment.
+fn pod_command(
+    inner: &Inner,
+    s: &PodShared,
+    idx: usize,
+    argv: Vec<String>,
+    tty: bool,
+) -> Result<tokio::process::Command> {
+    let inst = started_instance(s, idx)?;
     let run = s.run_args(argv, inst.workdir.clone(), tty);
     let mut cmd = tokio::process::Command::new(&inner.cfg.helper[0]);
     cmd.args(&inner.cfg.helper[1..])
@@ -223,19 +229,7 @@ impl PodRuntime for Agent {
         let s = self.lookup(pod)?;
         let idx = container_index(&s, container)?;
         let name = s.container_names[idx].clone();
-        let inst = s
-            .instances
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(idx)
-            .cloned()
-            .unwrap_or_default();
-        if !inst.started {
-            return Err(RuntimeError::ContainerNotRunning {
-                pod: s.name.clone(),
-                container: name,
-            });
-        }
+        let inst = started_instance(&s, idx)?;
         let number = if opts.previous {
             if inst.number == 0 {
                 return Err(RuntimeError::NoPreviousLogs {

@@ -312,9 +312,7 @@ fn decode_continue(s: &str) -> ApiResult<ContinueToken> {
 /// The result of a filtered, paginated list.
 pub(crate) struct Listed {
     pub items: Vec<Value>,
-    pub revision: Revision,
-    pub cont: Option<String>,
-    pub remaining: Option<usize>,
+    pub meta: ListMeta,
 }
 
 /// A list's metadata, known once its scan is done.
@@ -331,13 +329,8 @@ const SCAN_PAGE: usize = 500;
 /// Every object of a filtered, paginated list, collected.
 pub(crate) async fn list_objects(ctx: &Ctx) -> ApiResult<Listed> {
     let mut items = Vec::new();
-    let m = scan_objects(ctx, &mut |o| items.push(o)).await?;
-    Ok(Listed {
-        items,
-        revision: m.revision,
-        cont: m.cont,
-        remaining: m.remaining,
-    })
+    let meta = scan_objects(ctx, &mut |o| items.push(o)).await?;
+    Ok(Listed { items, meta })
 }
 
 /// Scans a filtered, paginated list at one revision, handing each matching
@@ -476,13 +469,8 @@ async fn list(ctx: Ctx) -> ApiResult<Response> {
     }
     if ctx.out != Output::Json {
         let l = list_objects(&ctx).await?;
-        let meta = ListMeta {
-            revision: l.revision,
-            cont: l.cont,
-            remaining: l.remaining,
-        };
         let items = l.items.into_iter().map(strip_type).collect();
-        let mut body = list_head(&ctx, &meta);
+        let mut body = list_head(&ctx, &l.meta);
         body.insert("items".into(), Value::Array(items));
         return Ok(codec::respond(200, &Value::Object(body), ctx.out));
     }
