@@ -266,12 +266,12 @@ async fn expose_create_scale_and_namespaces() {
             "nodeport",
             "frontend-pb",
             "--tcp=80:5000",
-            "--node-port=32233",
+            "--node-port=30033",
         ])
         .await;
     assert_eq!(out.trim(), "service/frontend-pb created");
     let row = c.ok(&["get", "svc", "frontend-pb", "--no-headers"]).await;
-    assert_eq!(lines(&row)[0][4], "80:32233/TCP");
+    assert_eq!(lines(&row)[0][4], "80:30033/TCP");
     // The same nodePort again collides.
     let err = c
         .fails(&[
@@ -280,12 +280,12 @@ async fn expose_create_scale_and_namespaces() {
             "nodeport",
             "frontend-pb2",
             "--tcp=80:5000",
-            "--node-port=32233",
+            "--node-port=30033",
         ])
         .await;
     assert_eq!(
         err.trim(),
-        "error: failed to create NodePort service: Service \"frontend-pb2\" is invalid: spec.ports[0].nodePort: Invalid value: 32233: provided port is already allocated"
+        "error: failed to create NodePort service: Service \"frontend-pb2\" is invalid: spec.ports[0].nodePort: Invalid value: 30033: provided port is already allocated"
     );
     let err = c
         .fails(&[

@@ -460,13 +460,13 @@ async fn service_type_changes_allocate_and_release() {
     // clusterIP is immutable.
     let (code, err) = h.patch(
         &format!("{SVCS}/t"),
-        json!({"spec": {"clusterIP": "10.96.7.7"}}),
+        json!({"spec": {"clusterIP": "10.96.0.77"}}),
         "application/merge-patch+json",
     );
     assert_eq!(code, 422, "{err}");
     assert_eq!(
         err["message"],
-        "Service \"t\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"10.96.7.7\"}: may not change once set"
+        "Service \"t\" is invalid: spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.77\"}: may not change once set"
     );
     // Deleting releases: the IP can be requested again.
     assert_eq!(h.delete(&format!("{SVCS}/other"), None).0, 200);
@@ -680,13 +680,13 @@ async fn dual_stack_services_get_one_cluster_ip_per_family() {
     // Requested IPs of both families.
     let mut asked = svc("asked", "ClusterIP");
     asked["spec"]["ipFamilyPolicy"] = json!("RequireDualStack");
-    asked["spec"]["clusterIPs"] = json!(["fd00:10:96::77", "10.96.7.7"]);
+    asked["spec"]["clusterIPs"] = json!(["fd00:10:96::77", "10.96.0.77"]);
     asked["spec"]["clusterIP"] = json!("fd00:10:96::77");
     let (code, s) = h.post(SVCS, asked);
     assert_eq!(code, 201, "{s}");
     assert_eq!(
         cluster_ips(&s, &["IPv6", "IPv4"]),
-        ["fd00:10:96::77", "10.96.7.7"]
+        ["fd00:10:96::77", "10.96.0.77"]
     );
     // Server-side apply goes through the same defaulting.
     let applied = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "applied"},
@@ -699,7 +699,7 @@ async fn dual_stack_services_get_one_cluster_ip_per_family() {
     assert_eq!(code, 201, "{s}");
     let applied_ips = cluster_ips(&s, &["IPv4", "IPv6"]);
     // Every IP has its allocation key.
-    let mut want: Vec<String> = ["10.96.0.1", "fd00:10:96::77", "10.96.7.7"]
+    let mut want: Vec<String> = ["10.96.0.1", "fd00:10:96::77", "10.96.0.77"]
         .iter()
         .map(|s| s.to_string())
         .chain(single.iter().cloned())
