@@ -234,6 +234,52 @@ async fn expose_create_scale_and_namespaces() {
         ])
         .await;
     assert_eq!(sel, "frontend 5000 ClusterIP");
+
+    // kubectl create sends protobuf.
+    let out = c
+        .ok(&[
+            "create",
+            "service",
+            "nodeport",
+            "frontend-pb",
+            "--tcp=80:5000",
+            "--node-port=32233",
+        ])
+        .await;
+    assert_eq!(out.trim(), "service/frontend-pb created");
+    let row = c.ok(&["get", "svc", "frontend-pb", "--no-headers"]).await;
+    assert_eq!(lines(&row)[0][4], "80:32233/TCP");
+    // The same nodePort again collides.
+    let err = c
+        .fails(&[
+            "create",
+            "service",
+            "nodeport",
+            "frontend-pb2",
+            "--tcp=80:5000",
+            "--node-port=32233",
+        ])
+        .await;
+    assert_eq!(
+        err.trim(),
+        "error: failed to create NodePort service: Service \"frontend-pb2\" is invalid: spec.ports[0].nodePort: Invalid value: 32233: provided port is already allocated"
+    );
+    let err = c
+        .fails(&[
+            "create",
+            "service",
+            "nodeport",
+            "frontend-pb3",
+            "--tcp=80:5000",
+            "--node-port=40000",
+        ])
+        .await;
+    assert_eq!(
+        err.trim(),
+        "error: failed to create NodePort service: Service \"frontend-pb3\" is invalid: spec.ports[0].nodePort: Invalid value: 40000: provided port is not in the valid range. The range of valid ports is 30000-32767"
+    );
+    // A random nodePort, allocated after 32233 was taken (before, it could
+    // have drawn 32233 itself: a 1-in-2,700 test failure).
     let out = c
         .ok(&[
             "expose",
@@ -257,50 +303,6 @@ async fn expose_create_scale_and_namespaces() {
         .await;
     let np: u16 = np.parse().expect("a nodePort was allocated");
     assert!((30000..=32767).contains(&np));
-
-    // kubectl create sends protobuf.
-    let out = c
-        .ok(&[
-            "create",
-            "service",
-            "nodeport",
-            "frontend-pb",
-            "--tcp=80:5000",
-            "--node-port=30033",
-        ])
-        .await;
-    assert_eq!(out.trim(), "service/frontend-pb created");
-    let row = c.ok(&["get", "svc", "frontend-pb", "--no-headers"]).await;
-    assert_eq!(lines(&row)[0][4], "80:30033/TCP");
-    // The same nodePort again collides.
-    let err = c
-        .fails(&[
-            "create",
-            "service",
-            "nodeport",
-            "frontend-pb2",
-            "--tcp=80:5000",
-            "--node-port=30033",
-        ])
-        .await;
-    assert_eq!(
-        err.trim(),
-        "error: failed to create NodePort service: Service \"frontend-pb2\" is invalid: spec.ports[0].nodePort: Invalid value: 30033: provided port is already allocated"
-    );
-    let err = c
-        .fails(&[
-            "create",
-            "service",
-            "nodeport",
-            "frontend-pb3",
-            "--tcp=80:5000",
-            "--node-port=40000",
-        ])
-        .await;
-    assert_eq!(
-        err.trim(),
-        "error: failed to create NodePort service: Service \"frontend-pb3\" is invalid: spec.ports[0].nodePort: Invalid value: 40000: provided port is not in the valid range. The range of valid ports is 30000-32767"
-    );
     let err = c
         .fails(&[
             "create",
