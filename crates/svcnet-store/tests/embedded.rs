@@ -153,9 +153,9 @@ async fn damaged_or_newer_stores_are_refused() {
     let cases: Vec<(&str, Damage, Option<&str>)> = vec![
         (
             "newer format",
-            |f| set_meta(f, "format", &2u32.to_le_bytes()),
+            |f| set_meta(f, "format", &3u32.to_le_bytes()),
             Some(
-                "store at {file}: format version 2 is newer than this build supports (1); use a newer svcnet",
+                "store at {file}: format version 3 is newer than this build supports (2); use a newer svcnet",
             ),
         ),
         (
@@ -523,4 +523,66 @@ async fn concurrent_writers_get_distinct_increasing_revisions() {
         seen.push(ev.revision());
     }
     assert_eq!(seen, all, "watch order");
+}
+
+/// Compaction keeps the current value of a key written long ago (it lives
+/// in its log entry) and drops a deleted key's history for good: neither
+/// changes after a restart, which rebuilds the key index from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_old_current_values_across_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = EmbeddedConfig {
+        history_revisions: 10,
+        ..config()
+    };
+    let (keep_rev, updated_rev) = {
+        let s = open(tmp.path(), cfg.clone()).await.unwrap();
+        let keep = s.create(b"/keep", b"old").await.unwrap();
+        let r = s.create(b"/upd", b"1").await.unwrap();
+        let r = s.update(b"/upd", b"2", r).await.unwrap();
+        let g = s.create(b"/gone", b"x").await.unwrap();
+        s.delete(b"/gone", Some(g)).await.unwrap();
+        for i in 0..60 {
+            s.create(format!("/n/{i}").as_bytes(), b"v").await.unwrap();
+        }
+        assert!(s.compacted_revision().await.unwrap() > g + 1);
+        (keep, r)
+    };
+    for round in 0..2 {
+        let s = open(tmp.path(), cfg.clone()).await.unwrap();
+        let keep = s.get(b"/keep").await.unwrap().expect("/keep survives");
+        assert_eq!(
+            (
+                keep.value.as_slice(),
+                keep.create_revision,
+                keep.mod_revision
+            ),
+            (&b"old"[..], keep_rev, keep_rev),
+            "round {round}"
+        );
+        let upd = s.get(b"/upd").await.unwrap().expect("/upd survives");
+        assert_eq!(
+            (upd.value.as_slice(), upd.mod_revision),
+            (&b"2"[..], updated_rev)
+        );
+        assert_eq!(s.get(b"/gone").await.unwrap(), None, "round {round}");
+        let all = s
+            .range(RangeRequest {
+                prefix: b"/".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.kvs.len(), 62 + 30 * round, "round {round}");
+        // More writes and compactions after the restart.
+        for i in 0..30 {
+            s.create(format!("/m{round}/{i}").as_bytes(), b"v")
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            s.get(b"/keep").await.unwrap().map(|kv| kv.value),
+            Some(b"old".to_vec())
+        );
+    }
 }

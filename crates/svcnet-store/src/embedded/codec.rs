@@ -1,4 +1,4 @@
-//! Byte encoding of the embedded backend's records (current keys and revision log entries).
+//! Byte encoding of the embedded backend's records: revision log entries (and format 1's current-key records, read once to upgrade).
 
 use crate::{KeyValue, Revision};
 
@@ -53,6 +53,8 @@ pub(crate) struct LogEntry {
 const KIND_PUT: u8 = 0;
 const KIND_DELETE: u8 = 1;
 
+/// The record of format 1's `current` table (made by tests of the upgrade).
+#[cfg(test)]
 pub(crate) fn encode_current(c: &Current) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + c.value.len());
     out.extend_from_slice(&c.create_revision.to_le_bytes());
@@ -140,6 +142,46 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<LogEntry, CodecError> {
         unix_millis,
         changes,
     })
+}
+
+/// One change of an encoded entry, borrowed from its bytes (the replaced
+/// value skipped): what reading a current value and loading the key index
+/// need, without copying every value of the entry.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RawChange<'a> {
+    pub(crate) key: &'a [u8],
+    /// The create revision and new value; None for a delete.
+    pub(crate) put: Option<(Revision, &'a [u8])>,
+}
+
+pub(crate) fn raw_changes(bytes: &[u8]) -> Result<Vec<RawChange<'_>>, CodecError> {
+    let mut r = Reader { bytes, pos: 0 };
+    r.u64()?;
+    let count = r.u32()? as usize;
+    let mut out = Vec::with_capacity(count.min(bytes.len() / 10));
+    for _ in 0..count {
+        let kind = r.u8()?;
+        let key = r.bytes()?;
+        let put = match kind {
+            KIND_PUT => {
+                let create = r.i64()?;
+                Some((create, r.bytes()?))
+            }
+            KIND_DELETE => None,
+            other => return Err(CodecError::UnknownKind(other)),
+        };
+        if r.u8()? != 0 {
+            r.i64()?;
+            r.i64()?;
+            r.bytes()?;
+        }
+        out.push(RawChange { key, put });
+    }
+    let trailing = r.rest().len();
+    if trailing != 0 {
+        return Err(CodecError::Trailing(trailing));
+    }
+    Ok(out)
 }
 
 fn put_len(out: &mut Vec<u8>, len: usize) {
@@ -236,6 +278,31 @@ mod tests {
     fn entry_round_trips() {
         let e = sample();
         assert_eq!(decode_entry(&encode_entry(&e)), Ok(e));
+    }
+
+    #[test]
+    fn raw_changes_borrow_keys_and_new_values() {
+        let bytes = encode_entry(&sample());
+        assert_eq!(
+            raw_changes(&bytes),
+            Ok(vec![
+                RawChange {
+                    key: b"/registry/services/default/a",
+                    put: Some((7, b"{\"v\":1}")),
+                },
+                RawChange {
+                    key: b"/registry/services/default/b",
+                    put: None,
+                },
+            ])
+        );
+        assert_eq!(
+            raw_changes(&bytes[..bytes.len() - 1]).map(|_| ()),
+            Err(CodecError::Truncated {
+                offset: bytes.len() - 3,
+                needed: 1
+            })
+        );
     }
 
     #[test]

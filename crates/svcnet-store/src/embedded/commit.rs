@@ -17,11 +17,11 @@ use std::time::SystemTime;
 use redb::Durability;
 use tokio::sync::oneshot;
 
+use std::collections::BTreeMap;
+
 use super::codec::{self, Change, Current, LogEntry};
-use super::{
-    CURRENT, Inner, LOG, META, Outcome, broadcast, count_target, drop_history, get_current,
-    meta_i64, now_millis,
-};
+use super::index::Index;
+use super::{Inner, LOG, META, Outcome, broadcast, meta_i64, now_millis, value_at};
 use crate::{Compare, KeyValue, Op, Result, Revision, StoreError};
 
 /// At most this many requests share one transaction.
@@ -81,6 +81,12 @@ fn writer_loop(inner: Weak<Inner>, rx: mpsc::Receiver<WriteRequest>) {
             return;
         };
         let answers = strong.commit_batch(batch);
+        // History beyond the kept count goes between batches (see
+        // `Inner::compact_by_count`), before the answers, so a writer that
+        // saw its write acknowledged sees the history bounded too.
+        if let Err(e) = strong.compact_by_count() {
+            tracing::warn!(error = %e, "compaction after a write failed");
+        }
         // Let go of the store before answering: a caller that drops its
         // last handle right after its write must find the database closed.
         drop(strong);
@@ -137,16 +143,23 @@ impl Inner {
             BatchFailure::Commit(StoreError::Io(format!("{}: {e}", self.path.display())))
         })?;
         let unix_millis = now_millis(SystemTime::now());
+        let index = self.index();
+        // This batch's changes so far: key → its state now (None: deleted).
+        let mut overlay: BTreeMap<Vec<u8>, Option<Current>> = BTreeMap::new();
         let (outcomes, entries) = {
             let mut meta = txn.open_table(META).map_err(|e| self.commit_err(e))?;
-            let mut current = txn.open_table(CURRENT).map_err(|e| self.commit_err(e))?;
             let mut log = txn.open_table(LOG).map_err(|e| self.commit_err(e))?;
             let mut rev = meta_i64(&meta, &self.path, "revision").map_err(BatchFailure::Commit)?;
             let mut outcomes = Vec::with_capacity(batch.len());
             let mut entries = Vec::new();
             for req in batch {
+                let mut state = State {
+                    log: &log,
+                    index: &index,
+                    overlay: &mut overlay,
+                };
                 let (out, changes) = self
-                    .apply_one(&mut current, rev, &req.compares, &req.ops)
+                    .apply_one(&mut state, rev, &req.compares, &req.ops)
                     .map_err(BatchFailure::Apply)?;
                 if !changes.is_empty() {
                     rev = out.revision;
@@ -163,12 +176,6 @@ impl Inner {
             if !entries.is_empty() {
                 meta.insert("revision", rev.to_le_bytes().as_slice())
                     .map_err(|e| self.commit_err(e))?;
-                let compacted =
-                    meta_i64(&meta, &self.path, "compacted").map_err(BatchFailure::Commit)?;
-                if let Some(target) = count_target(rev, compacted, self.config.history_revisions) {
-                    drop_history(&mut log, &mut meta, compacted, target)
-                        .map_err(|e| self.commit_err(e))?;
-                }
             }
             (outcomes, entries)
         };
@@ -178,6 +185,11 @@ impl Inner {
             return Ok(outcomes);
         }
         txn.commit().map_err(|e| self.commit_err(e))?;
+        let mut next = (*index).clone();
+        for (rev, entry) in &entries {
+            next.apply(*rev, &entry.changes);
+        }
+        self.publish(next);
         for (rev, entry) in &entries {
             broadcast(&mut writer, *rev, entry);
             self.broadcast
@@ -195,7 +207,7 @@ impl Inner {
     /// a guard failed or nothing changed, which takes no revision, like etcd).
     fn apply_one(
         &self,
-        current: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+        state: &mut State<'_, '_>,
         rev: Revision,
         compares: &[Compare],
         ops: &[Op],
@@ -207,9 +219,9 @@ impl Inner {
                 Compare::Absent(key) => (key, None),
                 Compare::ModRevision(key, r) => (key, Some(*r)),
             };
-            let state = get_current(current, &self.path, key)?;
-            holds &= state.as_ref().map(|s| s.mod_revision) == want;
-            guards.push(state.map(|s| s.into_kv(key.clone())));
+            let now = state.get(&self.path, key)?;
+            holds &= now.as_ref().map(|s| s.mod_revision) == want;
+            guards.push(now.map(|s| s.into_kv(key.clone())));
         }
         if !holds {
             let out = Outcome {
@@ -226,16 +238,16 @@ impl Inner {
         for op in ops {
             match op {
                 Op::Put(key, value) => {
-                    let old = get_current(current, &self.path, key)?;
+                    let old = state.get(&self.path, key)?;
                     let create = old.as_ref().map_or(new_rev, |o| o.create_revision);
-                    let rec = codec::encode_current(&Current {
-                        create_revision: create,
-                        mod_revision: new_rev,
-                        value: value.clone(),
-                    });
-                    current
-                        .insert(key.as_slice(), rec.as_slice())
-                        .map_err(|e| self.err(e))?;
+                    state.overlay.insert(
+                        key.clone(),
+                        Some(Current {
+                            create_revision: create,
+                            mod_revision: new_rev,
+                            value: value.clone(),
+                        }),
+                    );
                     prev.push(old.clone().map(|o| o.into_kv(key.clone())));
                     changes.push(Change {
                         key: key.clone(),
@@ -244,9 +256,9 @@ impl Inner {
                     });
                 }
                 Op::Delete(key) => {
-                    let old = get_current(current, &self.path, key)?;
+                    let old = state.get(&self.path, key)?;
                     if old.is_some() {
-                        current.remove(key.as_slice()).map_err(|e| self.err(e))?;
+                        state.overlay.insert(key.clone(), None);
                         changes.push(Change {
                             key: key.clone(),
                             put: None,
@@ -265,6 +277,30 @@ impl Inner {
             guards,
         };
         Ok((out, changes))
+    }
+}
+
+/// What a request of a batch reads: the published index and the log, with
+/// the earlier requests of the batch on top.
+struct State<'a, 't> {
+    log: &'a redb::Table<'t, u64, &'static [u8]>,
+    index: &'a Index,
+    overlay: &'a mut BTreeMap<Vec<u8>, Option<Current>>,
+}
+
+impl State<'_, '_> {
+    fn get(&self, path: &std::path::Path, key: &[u8]) -> Result<Option<Current>> {
+        if let Some(now) = self.overlay.get(key) {
+            return Ok(now.clone());
+        }
+        let Some(loc) = self.index.keys.get(key).copied() else {
+            return Ok(None);
+        };
+        Ok(Some(Current {
+            create_revision: loc.create_revision,
+            mod_revision: loc.mod_revision,
+            value: value_at(self.log, path, key, loc)?,
+        }))
     }
 }
 
@@ -476,12 +512,14 @@ mod tests {
     async fn a_request_that_hits_a_damaged_record_fails_alone() {
         let tmp = tempfile::tempdir().expect("temp dir");
         let store = open(tmp.path()).await;
+        assert_eq!(store.create(b"/bad", b"0").await.expect("create"), 2);
         {
-            // A record too short to decode, as a damaged file would hold.
+            // The log entry holding its value, too short to decode, as a
+            // damaged file would hold it.
             let txn = store.inner.db.begin_write().expect("write txn");
-            txn.open_table(CURRENT)
-                .expect("current table")
-                .insert(b"/bad".as_slice(), b"short".as_slice())
+            txn.open_table(LOG)
+                .expect("log table")
+                .insert(2u64, b"short".as_slice())
                 .expect("insert");
             txn.commit().expect("commit");
         }
@@ -497,13 +535,13 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                "ok rev=2 prev=[-]".to_string(),
-                format!(
-                    "error: store at {path}: record of key \"/bad\": record truncated: needed 3 more bytes at offset 0"
-                ),
                 "ok rev=3 prev=[-]".to_string(),
+                format!(
+                    "error: store at {path}: revision log entry 2: record truncated: needed 3 more bytes at offset 0"
+                ),
+                "ok rev=4 prev=[-]".to_string(),
             ]
         );
-        assert_eq!(store.current_revision().await.expect("revision"), 3);
+        assert_eq!(store.current_revision().await.expect("revision"), 4);
     }
 }

@@ -2,10 +2,18 @@
 //!
 //! Layout of `<dir>/store.redb`:
 //! - `meta`: magic, format version, current revision, compacted revision;
-//! - `current`: key → (create revision, mod revision, value);
 //! - `log`: revision → every change of that revision with the value it
-//!   replaced. Watches replay from it and reads at a past revision undo it
-//!   over the current state, so both cost at most the history window.
+//!   replaced. It is also where current values live: the key index
+//!   ([`index`], in memory like etcd's, rebuilt from the log at start) maps
+//!   each live key to its mod revision. Compaction drops the entries at or
+//!   below the compacted revision except the puts that are still current
+//!   (their replaced values dropped). Watches replay from the log and reads
+//!   at a past revision undo it over the current state, so both cost at
+//!   most the history window.
+//!
+//! Format 1 kept current values in a key-ordered `current` table too,
+//! which made every write rewrite a page per key it touched; a format-1
+//! file is upgraded in place on its first read-write open.
 //!
 //! Writes are group-committed by one writer thread ([`commit`]): the
 //! requests queued while the previous batch was syncing share one write
@@ -17,6 +25,7 @@
 
 pub(crate) mod codec;
 mod commit;
+mod index;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -36,15 +45,17 @@ use crate::{
     Compare, KeyValue, Op, RangeRequest, RangeResponse, Result, Revision, Store, StoreError,
     TxnResponse, WatchEvent, WatchStream,
 };
-use codec::{Current, LogEntry};
+use codec::{Change, LogEntry};
+use index::{Index, Loc};
 
-const CURRENT: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("current");
+/// Format 1's table of current values (read once, by the upgrade).
+const LEGACY_CURRENT: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("current");
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
 const MAGIC: &[u8] = b"svcnet-store";
 /// Bumped whenever the layout changes; a newer file is refused, never rewritten.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "store.redb";
 /// A new store is built under this name and renamed into place, so a crash
@@ -116,6 +127,12 @@ struct Inner {
     broadcast: AtomicI64,
     /// Write requests for the group-commit writer thread.
     queue: std::sync::mpsc::Sender<commit::WriteRequest>,
+    /// The published key index: replaced (never changed) by the writer
+    /// after each commit, under the writer lock. Readers take it together
+    /// with a read transaction under this lock, so every value it points to
+    /// is in their snapshot (compaction removes an entry only after an
+    /// index without it was published).
+    index: Mutex<Arc<Index>>,
 }
 
 #[derive(Default)]
@@ -310,19 +327,62 @@ where
     Ok(i64::from_le_bytes(arr))
 }
 
-fn get_current<T>(t: &T, path: &Path, key: &[u8]) -> Result<Option<Current>>
+/// The current value of `key`, which `loc` says is in the log entry of
+/// its mod revision.
+fn value_at<T>(log: &T, path: &Path, key: &[u8], loc: Loc) -> Result<Vec<u8>>
 where
-    T: ReadableTable<&'static [u8], &'static [u8]>,
+    T: ReadableTable<u64, &'static [u8]>,
 {
-    match t.get(key).map_err(|e| db_err(path, e))? {
-        None => Ok(None),
-        Some(v) => codec::decode_current(v.value()).map(Some).map_err(|e| {
-            corrupt(
-                path,
-                format!("record of key {:?}: {e}", String::from_utf8_lossy(key)),
-            )
-        }),
+    let rev = loc.mod_revision;
+    let missing = || {
+        corrupt(
+            path,
+            format!(
+                "revision log entry {rev} holds no value of key {:?}",
+                String::from_utf8_lossy(key)
+            ),
+        )
+    };
+    let entry = log
+        .get(rev as u64)
+        .map_err(|e| db_err(path, e))?
+        .ok_or_else(missing)?;
+    let changes = codec::raw_changes(entry.value())
+        .map_err(|e| corrupt(path, format!("revision log entry {rev}: {e}")))?;
+    changes
+        .into_iter()
+        .find(|c| c.key == key)
+        .and_then(|c| c.put)
+        .map(|(_, v)| v.to_vec())
+        .ok_or_else(missing)
+}
+
+/// The key index of everything in `log`, at revision `rev`.
+fn load_index<T>(log: &T, path: &Path, rev: Revision) -> Result<Index>
+where
+    T: ReadableTable<u64, &'static [u8]>,
+{
+    let mut index = Index::default();
+    for item in log.iter().map_err(|e| db_err(path, e))? {
+        let (k, v) = item.map_err(|e| db_err(path, e))?;
+        let r = k.value() as Revision;
+        let changes = codec::raw_changes(v.value())
+            .map_err(|e| corrupt(path, format!("revision log entry {r}: {e}")))?;
+        for c in changes {
+            index.apply_key(r, c.key, c.put.map(|(create, _)| create));
+        }
     }
+    if index.rev > rev {
+        return Err(corrupt(
+            path,
+            format!(
+                "revision log reaches revision {}, past the current revision {rev}",
+                index.rev
+            ),
+        ));
+    }
+    index.rev = rev;
+    Ok(index)
 }
 
 fn decode_log(path: &Path, rev: u64, bytes: &[u8]) -> Result<LogEntry> {
@@ -393,7 +453,15 @@ impl Inner {
                 .set_cache_size(cache)
                 .open(&path)
         })?;
-        let rev = Self::validate(&db, &path)?;
+        let (rev, format) = Self::validate(&db, &path)?;
+        if format == 1 {
+            upgrade_v1(&db, &path)?;
+        }
+        let index = {
+            let rtx = db.begin_read().map_err(|e| db_err(&path, e))?;
+            let log = rtx.open_table(LOG).map_err(|e| db_err(&path, e))?;
+            load_index(&log, &path, rev)?
+        };
         let (queue, rx) = std::sync::mpsc::channel();
         let inner = Self {
             db,
@@ -402,6 +470,7 @@ impl Inner {
             writer: Mutex::new(Writer::default()),
             broadcast: AtomicI64::new(rev),
             queue,
+            index: Mutex::new(Arc::new(index)),
         };
         Ok((inner, rx))
     }
@@ -452,7 +521,6 @@ impl Inner {
                 for (k, v) in records {
                     meta.insert(k, v).map_err(|e| db_err(&init, e))?;
                 }
-                txn.open_table(CURRENT).map_err(|e| db_err(&init, e))?;
                 txn.open_table(LOG).map_err(|e| db_err(&init, e))?;
             }
             txn.commit().map_err(|e| db_err(&init, e))?;
@@ -466,8 +534,8 @@ impl Inner {
         Ok(())
     }
 
-    /// Checks magic and format; returns the current revision.
-    fn validate(db: &impl ReadableDatabase, path: &Path) -> Result<Revision> {
+    /// Checks magic and format; returns the current revision and the format.
+    fn validate(db: &impl ReadableDatabase, path: &Path) -> Result<(Revision, u32)> {
         let rtx = db.begin_read().map_err(|e| db_err(path, e))?;
         let meta = rtx.open_table(META).map_err(|e| match e {
             redb::TableError::TableDoesNotExist(_) => corrupt(
@@ -509,9 +577,12 @@ impl Inner {
                 format!("inconsistent revisions: current {rev}, compacted {compacted}"),
             ));
         }
-        rtx.open_table(CURRENT).map_err(|e| db_err(path, e))?;
+        if format == 1 {
+            rtx.open_table(LEGACY_CURRENT)
+                .map_err(|e| db_err(path, e))?;
+        }
         rtx.open_table(LOG).map_err(|e| db_err(path, e))?;
-        Ok(rev)
+        Ok((rev, format))
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
@@ -524,25 +595,49 @@ impl Inner {
         db_err(&self.path, e)
     }
 
-    fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+    /// The published index with a read transaction that holds every value
+    /// it points to.
+    fn snapshot(&self) -> Result<(Arc<Index>, redb::ReadTransaction)> {
+        let published = self.index.lock().unwrap_or_else(|e| e.into_inner());
         let rtx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let current = rtx.open_table(CURRENT).map_err(|e| self.err(e))?;
-        Ok(get_current(&current, &self.path, key)?.map(|c| c.into_kv(key.to_vec())))
+        Ok((published.clone(), rtx))
+    }
+
+    /// The published index (the writer's starting point for a batch).
+    fn index(&self) -> Arc<Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Publishes the index of a committed batch (under the writer lock).
+    fn publish(&self, index: Index) {
+        *self.index.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        let (index, rtx) = self.snapshot()?;
+        let Some(loc) = index.keys.get(key).copied() else {
+            return Ok(None);
+        };
+        let log = rtx.open_table(LOG).map_err(|e| self.err(e))?;
+        let value = value_at(&log, &self.path, key, loc)?;
+        Ok(Some(KeyValue {
+            key: key.to_vec(),
+            value,
+            create_revision: loc.create_revision,
+            mod_revision: loc.mod_revision,
+        }))
     }
 
     fn revisions(&self) -> Result<(Revision, Revision)> {
-        let rtx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let (index, rtx) = self.snapshot()?;
         let meta = rtx.open_table(META).map_err(|e| self.err(e))?;
-        Ok((
-            meta_i64(&meta, &self.path, "revision")?,
-            meta_i64(&meta, &self.path, "compacted")?,
-        ))
+        Ok((index.rev, meta_i64(&meta, &self.path, "compacted")?))
     }
 
     fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        let rtx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let (index, rtx) = self.snapshot()?;
         let meta = rtx.open_table(META).map_err(|e| self.err(e))?;
-        let cur = meta_i64(&meta, &self.path, "revision")?;
+        let cur = index.rev;
         let compacted = meta_i64(&meta, &self.path, "compacted")?;
         let at = match req.revision {
             None | Some(0) => cur,
@@ -572,13 +667,17 @@ impl Inner {
         let Some((lo, hi)) = keys::range_bounds(req) else {
             return Ok(resp);
         };
+        let log = rtx.open_table(LOG).map_err(|e| self.err(e))?;
         // State at `at` = current state with every later change undone: the
         // first change after `at` of each key carries its value at `at`.
+        // (The snapshot may hold batches past `cur` that are not published
+        // yet; they are not part of this read.)
         let mut overrides: BTreeMap<Vec<u8>, Option<KeyValue>> = BTreeMap::new();
         if at < cur {
-            let log = rtx.open_table(LOG).map_err(|e| self.err(e))?;
-            let from = (at + 1) as u64;
-            for item in log.range(from..).map_err(|e| self.err(e))? {
+            for item in log
+                .range(((at + 1) as u64)..=(cur as u64))
+                .map_err(|e| self.err(e))?
+            {
                 let (k, v) = item.map_err(|e| self.err(e))?;
                 let entry = decode_log(&self.path, k.value(), v.value())?;
                 for c in entry.changes {
@@ -591,51 +690,61 @@ impl Inner {
                 }
             }
         }
-        let current = rtx.open_table(CURRENT).map_err(|e| self.err(e))?;
-        let iter = match &hi {
-            Some(hi) => current.range(lo.as_slice()..hi.as_slice()),
-            None => current.range(lo.as_slice()..),
-        }
-        .map_err(|e| self.err(e))?;
-        let mut pending = overrides.into_iter().peekable();
-        let push = |kv: Option<KeyValue>, resp: &mut RangeResponse| {
+        let bounds = (
+            std::ops::Bound::Included(lo.as_slice()),
+            match &hi {
+                Some(hi) => std::ops::Bound::Excluded(hi.as_slice()),
+                None => std::ops::Bound::Unbounded,
+            },
+        );
+        // Only the items returned are read from the log; the rest are counted.
+        let push = |kv: Option<Result<KeyValue>>, resp: &mut RangeResponse| -> Result<()> {
             if let Some(kv) = kv {
                 resp.remaining += 1;
                 if req.limit == 0 || resp.kvs.len() < req.limit {
-                    resp.kvs.push(kv);
+                    resp.kvs.push(kv?);
                 } else {
                     resp.more = true;
                 }
             }
+            Ok(())
         };
-        for item in iter {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let key = k.value();
+        let live = |key: &[u8], loc: Loc| -> Result<KeyValue> {
+            Ok(KeyValue {
+                key: key.to_vec(),
+                value: value_at(&log, &self.path, key, loc)?,
+                create_revision: loc.create_revision,
+                mod_revision: loc.mod_revision,
+            })
+        };
+        let mut pending = overrides.into_iter().peekable();
+        for (key, loc) in index.keys.range::<_, [u8]>(bounds) {
+            let key: &[u8] = key;
             // Keys that changed after `at` and sort before this one.
             while let Some((ok, _)) = pending.peek() {
                 if ok.as_slice() >= key {
                     break;
                 }
                 if let Some((_, kv)) = pending.next() {
-                    push(kv, &mut resp);
+                    push(kv.map(Ok), &mut resp)?;
                 }
             }
             if pending.peek().is_some_and(|(ok, _)| ok.as_slice() == key) {
                 if let Some((_, kv)) = pending.next() {
-                    push(kv, &mut resp);
+                    push(kv.map(Ok), &mut resp)?;
                 }
                 continue;
             }
-            let cur = codec::decode_current(v.value()).map_err(|e| {
-                corrupt(
-                    &self.path,
-                    format!("record of key {:?}: {e}", String::from_utf8_lossy(key)),
-                )
-            })?;
-            push(Some(cur.into_kv(key.to_vec())), &mut resp);
+            let full = req.limit != 0 && resp.kvs.len() >= req.limit;
+            if full {
+                resp.remaining += 1;
+                resp.more = true;
+            } else {
+                push(Some(live(key, *loc)), &mut resp)?;
+            }
         }
         for (_, kv) in pending {
-            push(kv, &mut resp);
+            push(kv.map(Ok), &mut resp)?;
         }
         Ok(resp)
     }
@@ -661,9 +770,50 @@ impl Inner {
                     compacted,
                 });
             }
-            drop_history(&mut log, &mut meta, compacted, target).map_err(|e| self.err(e))?;
+            drop_history(
+                &mut log,
+                &mut meta,
+                &self.index(),
+                compacted,
+                target,
+                &self.path,
+            )?;
         }
         txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Count-based compaction after a batch (one chunk; the writer thread
+    /// runs it between batches, never inside one, so what it drops is
+    /// superseded in the published index).
+    pub(super) fn compact_by_count(&self) -> Result<()> {
+        let _writer = self.lock_writer();
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let done = {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
+            let cur = meta_i64(&meta, &self.path, "revision")?;
+            let compacted = meta_i64(&meta, &self.path, "compacted")?;
+            match count_target(cur, compacted, self.config.history_revisions) {
+                Some(target) => {
+                    let target = target.min(compacted.saturating_add(COMPACT_CHUNK));
+                    drop_history(
+                        &mut log,
+                        &mut meta,
+                        &self.index(),
+                        compacted,
+                        target,
+                        &self.path,
+                    )?;
+                    true
+                }
+                None => false,
+            }
+        };
+        if done {
+            txn.commit().map_err(|e| self.err(e))
+        } else {
+            txn.abort().map_err(|e| self.err(e))
+        }
     }
 
     /// Compaction by age and count, at most `chunk` revisions in this
@@ -719,7 +869,14 @@ impl Inner {
             if target <= compacted {
                 (None, false)
             } else {
-                drop_history(&mut log, &mut meta, compacted, target).map_err(|e| self.err(e))?;
+                drop_history(
+                    &mut log,
+                    &mut meta,
+                    &self.index(),
+                    compacted,
+                    target,
+                    &self.path,
+                )?;
                 (Some(target), due > target)
             }
         };
@@ -819,16 +976,116 @@ fn count_target(cur: Revision, compacted: Revision, keep: u64) -> Option<Revisio
     (cur - compacted > keep.saturating_add(slack)).then(|| cur - keep)
 }
 
+/// Drops the history in `(compacted, target]`: an entry goes unless it
+/// holds a put that is still current (per `index`, which must be the
+/// published one); such an entry keeps only those puts, without the
+/// values they replaced.
 fn drop_history(
     log: &mut redb::Table<'_, u64, &'static [u8]>,
     meta: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    index: &Index,
     compacted: Revision,
     target: Revision,
-) -> std::result::Result<(), redb::StorageError> {
-    log.retain_in(((compacted + 1).max(0) as u64)..=(target as u64), |_, _| {
-        false
-    })?;
-    meta.insert("compacted", target.to_le_bytes().as_slice())?;
+    path: &Path,
+) -> Result<()> {
+    let err = |e: redb::StorageError| db_err(path, e);
+    let range = ((compacted + 1).max(0) as u64)..=(target as u64);
+    // What changes: entries to drop, and entries to rewrite with less.
+    // An entry whose every change is a current put without a replaced
+    // value (a create that still stands: the common case) stays untouched.
+    let mut dropped = Vec::new();
+    let mut rewritten = Vec::new();
+    for item in log.range(range).map_err(err)? {
+        let (k, v) = item.map_err(err)?;
+        let rev = k.value() as Revision;
+        let raw = codec::raw_changes(v.value())
+            .map_err(|e| corrupt(path, format!("revision log entry {rev}: {e}")))?;
+        let live = |c: &codec::RawChange<'_>| c.put.is_some() && index.is_live(c.key, rev);
+        if !raw.iter().any(live) {
+            dropped.push(k.value());
+            continue;
+        }
+        let entry = decode_log(path, k.value(), v.value())?;
+        if entry.changes.iter().all(|c| c.prev.is_none()) && raw.iter().all(live) {
+            continue;
+        }
+        let changes: Vec<Change> = entry
+            .changes
+            .into_iter()
+            .filter(|c| c.put.is_some() && index.is_live(&c.key, rev))
+            .map(|c| Change { prev: None, ..c })
+            .collect();
+        let entry = LogEntry {
+            unix_millis: entry.unix_millis,
+            changes,
+        };
+        rewritten.push((k.value(), codec::encode_entry(&entry)));
+    }
+    for rev in dropped {
+        log.remove(rev).map_err(err)?;
+    }
+    for (rev, bytes) in rewritten {
+        log.insert(rev, bytes.as_slice()).map_err(err)?;
+    }
+    meta.insert("compacted", target.to_le_bytes().as_slice())
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Upgrades a format-1 file: every current value whose log entry was
+/// compacted away gets an entry at its mod revision again (with the other
+/// keys of that revision that are still current), then the `current`
+/// table goes. One transaction: a crash leaves format 1 intact.
+fn upgrade_v1(db: &Database, path: &Path) -> Result<()> {
+    let err = |e: redb::Error| db_err(path, e);
+    let txn = db.begin_write().map_err(|e| err(e.into()))?;
+    let mut restored = 0usize;
+    {
+        let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+        let mut log = txn.open_table(LOG).map_err(|e| err(e.into()))?;
+        let compacted = meta_i64(&meta, path, "compacted")?;
+        let mut missing: BTreeMap<u64, Vec<Change>> = BTreeMap::new();
+        {
+            let current = txn.open_table(LEGACY_CURRENT).map_err(|e| err(e.into()))?;
+            for item in current.iter().map_err(|e| err(e.into()))? {
+                let (k, v) = item.map_err(|e| err(e.into()))?;
+                let key = k.value();
+                let cur = codec::decode_current(v.value()).map_err(|e| {
+                    corrupt(
+                        path,
+                        format!("record of key {:?}: {e}", String::from_utf8_lossy(key)),
+                    )
+                })?;
+                // Entries past the compacted revision were never dropped.
+                if cur.mod_revision > compacted {
+                    continue;
+                }
+                missing
+                    .entry(cur.mod_revision as u64)
+                    .or_default()
+                    .push(Change {
+                        key: key.to_vec(),
+                        put: Some((cur.create_revision, cur.value)),
+                        prev: None,
+                    });
+            }
+        }
+        for (rev, changes) in missing {
+            restored += changes.len();
+            let entry = LogEntry {
+                unix_millis: 0,
+                changes,
+            };
+            log.insert(rev, codec::encode_entry(&entry).as_slice())
+                .map_err(|e| err(e.into()))?;
+        }
+        meta.insert("format", FORMAT_VERSION.to_le_bytes().as_slice())
+            .map_err(|e| err(e.into()))?;
+    }
+    txn.delete_table(LEGACY_CURRENT)
+        .map_err(|e| err(e.into()))?;
+    txn.commit().map_err(|e| err(e.into()))?;
+    tracing::info!(path = %path.display(), restored, "upgraded store to format {FORMAT_VERSION}");
     Ok(())
 }
 
@@ -979,5 +1236,126 @@ fn guard_error(state: Option<KeyValue>) -> StoreError {
         Some(kv) => StoreError::Conflict {
             current: Some(kv.mod_revision),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::codec::Current;
+    use super::*;
+
+    /// A format-1 file (current values in their own table, the log compacted
+    /// below revision 4) as an earlier build wrote it.
+    fn write_format_1(dir: &Path) {
+        let db = Database::create(dir.join(DB_FILE)).expect("create");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut meta = txn.open_table(META).expect("meta");
+            let records: [(&str, &[u8]); 4] = [
+                ("magic", MAGIC),
+                ("format", &1u32.to_le_bytes()),
+                ("revision", &6i64.to_le_bytes()),
+                ("compacted", &4i64.to_le_bytes()),
+            ];
+            for (k, v) in records {
+                meta.insert(k, v).expect("meta record");
+            }
+            let mut current = txn.open_table(LEGACY_CURRENT).expect("current");
+            for (key, create, modr, value) in
+                [("/a", 2, 3, "a3"), ("/b", 2, 2, "b2"), ("/c", 5, 6, "c6")]
+            {
+                let rec = codec::encode_current(&Current {
+                    create_revision: create,
+                    mod_revision: modr,
+                    value: value.as_bytes().to_vec(),
+                });
+                current
+                    .insert(key.as_bytes(), rec.as_slice())
+                    .expect("current record");
+            }
+            let mut log = txn.open_table(LOG).expect("log");
+            let c5 = Current {
+                create_revision: 5,
+                mod_revision: 5,
+                value: b"c5".to_vec(),
+            };
+            let entries = [
+                (5u64, Some((5, b"c5".to_vec())), None),
+                (6, Some((5, b"c6".to_vec())), Some(c5)),
+            ];
+            for (rev, put, prev) in entries {
+                let entry = LogEntry {
+                    unix_millis: 1,
+                    changes: vec![Change {
+                        key: b"/c".to_vec(),
+                        put,
+                        prev,
+                    }],
+                };
+                log.insert(rev, codec::encode_entry(&entry).as_slice())
+                    .expect("log entry");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+
+    fn show(kvs: &[KeyValue]) -> Vec<String> {
+        kvs.iter()
+            .map(|kv| {
+                format!(
+                    "{}={}@{}/{}",
+                    String::from_utf8_lossy(&kv.key),
+                    String::from_utf8_lossy(&kv.value),
+                    kv.create_revision,
+                    kv.mod_revision
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn format_1_is_upgraded_in_place() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        write_format_1(tmp.path());
+        for round in 0..2 {
+            let s = EmbeddedStore::open(tmp.path()).await.expect("open");
+            assert_eq!(s.current_revision().await.expect("rev"), 6);
+            let all = |revision| RangeRequest {
+                prefix: b"/".to_vec(),
+                revision,
+                ..Default::default()
+            };
+            assert_eq!(
+                show(&s.range(all(None)).await.expect("range").kvs),
+                ["/a=a3@2/3", "/b=b2@2/2", "/c=c6@5/6"],
+                "round {round}"
+            );
+            assert_eq!(
+                show(&s.range(all(Some(5))).await.expect("range at 5").kvs),
+                ["/a=a3@2/3", "/b=b2@2/2", "/c=c5@5/5"]
+            );
+            let mut w = s.watch(b"/", 4, false).await.expect("watch from 4");
+            for want in [5, 6] {
+                let ev = tokio::time::timeout(Duration::from_secs(5), w.next())
+                    .await
+                    .expect("event in time")
+                    .expect("open")
+                    .expect("event");
+                assert_eq!(ev.revision(), want);
+            }
+            drop(w);
+            let rtx = s.inner.db.begin_read().expect("read");
+            assert!(matches!(
+                rtx.open_table(LEGACY_CURRENT),
+                Err(redb::TableError::TableDoesNotExist(_))
+            ));
+            let meta = rtx.open_table(META).expect("meta");
+            assert_eq!(
+                meta_bytes(&meta, tmp.path(), "format").expect("format"),
+                Some(FORMAT_VERSION.to_le_bytes().to_vec())
+            );
+        }
     }
 }
