@@ -204,6 +204,91 @@ pub fn to_fields_v1(paths: &BTreeSet<FieldPath>) -> Value {
     Value::Object(root)
 }
 
+/// Metadata fields nobody manages (see [`ignored`]).
+const UNMANAGED_META: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+    "name",
+    "namespace",
+];
+
+/// FieldsV1 of every managed leaf of `v`: what `to_fields_v1(&leaves(v))`
+/// gives, built in one walk without the intermediate paths (a create
+/// records all its fields, on every request).
+pub fn all_fields_v1(v: &Value) -> Value {
+    let mut root = Map::new();
+    if let Value::Object(m) = v {
+        for (k, child) in m {
+            match (k.as_str(), child) {
+                ("apiVersion" | "kind", _) => {}
+                ("metadata", Value::Object(meta)) if !meta.is_empty() => {
+                    let mut out = Map::new();
+                    for (mk, mc) in meta {
+                        if !UNMANAGED_META.contains(&mk.as_str()) {
+                            field_v1(&mut out, Some("metadata"), mk, mc);
+                        }
+                    }
+                    if !out.is_empty() {
+                        root.insert("f:metadata".into(), Value::Object(out));
+                    }
+                }
+                _ => field_v1(&mut root, None, k, child),
+            }
+        }
+    }
+    Value::Object(root)
+}
+
+/// Adds field `k` (of an object that is field `parent`) with its leaves to `out`.
+fn field_v1(out: &mut Map<String, Value>, parent: Option<&str>, k: &str, child: &Value) {
+    let slot = sub(out, format!("f:{k}"));
+    match child {
+        Value::Array(items) if !items.is_empty() => {
+            if let Some(keys) = list_keys(parent, k) {
+                for item in items {
+                    let entry = sub(slot, format!("k:{}", key_of(item, keys, k)));
+                    if let Value::Object(m) = item
+                        && !m.is_empty()
+                    {
+                        entry.entry(".").or_insert_with(|| json!({}));
+                        for (ik, ic) in m {
+                            field_v1(entry, None, ik, ic);
+                        }
+                    }
+                }
+            } else if is_set(k) {
+                for item in items {
+                    sub(slot, format!("v:{item}"));
+                }
+            }
+        }
+        Value::Object(m) if !m.is_empty() => {
+            for (ck, cc) in m {
+                field_v1(slot, Some(k), ck, cc);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The object under `key` in `m`, made empty if missing.
+fn sub(m: &mut Map<String, Value>, key: String) -> &mut Map<String, Value> {
+    let v = m.entry(key).or_insert_with(|| json!({}));
+    if !v.is_object() {
+        *v = json!({});
+    }
+    match v {
+        Value::Object(o) => o,
+        _ => unreachable!("just made an object"),
+    }
+}
+
 /// Decodes FieldsV1 into leaf paths.
 pub fn from_fields_v1(v: &Value) -> BTreeSet<FieldPath> {
     let mut out = BTreeSet::new();
@@ -305,6 +390,31 @@ pub fn record_manager(
     operation: &str,
     api_version: &str,
 ) {
+    let unmanaged = new["metadata"]["managedFields"]
+        .as_array()
+        .is_none_or(|a| a.is_empty());
+    if old.is_none() && unmanaged {
+        // A create without managedFields: one entry with every field.
+        let fields = all_fields_v1(new);
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            if fields.as_object().is_some_and(|m| m.is_empty()) {
+                meta.remove("managedFields");
+            } else {
+                meta.insert(
+                    "managedFields".into(),
+                    json!([{
+                        "manager": manager,
+                        "operation": operation,
+                        "apiVersion": api_version,
+                        "time": now(),
+                        "fieldsType": "FieldsV1",
+                        "fieldsV1": fields,
+                    }]),
+                );
+            }
+            return;
+        }
+    }
     let new_leaves = leaves(new);
     let changed: BTreeSet<FieldPath> = match old {
         None => new_leaves.clone(),
@@ -572,6 +682,33 @@ fn conflict_error(res: &Resource, name: &str, conflicts: &[(String, String, Stri
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn all_fields_v1_matches_the_leaf_paths() {
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "n", "uid": "u", "labels": {"app": "a", "tier": "t"},
+                             "finalizers": ["x/y", "z"], "ownerReferences": [{"uid": "o1", "kind": "ReplicaSet", "name": "rs"}],
+                             "annotations": {}},
+                "spec": {"containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 8080}, {"containerPort": 53, "protocol": "UDP"}],
+                                         "env": [{"name": "A", "value": "1"}], "args": ["-x", "-y"],
+                                         "resources": {"requests": {"cpu": "10m"}}, "volumeMounts": [{"mountPath": "/m", "name": "v"}]}],
+                         "volumes": [{"name": "v", "emptyDir": {}}], "nodeSelector": {}, "tolerations": []}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                "spec": {"type": "NodePort", "selector": {"app": "a"},
+                         "ports": [{"name": "http", "port": 80, "targetPort": 8080}, {"port": 53, "protocol": "UDP"}],
+                         "externalIPs": ["1.2.3.4"]},
+                "status": {"loadBalancer": {}, "conditions": [{"type": "Ready", "status": "True"}]}}),
+            // Only unmanaged metadata; a scalar where a list item is expected; duplicate keys.
+            json!({"metadata": {"name": "x", "resourceVersion": "3"}, "spec": {"containers": ["odd", {"name": "a"}, {"name": "a", "image": "i"}]}}),
+            json!({"metadata": {}, "data": {"k": "v"}}),
+            json!("not an object"),
+            json!({}),
+        ];
+        for o in &objects {
+            assert_eq!(all_fields_v1(o), to_fields_v1(&leaves(o)), "{o}");
+        }
+    }
+
     use super::*;
     use crate::resources::find;
 

@@ -41,13 +41,47 @@ pub fn set_rv(obj: &mut Value, rev: Revision) {
     }
 }
 
-/// Encodes an object for storage (without resourceVersion).
+/// Encodes an object for storage (without resourceVersion), without
+/// copying it first.
 pub fn encode(obj: &Value) -> Vec<u8> {
-    let mut o = obj.clone();
-    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+    serde_json::to_vec(&WithoutRv(obj)).unwrap_or_default()
+}
+
+/// An object serialized without `metadata.resourceVersion`.
+struct WithoutRv<'a>(&'a Value);
+
+impl serde::Serialize for WithoutRv<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(m) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut map = s.serialize_map(Some(m.len()))?;
+        for (k, v) in m {
+            match v {
+                Value::Object(meta) if k == "metadata" => {
+                    map.serialize_entry(k, &MetaWithoutRv(meta))?;
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
     }
-    serde_json::to_vec(&o).unwrap_or_default()
+}
+
+struct MetaWithoutRv<'a>(&'a serde_json::Map<String, Value>);
+
+impl serde::Serialize for MetaWithoutRv<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.0 {
+            if k != "resourceVersion" {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// Shared handle to the store.
@@ -95,5 +129,21 @@ mod tests {
         let dec = decode(&kv).unwrap();
         assert_eq!(dec["metadata"]["resourceVersion"], "9");
         assert!(!String::from_utf8_lossy(&kv.value).contains("resourceVersion"));
+    }
+
+    #[test]
+    fn encode_drops_only_the_resource_version() {
+        use serde_json::json;
+        let cases = [
+            (
+                json!({"kind": "Pod", "metadata": {"name": "a", "resourceVersion": "5", "labels": {"resourceVersion": "x"}}, "spec": {"resourceVersion": 1}}),
+                json!({"kind": "Pod", "metadata": {"name": "a", "labels": {"resourceVersion": "x"}}, "spec": {"resourceVersion": 1}}),
+            ),
+            (json!({"metadata": "odd"}), json!({"metadata": "odd"})),
+            (json!([1, 2]), json!([1, 2])),
+        ];
+        for (obj, want) in cases {
+            assert_eq!(encode(&obj), serde_json::to_vec(&want).unwrap(), "{obj}");
+        }
     }
 }

@@ -152,6 +152,8 @@ pub(crate) struct RawChange<'a> {
     pub(crate) key: &'a [u8],
     /// The create revision and new value; None for a delete.
     pub(crate) put: Option<(Revision, &'a [u8])>,
+    /// Whether the change carries the value it replaced.
+    pub(crate) has_prev: bool,
 }
 
 pub(crate) fn raw_changes(bytes: &[u8]) -> Result<Vec<RawChange<'_>>, CodecError> {
@@ -170,12 +172,13 @@ pub(crate) fn raw_changes(bytes: &[u8]) -> Result<Vec<RawChange<'_>>, CodecError
             KIND_DELETE => None,
             other => return Err(CodecError::UnknownKind(other)),
         };
-        if r.u8()? != 0 {
+        let has_prev = r.u8()? != 0;
+        if has_prev {
             r.i64()?;
             r.i64()?;
             r.bytes()?;
         }
-        out.push(RawChange { key, put });
+        out.push(RawChange { key, put, has_prev });
     }
     let trailing = r.rest().len();
     if trailing != 0 {
@@ -289,10 +292,12 @@ mod tests {
                 RawChange {
                     key: b"/registry/services/default/a",
                     put: Some((7, b"{\"v\":1}")),
+                    has_prev: false,
                 },
                 RawChange {
                     key: b"/registry/services/default/b",
                     put: None,
+                    has_prev: true,
                 },
             ])
         );

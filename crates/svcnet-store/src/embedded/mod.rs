@@ -786,6 +786,10 @@ impl Inner {
     /// runs it between batches, never inside one, so what it drops is
     /// superseded in the published index).
     pub(super) fn compact_by_count(&self) -> Result<()> {
+        let (cur, compacted) = self.revisions()?;
+        if count_target(cur, compacted, self.config.history_revisions).is_none() {
+            return Ok(());
+        }
         let _writer = self.lock_writer();
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let done = {
@@ -1005,10 +1009,10 @@ fn drop_history(
             dropped.push(k.value());
             continue;
         }
-        let entry = decode_log(path, k.value(), v.value())?;
-        if entry.changes.iter().all(|c| c.prev.is_none()) && raw.iter().all(live) {
+        if raw.iter().all(|c| !c.has_prev && live(c)) {
             continue;
         }
+        let entry = decode_log(path, k.value(), v.value())?;
         let changes: Vec<Change> = entry
             .changes
             .into_iter()
