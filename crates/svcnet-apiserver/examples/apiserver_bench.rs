@@ -12,7 +12,13 @@
 //! `--namespaces N` [100], `--writers N` [100] concurrent creators,
 //! `--creates N` [2000] timed creates per kind, `--watchers N` [100],
 //! `--watch-events N` [200], `--populate-concurrency N` [64],
-//! `--server-binary PATH`.
+//! `--server-binary PATH`, `--client-nice N` [10].
+//!
+//! The load generator shares the machine's cores with the server. Once the
+//! server runs, this process lowers its own scheduling priority to nice
+//! `--client-nice` (the server keeps 0), so the server is not preempted by
+//! its own clients as it would not be by clients on other machines;
+//! `--client-nice 0` measures both at equal priority.
 
 /// The same allocator as the `svcnet` binary, so the served child measures what users run.
 #[global_allocator]
@@ -47,6 +53,7 @@ struct Opts {
     watch_events: usize,
     populate_concurrency: usize,
     server_binary: Option<PathBuf>,
+    client_nice: i32,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts> {
@@ -60,6 +67,7 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
         watch_events: 200,
         populate_concurrency: 64,
         server_binary: None,
+        client_nice: 10,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -85,6 +93,7 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
             "--watch-events" => o.watch_events = num()?,
             "--populate-concurrency" => o.populate_concurrency = num()?,
             "--server-binary" => o.server_binary = Some(PathBuf::from(value)),
+            "--client-nice" => o.client_nice = value.parse().context("--client-nice")?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -462,10 +471,33 @@ fn verdict(ok: bool, target: &str) -> String {
     format!("{target} {}", if ok { "(met)" } else { "(MISSED)" })
 }
 
+/// Sets the niceness of every thread of this process (threads started
+/// later inherit it from their creator).
+fn set_own_niceness(nice: i32) -> Result<()> {
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let tid = task?.file_name().to_string_lossy().into_owned();
+        let st = Command::new("renice")
+            .args(["-n", &nice.to_string(), "-p", &tid])
+            .stdout(Stdio::null())
+            .status()
+            .context("running renice")?;
+        if !st.success() {
+            bail!("renice -n {nice} -p {tid} failed");
+        }
+    }
+    Ok(())
+}
+
 async fn run(opts: Opts) -> Result<()> {
     let server = ServerProc::start(&opts)?;
+    set_own_niceness(opts.client_nice)?;
     let client = client(&server.kubeconfig).await?;
     let mut report = Report { rows: Vec::new() };
+    report.row(
+        "load generator niceness (server: 0)",
+        opts.client_nice.to_string(),
+        "-",
+    );
 
     eprintln!("creating {} namespaces", opts.namespaces);
     for i in 0..opts.namespaces {

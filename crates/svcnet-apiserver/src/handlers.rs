@@ -605,18 +605,39 @@ async fn ensure_namespace(ctx: &Ctx) -> ApiResult<()> {
     };
     let nsres = resources::find("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("no namespaces"))?;
-    match read(&ctx.api, nsres, None, ns).await? {
-        None => Err(ApiError::not_found(nsres, ns)),
-        Some((obj, _)) if obj["status"]["phase"] == "Terminating" && ctx.res.kind != "Event" => {
-            Err(ApiError::forbidden(
-                ctx.res,
-                "",
-                &format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
-                ),
-            ))
-        }
-        Some(_) => Ok(()),
+    // Only the phase matters: read it without building the whole object
+    // (every create in a namespace comes here).
+    #[derive(serde::Deserialize)]
+    struct Phase {
+        status: Option<PhaseStatus>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PhaseStatus {
+        phase: Option<String>,
+    }
+    let key = storage::key(nsres, None, ns);
+    let stored = ctx
+        .api
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::from_store(e, nsres, ns))?;
+    let Some(kv) = stored else {
+        return Err(ApiError::not_found(nsres, ns));
+    };
+    let phase = serde_json::from_slice::<Phase>(&kv.value)
+        .map_err(|_| ApiError::internal(format!("stored object {ns} is not valid JSON")))?
+        .status
+        .and_then(|s| s.phase);
+    match phase {
+        Some(p) if p == "Terminating" && ctx.res.kind != "Event" => Err(ApiError::forbidden(
+            ctx.res,
+            "",
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -80,11 +80,12 @@ fn writer_loop(inner: Weak<Inner>, rx: mpsc::Receiver<WriteRequest>) {
             ));
             return;
         };
+        let step = 2 * batch.len() as i64 + 256;
         let answers = strong.commit_batch(batch);
         // History beyond the kept count goes between batches (see
         // `Inner::compact_by_count`), before the answers, so a writer that
         // saw its write acknowledged sees the history bounded too.
-        if let Err(e) = strong.compact_by_count() {
+        if let Err(e) = strong.compact_by_count(step) {
             tracing::warn!(error = %e, "compaction after a write failed");
         }
         // Let go of the store before answering: a caller that drops its

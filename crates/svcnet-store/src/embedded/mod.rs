@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::mpsc;
 
 use crate::keys::{self, DEFAULT_MAX_VALUE_BYTES};
@@ -782,42 +782,44 @@ impl Inner {
         txn.commit().map_err(|e| self.err(e))
     }
 
-    /// Count-based compaction after a batch (one chunk; the writer thread
-    /// runs it between batches, never inside one, so what it drops is
-    /// superseded in the published index).
-    pub(super) fn compact_by_count(&self) -> Result<()> {
+    /// Count-based compaction after a batch: at most `step` revisions past
+    /// the kept count, so the work is spread over the batches instead of a
+    /// chunk every thousand revisions (which stalled every request in
+    /// flight). The writer thread runs it between batches, never inside
+    /// one, so what it drops is superseded in the published index. It does
+    /// not wait for the disk: if it is lost in a crash, the history is just
+    /// longer (the next durable batch commit makes it durable).
+    pub(super) fn compact_by_count(&self, step: i64) -> Result<()> {
+        let keep = i64::try_from(self.config.history_revisions).unwrap_or(i64::MAX);
         let (cur, compacted) = self.revisions()?;
-        if count_target(cur, compacted, self.config.history_revisions).is_none() {
+        if cur - compacted <= keep {
             return Ok(());
         }
         let _writer = self.lock_writer();
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let done = {
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", self.path.display())))?;
+        {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
             let cur = meta_i64(&meta, &self.path, "revision")?;
             let compacted = meta_i64(&meta, &self.path, "compacted")?;
-            match count_target(cur, compacted, self.config.history_revisions) {
-                Some(target) => {
-                    let target = target.min(compacted.saturating_add(COMPACT_CHUNK));
-                    drop_history(
-                        &mut log,
-                        &mut meta,
-                        &self.index(),
-                        compacted,
-                        target,
-                        &self.path,
-                    )?;
-                    true
-                }
-                None => false,
+            let target = (cur - keep).min(compacted.saturating_add(step.max(1)));
+            if target <= compacted {
+                drop(meta);
+                drop(log);
+                return txn.abort().map_err(|e| self.err(e));
             }
-        };
-        if done {
-            txn.commit().map_err(|e| self.err(e))
-        } else {
-            txn.abort().map_err(|e| self.err(e))
+            drop_history(
+                &mut log,
+                &mut meta,
+                &self.index(),
+                compacted,
+                target,
+                &self.path,
+            )?;
         }
+        txn.commit().map_err(|e| self.err(e))
     }
 
     /// Compaction by age and count, at most `chunk` revisions in this
