@@ -152,8 +152,8 @@ pub(crate) struct RawChange<'a> {
     pub(crate) key: &'a [u8],
     /// The create revision and new value; None for a delete.
     pub(crate) put: Option<(Revision, &'a [u8])>,
-    /// Whether the change carries the value it replaced.
-    pub(crate) has_prev: bool,
+    /// The mod revision of the value it replaced, if it carries it.
+    pub(crate) prev_mod: Option<Revision>,
 }
 
 pub(crate) fn raw_changes(bytes: &[u8]) -> Result<Vec<RawChange<'_>>, CodecError> {
@@ -172,13 +172,15 @@ pub(crate) fn raw_changes(bytes: &[u8]) -> Result<Vec<RawChange<'_>>, CodecError
             KIND_DELETE => None,
             other => return Err(CodecError::UnknownKind(other)),
         };
-        let has_prev = r.u8()? != 0;
-        if has_prev {
+        let prev_mod = if r.u8()? != 0 {
             r.i64()?;
-            r.i64()?;
+            let m = r.i64()?;
             r.bytes()?;
-        }
-        out.push(RawChange { key, put, has_prev });
+            Some(m)
+        } else {
+            None
+        };
+        out.push(RawChange { key, put, prev_mod });
     }
     let trailing = r.rest().len();
     if trailing != 0 {
@@ -292,12 +294,12 @@ mod tests {
                 RawChange {
                     key: b"/registry/services/default/a",
                     put: Some((7, b"{\"v\":1}")),
-                    has_prev: false,
+                    prev_mod: None,
                 },
                 RawChange {
                     key: b"/registry/services/default/b",
                     put: None,
-                    has_prev: true,
+                    prev_mod: Some(5),
                 },
             ])
         );

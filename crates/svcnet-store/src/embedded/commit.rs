@@ -5,10 +5,11 @@
 //! [`MAX_BATCH_BYTES`]), applies the requests in queue order inside one
 //! write transaction — each request that changes something gets its own
 //! revision, and guards see the earlier requests of the same batch — and
-//! commits once with `Durability::Immediate`. Only then are the watch
-//! events published (in revision order) and the requests answered, so no
-//! acknowledgement precedes durability. While one batch is being synced
-//! the next one queues up, which is what turns N fsyncs into one.
+//! commits once with `Durability::Immediate`. Only then are the new key
+//! index and the watch events published (in revision order) and the
+//! requests answered, so no acknowledgement precedes durability. While one
+//! batch is being synced the next one queues up, which is what turns N
+//! fsyncs into one.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Weak};
@@ -82,9 +83,8 @@ fn writer_loop(inner: Weak<Inner>, rx: mpsc::Receiver<WriteRequest>) {
         };
         let step = 2 * batch.len() as i64 + 256;
         let answers = strong.commit_batch(batch);
-        // History beyond the kept count goes between batches (see
-        // `Inner::compact_by_count`), before the answers, so a writer that
-        // saw its write acknowledged sees the history bounded too.
+        // History beyond the kept count goes a step at a time between
+        // batches (see `Inner::compact_by_count`), before the answers.
         if let Err(e) = strong.compact_by_count(step) {
             tracing::warn!(error = %e, "compaction after a write failed");
         }

@@ -5,8 +5,9 @@
 //! a key-ordered table for every key it touches.
 //!
 //! The map is persistent (structural sharing): the writer publishes a new
-//! version after each commit in O(changes · log n), and a reader holds an
-//! immutable version for as long as it needs, without a lock.
+//! version after each commit in O(changes · log n), and a reader takes an
+//! immutable version (under a mutex held for the pointer copy) and keeps it
+//! for as long as it needs.
 
 use std::sync::Arc;
 

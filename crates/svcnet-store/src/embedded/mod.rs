@@ -349,6 +349,8 @@ where
         .ok_or_else(missing)?;
     let changes = codec::raw_changes(entry.value())
         .map_err(|e| corrupt(path, format!("revision log entry {rev}: {e}")))?;
+    // One revision changes a key at most once (`keys::check_txn` refuses
+    // a transaction naming a key twice).
     changes
         .into_iter()
         .find(|c| c.key == key)
@@ -985,7 +987,12 @@ fn count_target(cur: Revision, compacted: Revision, keep: u64) -> Option<Revisio
 /// Drops the history in `(compacted, target]`: an entry goes unless it
 /// holds a put that is still current (per `index`, which must be the
 /// published one); such an entry keeps only those puts, without the
-/// values they replaced.
+/// values they replaced. A change in the range that replaced a value kept
+/// below `compacted` (a put that was current when an earlier compaction
+/// passed it) takes that put out of its entry too: below the compacted
+/// revision the log holds exactly the current puts, so a key deleted or
+/// rewritten since never comes back when the index is rebuilt, and dead
+/// values do not pile up.
 fn drop_history(
     log: &mut redb::Table<'_, u64, &'static [u8]>,
     meta: &mut redb::Table<'_, &'static str, &'static [u8]>,
@@ -1001,17 +1008,26 @@ fn drop_history(
     // value (a create that still stands: the common case) stays untouched.
     let mut dropped = Vec::new();
     let mut rewritten = Vec::new();
+    // Entries below `compacted` → keys whose put there was replaced.
+    let mut replaced: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
     for item in log.range(range).map_err(err)? {
         let (k, v) = item.map_err(err)?;
         let rev = k.value() as Revision;
         let raw = codec::raw_changes(v.value())
             .map_err(|e| corrupt(path, format!("revision log entry {rev}: {e}")))?;
+        for c in &raw {
+            if let Some(m) = c.prev_mod
+                && m <= compacted
+            {
+                replaced.entry(m as u64).or_default().push(c.key.to_vec());
+            }
+        }
         let live = |c: &codec::RawChange<'_>| c.put.is_some() && index.is_live(c.key, rev);
         if !raw.iter().any(live) {
             dropped.push(k.value());
             continue;
         }
-        if raw.iter().all(|c| !c.has_prev && live(c)) {
+        if raw.iter().all(|c| c.prev_mod.is_none() && live(c)) {
             continue;
         }
         let entry = decode_log(path, k.value(), v.value())?;
@@ -1026,6 +1042,32 @@ fn drop_history(
             changes,
         };
         rewritten.push((k.value(), codec::encode_entry(&entry)));
+    }
+    for (rev, keys) in replaced {
+        // Missing for a format-1 file, whose compaction dropped whole entries.
+        let Some(entry) = log
+            .get(rev)
+            .map_err(err)?
+            .map(|v| decode_log(path, rev, v.value()))
+            .transpose()?
+        else {
+            continue;
+        };
+        let before = entry.changes.len();
+        let changes: Vec<Change> = entry
+            .changes
+            .into_iter()
+            .filter(|c| !keys.contains(&c.key))
+            .collect();
+        if changes.is_empty() {
+            dropped.push(rev);
+        } else if changes.len() < before {
+            let entry = LogEntry {
+                unix_millis: entry.unix_millis,
+                changes,
+            };
+            rewritten.push((rev, codec::encode_entry(&entry)));
+        }
     }
     for rev in dropped {
         log.remove(rev).map_err(err)?;
@@ -1319,6 +1361,85 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    fn log_revisions(s: &EmbeddedStore) -> Vec<u64> {
+        let rtx = s.inner.db.begin_read().expect("read");
+        let log = rtx.open_table(LOG).expect("log");
+        log.iter()
+            .expect("iter")
+            .map(|i| i.expect("entry").0.value())
+            .collect()
+    }
+
+    /// A put kept below the compacted revision because it was current goes
+    /// when a later write to its key is compacted: a deleted key does not
+    /// come back on restart, and rewritten keys leave no dead values.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compaction_drops_puts_replaced_after_they_were_kept() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let cfg = EmbeddedConfig {
+            history_revisions: 5,
+            ..EmbeddedConfig::default()
+        };
+        let filler = |s: &EmbeddedStore, from: usize| {
+            let s = s.clone();
+            async move {
+                for i in from..from + 10 {
+                    s.create(format!("/f/{i}").as_bytes(), b"v")
+                        .await
+                        .expect("filler");
+                }
+            }
+        };
+        let (k, u) = {
+            let s = EmbeddedStore::open_with(tmp.path(), cfg.clone())
+                .await
+                .expect("open");
+            let k = s.create(b"/k", b"1").await.expect("create /k");
+            let u = s.create(b"/u", b"1").await.expect("create /u");
+            filler(&s, 0).await;
+            // Both creates are below the compacted revision now, kept as current.
+            assert!(s.compacted_revision().await.expect("compacted") > u);
+            assert!(log_revisions(&s).contains(&(k as u64)));
+            s.delete(b"/k", Some(k)).await.expect("delete /k");
+            let u2 = s.update(b"/u", b"2", u).await.expect("update /u");
+            filler(&s, 10).await;
+            assert!(s.compacted_revision().await.expect("compacted") > u2);
+            let revs = log_revisions(&s);
+            assert!(
+                !revs.contains(&(k as u64)) && !revs.contains(&(u as u64)),
+                "{revs:?}"
+            );
+            assert!(revs.contains(&(u2 as u64)), "{revs:?}");
+            (k, u2)
+        };
+        let s = EmbeddedStore::open_with(tmp.path(), cfg)
+            .await
+            .expect("reopen");
+        assert_eq!(s.get(b"/k").await.expect("get /k"), None, "deleted at {k}");
+        let got = s.get(b"/u").await.expect("get /u").expect("/u");
+        assert_eq!((got.value.as_slice(), got.mod_revision), (&b"2"[..], u));
+        let all = s
+            .range(RangeRequest {
+                prefix: b"/".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .expect("range");
+        assert_eq!(all.kvs.len(), 21);
+        // Below the compacted revision the log holds the current puts only.
+        let compacted = s.compacted_revision().await.expect("compacted") as u64;
+        let below = log_revisions(&s)
+            .into_iter()
+            .filter(|r| *r <= compacted)
+            .count();
+        let current_below = all
+            .kvs
+            .iter()
+            .filter(|kv| kv.mod_revision as u64 <= compacted)
+            .count();
+        assert_eq!(below, current_below);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
