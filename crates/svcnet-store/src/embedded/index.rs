@@ -36,25 +36,13 @@ impl Index {
     /// Applies the changes written at `rev` (revisions in increasing order).
     pub(crate) fn apply(&mut self, rev: Revision, changes: &[Change]) {
         for c in changes {
-            match &c.put {
-                Some((create, _)) => {
-                    self.keys.insert(
-                        Arc::from(c.key.as_slice()),
-                        Loc {
-                            create_revision: *create,
-                            mod_revision: rev,
-                        },
-                    );
-                }
-                None => {
-                    self.keys.remove(c.key.as_slice());
-                }
-            }
+            self.apply_key(rev, &c.key, c.put.as_ref().map(|(create, _)| *create));
         }
         self.rev = self.rev.max(rev);
     }
 
-    /// Applies one logged key change (from a scan of the log at start).
+    /// Applies one key's change at `rev` (a put with its create revision, or
+    /// a delete).
     pub(crate) fn apply_key(&mut self, rev: Revision, key: &[u8], create: Option<Revision>) {
         match create {
             Some(create_revision) => {

@@ -700,66 +700,108 @@ impl Inner {
             },
         );
         // Only the items returned are read from the log; the rest are counted.
-        let push = |kv: Option<Result<KeyValue>>, resp: &mut RangeResponse| -> Result<()> {
-            if let Some(kv) = kv {
-                resp.remaining += 1;
-                if req.limit == 0 || resp.kvs.len() < req.limit {
-                    resp.kvs.push(kv?);
-                } else {
-                    resp.more = true;
-                }
+        enum Item<'k> {
+            /// The value at `at`, from the log (changed since).
+            Past(KeyValue),
+            /// Unchanged since `at`: the current value.
+            Current(&'k [u8], Loc),
+        }
+        let add = |item: Item<'_>, resp: &mut RangeResponse| -> Result<()> {
+            resp.remaining += 1;
+            if req.limit != 0 && resp.kvs.len() >= req.limit {
+                resp.more = true;
+                return Ok(());
             }
+            resp.kvs.push(match item {
+                Item::Past(kv) => kv,
+                Item::Current(key, loc) => KeyValue {
+                    key: key.to_vec(),
+                    value: value_at(&log, &self.path, key, loc)?,
+                    create_revision: loc.create_revision,
+                    mod_revision: loc.mod_revision,
+                },
+            });
             Ok(())
-        };
-        let live = |key: &[u8], loc: Loc| -> Result<KeyValue> {
-            Ok(KeyValue {
-                key: key.to_vec(),
-                value: value_at(&log, &self.path, key, loc)?,
-                create_revision: loc.create_revision,
-                mod_revision: loc.mod_revision,
-            })
         };
         let mut pending = overrides.into_iter().peekable();
         for (key, loc) in index.keys.range::<_, [u8]>(bounds) {
             let key: &[u8] = key;
-            // Keys that changed after `at` and sort before this one.
+            // Keys that changed after `at` and sort before or at this one
+            // (None: the key did not exist at `at`).
+            let mut overridden = false;
             while let Some((ok, _)) = pending.peek() {
-                if ok.as_slice() >= key {
+                if ok.as_slice() > key {
                     break;
                 }
-                if let Some((_, kv)) = pending.next() {
-                    push(kv.map(Ok), &mut resp)?;
+                overridden |= ok.as_slice() == key;
+                if let Some((_, Some(kv))) = pending.next() {
+                    add(Item::Past(kv), &mut resp)?;
                 }
             }
-            if pending.peek().is_some_and(|(ok, _)| ok.as_slice() == key) {
-                if let Some((_, kv)) = pending.next() {
-                    push(kv.map(Ok), &mut resp)?;
-                }
-                continue;
-            }
-            let full = req.limit != 0 && resp.kvs.len() >= req.limit;
-            if full {
-                resp.remaining += 1;
-                resp.more = true;
-            } else {
-                push(Some(live(key, *loc)), &mut resp)?;
+            if !overridden {
+                add(Item::Current(key, *loc), &mut resp)?;
             }
         }
         for (_, kv) in pending {
-            push(kv.map(Ok), &mut resp)?;
+            if let Some(kv) = kv {
+                add(Item::Past(kv), &mut resp)?;
+            }
         }
         Ok(resp)
     }
 
-    /// Explicit compaction: drop history at and below `target`.
-    fn compact(&self, target: Revision) -> Result<()> {
+    /// One compaction transaction under the writer lock: `decide` gets the
+    /// log and the current and compacted revisions and names the target
+    /// with a value to return (None: nothing to drop, the transaction is
+    /// aborted). Durability::None suits compaction that may be lost in a
+    /// crash (the history is then just longer).
+    fn compaction<T>(
+        &self,
+        durability: Durability,
+        decide: impl FnOnce(
+            &redb::Table<'_, u64, &'static [u8]>,
+            Revision,
+            Revision,
+        ) -> Result<Option<(Revision, T)>>,
+    ) -> Result<Option<(Revision, T)>> {
         let _writer = self.lock_writer();
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        txn.set_durability(durability)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", self.path.display())))?;
+        let decided = {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
             let cur = meta_i64(&meta, &self.path, "revision")?;
             let compacted = meta_i64(&meta, &self.path, "compacted")?;
+            let decided = decide(&log, cur, compacted)?.filter(|(t, _)| *t > compacted);
+            if let Some((target, _)) = &decided {
+                drop_history(
+                    &mut log,
+                    &mut meta,
+                    &self.index(),
+                    compacted,
+                    *target,
+                    &self.path,
+                )?;
+            }
+            decided
+        };
+        match decided {
+            Some(d) => {
+                txn.commit().map_err(|e| self.err(e))?;
+                tracing::debug!(compacted = d.0, "compacted store history");
+                Ok(Some(d))
+            }
+            None => {
+                txn.abort().map_err(|e| self.err(e))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Explicit compaction: drop history at and below `target`.
+    fn compact(&self, target: Revision) -> Result<()> {
+        self.compaction(Durability::Immediate, |_, cur, compacted| {
             if target > cur {
                 return Err(StoreError::FutureRevision {
                     requested: target,
@@ -772,16 +814,9 @@ impl Inner {
                     compacted,
                 });
             }
-            drop_history(
-                &mut log,
-                &mut meta,
-                &self.index(),
-                compacted,
-                target,
-                &self.path,
-            )?;
-        }
-        txn.commit().map_err(|e| self.err(e))
+            Ok(Some((target, ())))
+        })
+        .map(|_| ())
     }
 
     /// Count-based compaction after a batch: at most `step` revisions past
@@ -797,31 +832,11 @@ impl Inner {
         if cur - compacted <= keep {
             return Ok(());
         }
-        let _writer = self.lock_writer();
-        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| StoreError::Io(format!("{}: {e}", self.path.display())))?;
-        {
-            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
-            let cur = meta_i64(&meta, &self.path, "revision")?;
-            let compacted = meta_i64(&meta, &self.path, "compacted")?;
+        self.compaction(Durability::None, |_, cur, compacted| {
             let target = (cur - keep).min(compacted.saturating_add(step.max(1)));
-            if target <= compacted {
-                drop(meta);
-                drop(log);
-                return txn.abort().map_err(|e| self.err(e));
-            }
-            drop_history(
-                &mut log,
-                &mut meta,
-                &self.index(),
-                compacted,
-                target,
-                &self.path,
-            )?;
-        }
-        txn.commit().map_err(|e| self.err(e))
+            Ok(Some((target, ())))
+        })
+        .map(|_| ())
     }
 
     /// Compaction by age and count, at most `chunk` revisions in this
@@ -829,13 +844,7 @@ impl Inner {
     fn compact_expired(&self, now: SystemTime, chunk: i64) -> Result<(Option<Revision>, bool)> {
         let cutoff = now_millis(now)
             .saturating_sub(u64::try_from(self.config.history_age.as_millis()).unwrap_or(u64::MAX));
-        let _writer = self.lock_writer();
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let target = {
-            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
-            let mut log = txn.open_table(LOG).map_err(|e| self.err(e))?;
-            let cur = meta_i64(&meta, &self.path, "revision")?;
-            let compacted = meta_i64(&meta, &self.path, "compacted")?;
+        let done = self.compaction(Durability::Immediate, |log, cur, compacted| {
             let mut target =
                 count_target(cur, compacted, self.config.history_revisions).unwrap_or(compacted);
             // The log is in commit order, so the expired entries are a prefix.
@@ -873,32 +882,13 @@ impl Inner {
                 target = target.max(rev);
             }
             let due = target;
-            target = target.min(compacted.saturating_add(chunk.max(1)));
-            if target <= compacted {
-                (None, false)
-            } else {
-                drop_history(
-                    &mut log,
-                    &mut meta,
-                    &self.index(),
-                    compacted,
-                    target,
-                    &self.path,
-                )?;
-                (Some(target), due > target)
-            }
-        };
-        match target {
-            (None, _) => {
-                txn.abort().map_err(|e| self.err(e))?;
-                Ok((None, false))
-            }
-            (Some(t), more) => {
-                txn.commit().map_err(|e| self.err(e))?;
-                tracing::debug!(compacted = t, more, "compacted store history");
-                Ok((Some(t), more))
-            }
-        }
+            let target = target.min(compacted.saturating_add(chunk.max(1)));
+            Ok(Some((target, due > target)))
+        })?;
+        Ok(match done {
+            Some((t, more)) => (Some(t), more),
+            None => (None, false),
+        })
     }
 
     /// Registers a watcher under the writer lock with a snapshot that ends
