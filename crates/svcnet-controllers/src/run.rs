@@ -527,8 +527,13 @@ fn route_service(s: &Shared, old: Option<&Service>, new: Option<&Service>) {
 fn route_endpoints(s: &Shared, old: Option<&Endpoints>, new: Option<&Endpoints>) {
     let k = new.or(old).map(key_of).unwrap_or_default();
     s.q.mirror.add(k.clone());
-    // Someone else changed or removed Endpoints we manage: put them back.
-    s.q.endpoints.add(k);
+    // Someone else changed or removed the Endpoints of a Service we know:
+    // put them back. Endpoints without a (known) Service are left alone, as
+    // upstream: a user may write them before the Service, and the Service's
+    // own delete event is what removes its Endpoints.
+    if s.c.services.get(&k).is_some() {
+        s.q.endpoints.add(k);
+    }
     if gc_relevant(old, new) {
         s.q.gc.add("all");
     }
@@ -607,9 +612,29 @@ async fn sync_endpoints(s: &Arc<Shared>, k: &str) -> Result<()> {
     let (ns, name) = split_key(k);
     let api: Api<Endpoints> = Api::namespaced(s.client.clone(), ns);
     let Some(svc) = s.c.services.get(k) else {
-        // The Service is gone: so are its Endpoints (upstream deletes them whoever wrote them).
+        // The Service is gone: so are its Endpoints (upstream deletes them
+        // whoever wrote them). The Endpoints watch may run ahead of the
+        // Services watch, so a user's Endpoints created right after their
+        // Service can arrive first: ask the server before deleting, and
+        // delete only the version we looked at.
         if let Some(cur) = s.c.endpoints.get(k) {
-            match api.delete(name, &DeleteParams::default()).await {
+            let services: Api<Service> = Api::namespaced(s.client.clone(), ns);
+            if services
+                .get_opt(name)
+                .await
+                .map_err(api_err(format!("reading service {k}")))?
+                .is_some()
+            {
+                return Ok(());
+            }
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: cur.metadata.resource_version.clone(),
+                    uid: cur.metadata.uid.clone(),
+                }),
+                ..Default::default()
+            };
+            match api.delete(name, &dp).await {
                 Ok(_) => {
                     saw_deleted(s, &s.c.endpoints, route_endpoints, k, rv(&cur.metadata));
                 }
@@ -689,6 +714,7 @@ async fn apply_slice_diff(s: &Shared, ns: &str, diff: ep::SliceDiff) -> Result<(
     let api: Api<EndpointSlice> = Api::namespaced(s.client.clone(), ns);
     for sl in diff.delete {
         let name = sl.metadata.name.clone().unwrap_or_default();
+        tracing::debug!(slice = %format!("{ns}/{name}"), "deleting endpointslice");
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {
                 saw_deleted(
@@ -705,6 +731,7 @@ async fn apply_slice_diff(s: &Shared, ns: &str, diff: ep::SliceDiff) -> Result<(
     }
     for sl in diff.update {
         let name = sl.metadata.name.clone().unwrap_or_default();
+        tracing::debug!(slice = %format!("{ns}/{name}"), "updating endpointslice");
         let obj = api
             .replace(&name, &PostParams::default(), &sl)
             .await
@@ -716,6 +743,7 @@ async fn apply_slice_diff(s: &Shared, ns: &str, diff: ep::SliceDiff) -> Result<(
             .create(&PostParams::default(), &sl)
             .await
             .map_err(api_err(format!("creating an endpointslice in {ns}")))?;
+        tracing::debug!(slice = %key_of(&obj), rv = ?obj.metadata.resource_version, "created endpointslice");
         saw(s, &s.c.slices, route_slice, obj);
     }
     Ok(())

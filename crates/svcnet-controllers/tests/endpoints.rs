@@ -486,6 +486,44 @@ async fn selectorless_service_endpoints_are_mirrored_and_left_alone() {
         .map(|a| a.ip)
         .collect();
     assert_eq!(ips, vec!["192.0.2.10".to_owned()]);
+
+    // Endpoints written before their Service (a manifest listing them
+    // first) are mirrored once the Service comes, and Endpoints without any
+    // Service are left alone, as upstream.
+    let ep_json = |name: &str, ip: &str| {
+        json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name},
+        "subsets": [{"addresses": [{"ip": ip}], "ports": [{"port": 8080}]}]})
+    };
+    apply(&client, Some(ns), ep_json("early", "192.0.2.11")).await;
+    apply(&client, Some(ns), ep_json("orphan", "192.0.2.12")).await;
+    apply(
+        &client,
+        Some(ns),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "early"},
+        "spec": {"ports": [{"port": 80}]}}),
+    )
+    .await;
+    eventually(
+        "a mirrored slice of Endpoints written first",
+        15,
+        || async {
+            slices
+                .list(&ListParams::default().labels("kubernetes.io/service-name=early"))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()
+        },
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for name in ["early", "orphan"] {
+        assert!(
+            eps.get_opt(name).await.expect("get endpoints").is_some(),
+            "Endpoints {name} were deleted"
+        );
+    }
 }
 
 async fn ingress_ip(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
