@@ -714,7 +714,7 @@ async fn apply_slice_diff(s: &Shared, ns: &str, diff: ep::SliceDiff) -> Result<(
     let api: Api<EndpointSlice> = Api::namespaced(s.client.clone(), ns);
     for sl in diff.delete {
         let name = sl.metadata.name.clone().unwrap_or_default();
-        tracing::debug!(slice = %format!("{ns}/{name}"), "deleting endpointslice");
+        tracing::debug!(slice = %key(ns, &name), "deleting endpointslice");
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => {
                 saw_deleted(
@@ -731,7 +731,7 @@ async fn apply_slice_diff(s: &Shared, ns: &str, diff: ep::SliceDiff) -> Result<(
     }
     for sl in diff.update {
         let name = sl.metadata.name.clone().unwrap_or_default();
-        tracing::debug!(slice = %format!("{ns}/{name}"), "updating endpointslice");
+        tracing::debug!(slice = %key(ns, &name), "updating endpointslice");
         let obj = api
             .replace(&name, &PostParams::default(), &sl)
             .await

@@ -442,16 +442,7 @@ async fn selectorless_service_endpoints_are_mirrored_and_left_alone() {
     apply(&client, Some(ns), json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "ext"},
         "subsets": [{"addresses": [{"ip": "192.0.2.10"}], "ports": [{"name": "http", "port": 8080}]}]})).await;
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
-    let s = eventually("a mirrored slice", 15, || async {
-        slices
-            .list(&ListParams::default().labels("kubernetes.io/service-name=ext"))
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .next()
-    })
-    .await;
+    let s = eventually("a mirrored slice", 15, || first_slice_of(&slices, "ext")).await;
     let labels = s.metadata.labels.clone().unwrap_or_default();
     assert_eq!(
         labels
@@ -503,19 +494,9 @@ async fn selectorless_service_endpoints_are_mirrored_and_left_alone() {
         "spec": {"ports": [{"port": 80}]}}),
     )
     .await;
-    eventually(
-        "a mirrored slice of Endpoints written first",
-        15,
-        || async {
-            slices
-                .list(&ListParams::default().labels("kubernetes.io/service-name=early"))
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .next()
-        },
-    )
+    eventually("a mirrored slice of Endpoints written first", 15, || {
+        first_slice_of(&slices, "early")
+    })
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     for name in ["early", "orphan"] {
@@ -524,6 +505,18 @@ async fn selectorless_service_endpoints_are_mirrored_and_left_alone() {
             "Endpoints {name} were deleted"
         );
     }
+}
+
+/// The first EndpointSlice labelled for Service `svc`, if any.
+async fn first_slice_of(slices: &Api<EndpointSlice>, svc: &str) -> Option<EndpointSlice> {
+    let sel = format!("kubernetes.io/service-name={svc}");
+    slices
+        .list(&ListParams::default().labels(&sel))
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .next()
 }
 
 async fn ingress_ip(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
