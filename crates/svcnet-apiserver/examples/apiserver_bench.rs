@@ -31,7 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use futures::{AsyncBufReadExt, StreamExt};
 use hyper::Request;
 use serde_json::{Value, json};
 
@@ -301,7 +301,8 @@ impl Kind {
 }
 
 /// Creates `count` objects named `<prefix>-<i>` round-robin over the
-/// namespaces from `concurrency` concurrent requests; returns every latency.
+/// namespaces from `concurrency` concurrent writers (one task each, taking
+/// the next index in turn); returns every latency.
 async fn create_many(
     client: &kube::Client,
     kind: Kind,
@@ -310,17 +311,33 @@ async fn create_many(
     namespaces: usize,
     concurrency: usize,
 ) -> Result<Vec<Duration>> {
-    futures::stream::iter(0..count)
-        .map(|i| {
-            let ns = ns_name(i % namespaces);
-            let name = format!("{prefix}-{i}");
-            let body = kind.body(&ns, &name, i % APPS);
-            let path = format!("/api/v1/namespaces/{ns}/{}", kind.plural());
-            async move { post(client, &path, body).await }
+    // Each writer is its own task, so the load generator's runtime spreads
+    // them over its threads (a stream polled by one task would serialize
+    // every request's client-side work on that task's thread).
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (client, next, prefix) = (client.clone(), next.clone(), prefix.to_string());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        return Ok::<_, anyhow::Error>(lat);
+                    }
+                    let ns = ns_name(i % namespaces);
+                    let body = kind.body(&ns, &format!("{prefix}-{i}"), i % APPS);
+                    let path = format!("/api/v1/namespaces/{ns}/{}", kind.plural());
+                    lat.push(post(&client, &path, body).await?);
+                }
+            })
         })
-        .buffer_unordered(concurrency)
-        .try_collect()
-        .await
+        .collect();
+    let mut all = Vec::with_capacity(count);
+    for w in writers {
+        all.extend(w.await.context("a writer task failed")??);
+    }
+    Ok(all)
 }
 
 /// Times GET `path` `n` times; returns (median latency, bytes, items).

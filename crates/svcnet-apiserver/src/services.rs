@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::ServiceSpec;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::{Mutex, MutexGuard};
 use svcnet_core::alloc::service::{self as svc_alloc, AllocChanges, ServiceAllocError};
@@ -102,7 +103,7 @@ fn field_error(res: &Resource, svc: &Value, e: AllocFieldError) -> ApiError {
 }
 
 fn spec_of(v: &Value) -> ApiResult<ServiceSpec> {
-    serde_json::from_value(v["spec"].clone())
+    ServiceSpec::deserialize(&v["spec"])
         .map_err(|e| ApiError::internal(format!("service spec: {e}")))
 }
 
@@ -470,24 +471,21 @@ impl ServiceRegistry {
                 }
                 Err(ServiceAllocError::Internal(m)) => return Err(ApiError::internal(m)),
             };
-            let working_obj = match (new.as_deref(), &spec) {
-                (Some(obj), Some(spec)) => {
-                    let mut obj = obj.clone();
-                    match serde_json::to_value(spec) {
-                        Ok(v) => obj["spec"] = v,
-                        Err(e) => {
-                            self.settle(&changes, false);
-                            return Err(ApiError::internal(e.to_string()));
-                        }
+            // The chosen spec goes into the object in place: every attempt
+            // writes it afresh, and callers drop the object on an error.
+            if let (Some(obj), Some(spec)) = (new.as_deref_mut(), &spec) {
+                match serde_json::to_value(spec) {
+                    Ok(v) => obj["spec"] = v,
+                    Err(e) => {
+                        self.settle(&changes, false);
+                        return Err(ApiError::internal(e.to_string()));
                     }
-                    Some(obj)
                 }
-                _ => None,
-            };
+            }
             let (alloc_compares, alloc_ops) = allocation_ops(&changes, &owner);
             let mut compares = vec![guard(&svc_key, svc_guard)];
             compares.extend(alloc_compares);
-            let mut ops = vec![match &working_obj {
+            let mut ops = vec![match new.as_deref() {
                 Some(obj) => put(svc_key.clone(), obj),
                 None => Op::Delete(svc_key.clone()),
             }];
@@ -496,9 +494,6 @@ impl ServiceRegistry {
             self.settle(&changes, matches!(&r, Ok(r) if r.succeeded));
             let r = r.map_err(|e| ApiError::from_store(e, res, &name))?;
             if r.succeeded {
-                if let (Some(n), Some(w)) = (new.as_deref_mut(), working_obj) {
-                    *n = w;
-                }
                 return Ok(r.revision);
             }
             // Lost: the Service itself changed (or exists), or another API

@@ -41,8 +41,9 @@ fn cannot_handle(res: &Resource, e: impl std::fmt::Display) -> ApiError {
     ))
 }
 
+/// Deserializes from the borrowed value (no copy of the tree first).
 fn typed<T: DeserializeOwned>(res: &Resource, v: &Value) -> ApiResult<T> {
-    serde_json::from_value(v.clone()).map_err(|e| cannot_handle(res, e))
+    T::deserialize(v).map_err(|e| cannot_handle(res, e))
 }
 
 fn untyped<T: Serialize>(t: &T) -> ApiResult<Value> {
@@ -119,7 +120,6 @@ fn run<T: DeserializeOwned + Serialize>(
 ) -> ApiResult<(Value, Vec<String>)> {
     let name = crate::storage::name_of(obj).to_string();
     let mut t: T = typed(res, obj)?;
-    let unknown = unknown_fields(obj, &untyped(&t)?);
     let begin = |t: &mut T, old: Option<&T>| match r.begin {
         Some(f) => {
             let errs = f(t, old, service_families);
@@ -152,7 +152,16 @@ fn run<T: DeserializeOwned + Serialize>(
     if !errs.is_empty() {
         return Err(invalid(res, &name, &errs));
     }
-    Ok((untyped(&t)?, unknown))
+    let out = untyped(&t)?;
+    // Unknown fields are what the typed round trip drops. Compared with the
+    // defaulted result first (one serialization less on the common path);
+    // defaulting only adds fields, but should it have dropped one, the plain
+    // round trip decides.
+    let mut unknown = unknown_fields(obj, &out);
+    if !unknown.is_empty() {
+        unknown = unknown_fields(obj, &untyped(&typed::<T>(res, obj)?)?);
+    }
+    Ok((out, unknown))
 }
 
 /// Kinds whose rules only concern metadata.
