@@ -19,6 +19,11 @@
 //! `--client-nice` (the server keeps 0), so the server is not preempted by
 //! its own clients as it would not be by clients on other machines;
 //! `--client-nice 0` measures both at equal priority.
+//!
+//! Each create row also gives the CPU steal over its timed phase (from
+//! /proc/stat): on a shared VM host, time taken by other guests lowers the
+//! rate and raises the latencies of the same build several-fold, so runs
+//! are only comparable at similar (low) steal.
 
 /// The same allocator as the `svcnet` binary, so the served child measures what users run.
 #[global_allocator]
@@ -370,6 +375,33 @@ async fn time_list(
     Ok((lat[lat.len() / 2], bytes, items))
 }
 
+/// The machine's CPU time and the part of it stolen by the hypervisor
+/// (jiffies, the `cpu` line of /proc/stat); `None` where it cannot be read.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal
+    Some((fields.iter().sum(), *fields.get(7)?))
+}
+
+/// Steal between two readings as a percentage: the share of the run this
+/// VM's CPUs were taken by others (the figures are not comparable when high).
+fn steal_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> String {
+    match (before, after) {
+        (Some((t0, s0)), Some((t1, s1))) if t1 > t0 => {
+            format!("{:.0}%", 100.0 * (s1 - s0) as f64 / (t1 - t0) as f64)
+        }
+        _ => "n/a".into(),
+    }
+}
+
 fn pct(sorted: &[Duration], p: usize) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -597,6 +629,7 @@ async fn run(opts: Opts) -> Result<()> {
         )
         .await?;
         eprintln!("timing {} {} creates", opts.creates, kind.plural());
+        let cpu0 = cpu_times();
         let t0 = Instant::now();
         let mut lat = create_many(
             &client,
@@ -608,11 +641,12 @@ async fn run(opts: Opts) -> Result<()> {
         )
         .await?;
         let secs = t0.elapsed().as_secs_f64();
+        let steal = steal_percent(cpu0, cpu_times());
         lat.sort();
         let p99 = pct(&lat, 99);
         report.row(
             format!(
-                "create {} p50 / p99 / max ({} writers, {:.0}/s)",
+                "create {} p50 / p99 / max ({} writers, {:.0}/s, steal {steal})",
                 kind.plural(),
                 opts.writers,
                 lat.len() as f64 / secs

@@ -124,6 +124,10 @@ run_case() {
 CASES="direct nft10 nft10k_first nft10k_last ipt10 ipt10k_last us ha"
 if [ -n "$PREV" ]; then CASES="$CASES prev"; fi
 CASES=${ONLY:-$CASES}
+# CPU steal (time the hypervisor gave other guests) over the whole run: the
+# ratios hold up at any steal, the absolute rates only at similar steal.
+cpu_line() { awk '/^cpu / {t=0; for (i=2; i<=9; i++) t+=$i; print t, $9}' /proc/stat; }
+read -r CPU0_TOTAL CPU0_STEAL < <(cpu_line)
 for round in $(seq "$ROUNDS"); do
   # Rotate the order each round, so no case always runs right after the same one.
   set -- $CASES
@@ -139,7 +143,8 @@ row() { # label, key, key of the baseline, what the ratio is of
   [ -n "${M[$2]:-}" ] || return 0
   echo "$1 | ${M[$2]} | $(ratio "${M[$2]}" "${M[$3]:-}")$4 | ${R[$2]# }"
 }
-echo "medians of $ROUNDS rounds, ${DUR} s each"
+read -r CPU1_TOTAL CPU1_STEAL < <(cpu_line)
+echo "medians of $ROUNDS rounds, ${DUR} s each; CPU steal during the run: $(( 100 * (CPU1_STEAL - CPU0_STEAL) / (CPU1_TOTAL - CPU0_TOTAL + 1) ))%"
 echo "path | new conn/s | ratio | samples"
 row "direct" direct_conn direct_conn ""
 row "nftables, 10 Services" nft10 direct_conn " of direct"
