@@ -217,6 +217,11 @@ impl ServerProc {
         Ok(proc)
     }
 
+    /// CPU time the server process has used so far (all threads, user and system).
+    fn cpu(&self) -> Option<Duration> {
+        process_cpu(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     /// (VmRSS, VmHWM) of the server process in bytes.
     fn memory(&self) -> Result<(u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
@@ -290,6 +295,13 @@ enum Kind {
 }
 
 impl Kind {
+    fn singular(self) -> &'static str {
+        match self {
+            Kind::Service => "service",
+            Kind::Pod => "pod",
+        }
+    }
+
     fn plural(self) -> &'static str {
         match self {
             Kind::Service => "services",
@@ -389,6 +401,40 @@ fn cpu_times() -> Option<(u64, u64)> {
         .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal
     Some((fields.iter().sum(), *fields.get(7)?))
+}
+
+/// utime + stime of the process whose stat file is `path`.
+fn process_cpu(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+}
+
+/// sysconf(_SC_CLK_TCK), the unit of /proc times.
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
+/// CPU microseconds per operation between two readings.
+fn cpu_per_op(before: Option<Duration>, after: Option<Duration>, ops: usize) -> String {
+    match (before, after) {
+        (Some(a), Some(b)) if ops > 0 => {
+            format!("{:.0} us", (b - a).as_secs_f64() * 1e6 / ops as f64)
+        }
+        _ => "n/a".into(),
+    }
 }
 
 /// Steal between two readings as a percentage: the share of the run this
@@ -630,6 +676,7 @@ async fn run(opts: Opts) -> Result<()> {
         .await?;
         eprintln!("timing {} {} creates", opts.creates, kind.plural());
         let cpu0 = cpu_times();
+        let (srv0, own0) = (server.cpu(), process_cpu("/proc/self/stat"));
         let t0 = Instant::now();
         let mut lat = create_many(
             &client,
@@ -642,8 +689,23 @@ async fn run(opts: Opts) -> Result<()> {
         .await?;
         let secs = t0.elapsed().as_secs_f64();
         let steal = steal_percent(cpu0, cpu_times());
+        let (srv1, own1) = (server.cpu(), process_cpu("/proc/self/stat"));
         lat.sort();
         let p99 = pct(&lat, 99);
+        // CPU per create does not depend on steal the way rates do: the
+        // figure to compare builds by on a busy host.
+        report.row(
+            format!(
+                "CPU per {} create: server / load generator",
+                kind.singular()
+            ),
+            format!(
+                "{} / {}",
+                cpu_per_op(srv0, srv1, lat.len()),
+                cpu_per_op(own0, own1, lat.len())
+            ),
+            "-",
+        );
         report.row(
             format!(
                 "create {} p50 / p99 / max ({} writers, {:.0}/s, steal {steal})",
