@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
 
@@ -72,17 +73,25 @@ enum Segment {
 }
 
 /// A field path such as `spec.ports[0].port`; built like upstream's `field.Path`.
+///
+/// A path shares its parent (validation derives a child for every field it
+/// visits, and most never end up in an error): deriving one allocates one
+/// step, cloning one is a reference count.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Path {
-    segments: Vec<Segment>,
+    last: Option<Arc<Step>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Step {
+    parent: Option<Arc<Step>>,
+    segment: Segment,
 }
 
 impl Path {
     /// A root path (`Path::new("spec")`).
     pub fn new(name: &str) -> Path {
-        Path {
-            segments: vec![Segment::Name(name.to_string())],
-        }
+        Path::none().push(Segment::Name(name.to_string()))
     }
 
     /// The empty path; renders as `<nil>` like upstream's nil `*field.Path`.
@@ -90,39 +99,48 @@ impl Path {
         Path::default()
     }
 
+    fn push(&self, segment: Segment) -> Path {
+        Path {
+            last: Some(Arc::new(Step {
+                parent: self.last.clone(),
+                segment,
+            })),
+        }
+    }
+
     /// `.name`
     pub fn child(&self, name: &str) -> Path {
-        let mut p = self.clone();
-        p.segments.push(Segment::Name(name.to_string()));
-        p
+        self.push(Segment::Name(name.to_string()))
     }
 
     /// `[i]`
     pub fn index(&self, i: usize) -> Path {
-        let mut p = self.clone();
-        p.segments.push(Segment::Index(i));
-        p
+        self.push(Segment::Index(i))
     }
 
     /// `[key]`
     pub fn key(&self, key: &str) -> Path {
-        let mut p = self.clone();
-        p.segments.push(Segment::Key(key.to_string()));
-        p
+        self.push(Segment::Key(key.to_string()))
     }
 
     /// True for [`Path::none`].
     pub fn is_none(&self) -> bool {
-        self.segments.is_empty()
+        self.last.is_none()
     }
 }
 
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.segments.is_empty() {
+        let mut segments = Vec::new();
+        let mut at = self.last.as_deref();
+        while let Some(step) = at {
+            segments.push(&step.segment);
+            at = step.parent.as_deref();
+        }
+        if segments.is_empty() {
             return f.write_str("<nil>");
         }
-        for (i, s) in self.segments.iter().enumerate() {
+        for (i, s) in segments.iter().rev().enumerate() {
             match s {
                 Segment::Name(n) if i == 0 => f.write_str(n)?,
                 Segment::Name(n) => write!(f, ".{n}")?,
