@@ -53,31 +53,59 @@ fn untyped<T: Serialize>(t: &T) -> ApiResult<Value> {
 /// Fields in `input` that the typed round trip dropped: unknown fields.
 pub fn unknown_fields(input: &Value, known: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    walk_unknown(input, known, "", &mut out);
+    walk_unknown(input, known, &mut Vec::new(), &mut out);
     out
 }
 
-fn walk_unknown(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+/// One step of the path to a field, rendered only for an unknown field.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn render(path: &[Step<'_>]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) if s.is_empty() => s.push_str(k),
+            Step::Key(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Step::Index(i) => {
+                let _ = write!(s, "[{i}]");
+            }
+        }
+    }
+    s
+}
+
+fn walk_unknown<'a>(
+    input: &'a Value,
+    known: &Value,
+    path: &mut Vec<Step<'a>>,
+    out: &mut Vec<String>,
+) {
     match (input, known) {
         (Value::Object(i), Value::Object(k)) => {
             for (key, iv) in i {
-                let p = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
+                path.push(Step::Key(key));
                 match k.get(key) {
-                    Some(kv) => walk_unknown(iv, kv, &p, out),
+                    Some(kv) => walk_unknown(iv, kv, path, out),
                     None if iv.is_null() => {}
                     // Maps of strings (labels, selector, ...) round-trip as-is, so
                     // a missing key really is a dropped field.
-                    None => out.push(p),
+                    None => out.push(render(path)),
                 }
+                path.pop();
             }
         }
         (Value::Array(i), Value::Array(k)) => {
             for (idx, (iv, kv)) in i.iter().zip(k.iter()).enumerate() {
-                walk_unknown(iv, kv, &format!("{path}[{idx}]"), out);
+                path.push(Step::Index(idx));
+                walk_unknown(iv, kv, path, out);
+                path.pop();
             }
         }
         _ => {}
