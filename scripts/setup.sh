@@ -11,6 +11,10 @@ have dig || need+=(dnsutils)
 have etcd || need+=(etcd-server)
 have etcdctl || need+=(etcd-client)
 have protoc || need+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/*.proto), which etcd-client's
+# protos import; Debian ships them apart from the compiler, as a
+# recommendation that --no-install-recommends leaves out.
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 have ip || need+=(iproute2)
 have conntrack || need+=(conntrack)
 have curl || need+=(curl)
