@@ -14,7 +14,8 @@ have protoc || need+=(protobuf-compiler)
 # protoc's well-known types (google/protobuf/*.proto), which etcd-client's
 # protos import; Debian ships them apart from the compiler, as a
 # recommendation that --no-install-recommends leaves out.
-[ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
+[ -f /usr/include/google/protobuf/descriptor.proto ] ||
+  [ -f /usr/local/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 have ip || need+=(iproute2)
 have conntrack || need+=(conntrack)
 have curl || need+=(curl)

@@ -332,27 +332,27 @@ async fn create_many(
     // them over its threads (a stream polled by one task would serialize
     // every request's client-side work on that task's thread).
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let writers: Vec<_> = (0..concurrency.max(1))
-        .map(|_| {
-            let (client, next, prefix) = (client.clone(), next.clone(), prefix.to_string());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= count {
-                        return Ok::<_, anyhow::Error>(lat);
-                    }
-                    let ns = ns_name(i % namespaces);
-                    let body = kind.body(&ns, &format!("{prefix}-{i}"), i % APPS);
-                    let path = format!("/api/v1/namespaces/{ns}/{}", kind.plural());
-                    lat.push(post(&client, &path, body).await?);
+    // A JoinSet: when one writer fails, dropping the set stops the others.
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, next, prefix) = (client.clone(), next.clone(), prefix.to_string());
+        writers.spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return Ok::<_, anyhow::Error>(lat);
                 }
-            })
-        })
-        .collect();
+                let ns = ns_name(i % namespaces);
+                let body = kind.body(&ns, &format!("{prefix}-{i}"), i % APPS);
+                let path = format!("/api/v1/namespaces/{ns}/{}", kind.plural());
+                lat.push(post(&client, &path, body).await?);
+            }
+        });
+    }
     let mut all = Vec::with_capacity(count);
-    for w in writers {
-        all.extend(w.await.context("a writer task failed")??);
+    while let Some(done) = writers.join_next().await {
+        all.extend(done.context("a writer task failed")??);
     }
     Ok(all)
 }

@@ -182,9 +182,12 @@ fn run<T: DeserializeOwned + Serialize>(
     }
     let out = untyped(&t)?;
     // Unknown fields are what the typed round trip drops. Compared with the
-    // defaulted result first (one serialization less on the common path);
-    // defaulting only adds fields, but should it have dropped one, the plain
-    // round trip decides.
+    // defaulted result first (one serialization less on the common path):
+    // a field the type does not know is in no serialization of it, so every
+    // unknown field shows up here as long as defaulting neither shortens a
+    // list of objects (lists are compared item by item) nor replaces an
+    // object with something else. What defaulting cleared shows up too; for
+    // any finding the plain round trip decides.
     let mut unknown = unknown_fields(obj, &out);
     if !unknown.is_empty() {
         unknown = unknown_fields(obj, &untyped(&typed::<T>(res, obj)?)?);
