@@ -415,16 +415,31 @@ fn process_cpu(path: &str) -> Option<Duration> {
 
 /// sysconf(_SC_CLK_TCK), the unit of /proc times.
 fn clock_ticks() -> u64 {
-    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100)
-    })
+    use nix::unistd::{SysconfVar, sysconf};
+    sysconf(SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(100)
+}
+
+/// The CPU counters a timed phase is judged by, read at its start and end.
+struct CpuSample {
+    /// The machine's (total, steal), see [`cpu_times`].
+    machine: Option<(u64, u64)>,
+    server: Option<Duration>,
+    load_generator: Option<Duration>,
+}
+
+impl CpuSample {
+    fn take(server: &ServerProc) -> CpuSample {
+        CpuSample {
+            machine: cpu_times(),
+            server: server.cpu(),
+            load_generator: process_cpu("/proc/self/stat"),
+        }
+    }
 }
 
 /// CPU microseconds per operation between two readings.
@@ -675,8 +690,7 @@ async fn run(opts: Opts) -> Result<()> {
         )
         .await?;
         eprintln!("timing {} {} creates", opts.creates, kind.plural());
-        let cpu0 = cpu_times();
-        let (srv0, own0) = (server.cpu(), process_cpu("/proc/self/stat"));
+        let cpu0 = CpuSample::take(&server);
         let t0 = Instant::now();
         let mut lat = create_many(
             &client,
@@ -688,8 +702,8 @@ async fn run(opts: Opts) -> Result<()> {
         )
         .await?;
         let secs = t0.elapsed().as_secs_f64();
-        let steal = steal_percent(cpu0, cpu_times());
-        let (srv1, own1) = (server.cpu(), process_cpu("/proc/self/stat"));
+        let cpu1 = CpuSample::take(&server);
+        let steal = steal_percent(cpu0.machine, cpu1.machine);
         lat.sort();
         let p99 = pct(&lat, 99);
         // CPU per create does not depend on steal the way rates do: the
@@ -701,8 +715,8 @@ async fn run(opts: Opts) -> Result<()> {
             ),
             format!(
                 "{} / {}",
-                cpu_per_op(srv0, srv1, lat.len()),
-                cpu_per_op(own0, own1, lat.len())
+                cpu_per_op(cpu0.server, cpu1.server, lat.len()),
+                cpu_per_op(cpu0.load_generator, cpu1.load_generator, lat.len())
             ),
             "-",
         );

@@ -10,7 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use svcnet_core::field_errors::{ErrorList, FieldError, invalid_message};
+use svcnet_core::field_errors::{ErrorList, FieldError, Path, invalid_message};
 use svcnet_core::{defaults, validation};
 
 use crate::resources::Resource;
@@ -63,22 +63,14 @@ enum Step<'a> {
     Index(usize),
 }
 
+/// `spec.ports[0].name`, rendered as every field path is.
 fn render(path: &[Step<'_>]) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    for step in path {
-        match step {
-            Step::Key(k) if s.is_empty() => s.push_str(k),
-            Step::Key(k) => {
-                s.push('.');
-                s.push_str(k);
-            }
-            Step::Index(i) => {
-                let _ = write!(s, "[{i}]");
-            }
-        }
-    }
-    s
+    path.iter()
+        .fold(Path::none(), |p, step| match step {
+            Step::Key(k) => p.child(k),
+            Step::Index(i) => p.index(*i),
+        })
+        .to_string()
 }
 
 fn walk_unknown<'a>(
@@ -352,7 +344,7 @@ fn validate_meta_only<
         t.metadata(),
         true,
         svcnet_core::names::name_is_dns_subdomain,
-        &svcnet_core::field_errors::Path::new("metadata"),
+        &Path::new("metadata"),
     )
 }
 
