@@ -58,6 +58,15 @@ EOF
 conn_rate() { # url → requests/s with a new connection each
   ip netns exec "$C" wrk -t2 -c32 -d"${DUR}s" -H "Connection: close" "$1" 2>/dev/null | awk '/Requests\/sec/ {print int($2)}'
 }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime of a process (all threads)
+# conn_rate of $2; appends the proxy process $1's CPU µs per connection to $TMP/cpu_$3
+# (a file: this runs in a command substitution's subshell).
+conn_rate_cpu() {
+  local t0 rate t1
+  t0=$(ticks "$1"); rate=$(conn_rate "$2"); t1=$(ticks "$1")
+  python3 -c "import os;print(round(($t1-$t0)*1e6/os.sysconf('SC_CLK_TCK')/max(1,${rate:-0}*$DUR)))" >>"$TMP/cpu_$3"
+  echo "$rate"
+}
 bulk() { # ip port → Gbit/s of one stream
   ip netns exec "$C" iperf3 -c "$1" -p "$2" -t "$DUR" -f g 2>/dev/null | awk '/sender/ {print $(NF-3)}'
 }
@@ -112,9 +121,9 @@ run_case() {
     nft10k_last) "$BIN" install "$N" nftables 10000 >/dev/null; R[nft10k_last]+=" $(conn_rate "http://$(vip 9999)/")" ;;
     ipt10) "$BIN" install "$N" iptables-legacy 10 >/dev/null; R[ipt10]+=" $(conn_rate "http://$(vip 9)/")" ;;
     ipt10k_last) "$BIN" install "$N" iptables-legacy 10000 >/dev/null; R[ipt10k_last]+=" $(conn_rate "http://$(vip 9999)/")" ;;
-    us) userspace_up "$BIN"; R[us_conn]+=" $(conn_rate http://10.96.0.10/)"; R[us_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
-    prev) userspace_up "$PREV"; R[prev_conn]+=" $(conn_rate http://10.96.0.10/)"; R[prev_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
-    ha) haproxy_up; R[ha_conn]+=" $(conn_rate http://10.96.0.10/)"; R[ha_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
+    us) userspace_up "$BIN"; R[us_conn]+=" $(conn_rate_cpu "${PIDS[-1]}" http://10.96.0.10/ us)"; R[us_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
+    prev) userspace_up "$PREV"; R[prev_conn]+=" $(conn_rate_cpu "${PIDS[-1]}" http://10.96.0.10/ prev)"; R[prev_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
+    ha) haproxy_up; R[ha_conn]+=" $(conn_rate_cpu "$(cat "$TMP/haproxy.pid")" http://10.96.0.10/ ha)"; R[ha_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
     *) echo "unknown case $1" >&2; exit 2 ;;
   esac
   teardown
@@ -155,6 +164,11 @@ row "iptables-legacy, 10,000 Services (last)" ipt10k_last ipt10 " of 10"
 row "userspace" us_conn ha_conn " of HAProxy"
 row "userspace, previous version" prev_conn ha_conn " of HAProxy"
 row "HAProxy" ha_conn direct_conn " of direct"
+echo
+echo "proxy process CPU per connection (µs): median | samples"
+for k in us prev ha; do
+  [ -s "$TMP/cpu_$k" ] && echo "$k | $(med "$(cat "$TMP/cpu_$k")") | $(tr '\n' ' ' <"$TMP/cpu_$k")"
+done
 echo
 echo "path | 1 TCP stream Gbit/s | ratio to direct | samples"
 row "direct" direct_bulk direct_bulk ""
