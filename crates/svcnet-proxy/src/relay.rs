@@ -93,23 +93,27 @@ fn flags() -> SpliceFFlags {
     SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
 }
 
-/// Relays between `a` and `b` until both directions reached EOF (each
-/// direction half-closes its writer when its reader ends).
+/// Relays between `a` and `b` until both directions reached EOF (the
+/// first direction to end half-closes its writer; see [`one_way`]).
 pub async fn relay(a: TcpStream, b: TcpStream) {
     let first_done = AtomicBool::new(false);
     let _ = tokio::join!(one_way(&a, &b, &first_done), one_way(&b, &a, &first_done));
 }
 
 /// Moves `from` → `to` until EOF, then half-closes `to` if it is the first
-/// direction to finish. The second one does not need to: both sockets are
-/// closed right after, with nothing left unread, which sends the same FIN
-/// (one syscall less per connection).
+/// direction to finish. The second one usually need not: both sockets are
+/// closed right after, which sends the same FIN (one syscall less per
+/// connection). It must when its last bytes went out with MSG_MORE: only
+/// a shutdown sends corked bytes before the close, and a close with unread
+/// input (a client still uploading to an upstream that answered and left)
+/// resets the connection and drops them.
 async fn one_way(from: &TcpStream, to: &TcpStream, first_done: &AtomicBool) -> io::Result<()> {
     let res = forward(from, to).await;
-    if !first_done.swap(true, Ordering::Relaxed) {
+    let corked = matches!(res, Ok(true));
+    if !first_done.swap(true, Ordering::Relaxed) || corked {
         let _ = nix::sys::socket::shutdown(to.as_raw_fd(), nix::sys::socket::Shutdown::Write);
     }
-    res
+    res.map(|_| ())
 }
 
 /// Copies while each read returns less than [`SMALL`] bytes, then splices.
@@ -119,20 +123,23 @@ async fn one_way(from: &TcpStream, to: &TcpStream, first_done: &AtomicBool) -> i
 /// splicing in and out of a pipe (perf, connection-rate benchmark: splice
 /// was 29 % of the proxy's CPU, HAProxy's recv and send 21 % of its
 /// smaller total). A read that fills the buffer means bulk data, which
-/// splice moves without copying it through user space.
-async fn forward(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
+/// splice moves without copying it through user space. True when the last
+/// bytes were sent corked (MSG_MORE), waiting for the FIN.
+async fn forward(from: &TcpStream, to: &TcpStream) -> io::Result<bool> {
     let mut buf = take_buf();
-    let small = copy_small(from, to, &mut buf).await;
+    let start = copy_small(from, to, &mut buf).await;
     give_back_buf(buf);
-    if !small? {
-        return Ok(());
+    match start? {
+        CopyEnd::Eof => return Ok(false),
+        CopyEnd::Last => return Ok(true),
+        CopyEnd::Bulk => {}
     }
     match Pipe::take() {
         Ok(pipe) => {
             let mut held = 0usize;
             let res = pump(from, to, &pipe, &mut held).await;
             pipe.give_back(res.is_ok() && held == 0);
-            res
+            res.map(|()| false)
         }
         // No pipe: keep copying, with a larger buffer.
         Err(_) => {
@@ -140,30 +147,40 @@ async fn forward(from: &TcpStream, to: &TcpStream) -> io::Result<()> {
             loop {
                 let (n, last) = read(from, &mut buf).await?;
                 if n == 0 {
-                    return Ok(());
+                    return Ok(false);
                 }
                 write_all(to, &buf[..n], last).await?;
                 if last {
-                    return Ok(());
+                    return Ok(true);
                 }
             }
         }
     }
 }
 
-/// Copies through `buf` until EOF (false) or a read that fills it (true: bulk data follows).
-async fn copy_small(from: &TcpStream, to: &TcpStream, buf: &mut [u8]) -> io::Result<bool> {
+/// How the copying start of a direction ended.
+enum CopyEnd {
+    /// EOF read.
+    Eof,
+    /// EOF known to follow the bytes just sent with MSG_MORE.
+    Last,
+    /// A read filled the buffer: bulk data follows.
+    Bulk,
+}
+
+/// Copies through `buf` until EOF or a read that fills it.
+async fn copy_small(from: &TcpStream, to: &TcpStream, buf: &mut [u8]) -> io::Result<CopyEnd> {
     loop {
         let (n, last) = read(from, buf).await?;
         if n == 0 {
-            return Ok(false);
+            return Ok(CopyEnd::Eof);
         }
         write_all(to, &buf[..n], last).await?;
         if last {
-            return Ok(false);
+            return Ok(CopyEnd::Last);
         }
         if n == buf.len() {
-            return Ok(true);
+            return Ok(CopyEnd::Bulk);
         }
     }
 }
@@ -177,6 +194,10 @@ async fn copy_small(from: &TcpStream, to: &TcpStream, buf: &mut [u8]) -> io::Res
 /// would only say EAGAIN is saved. If the peer's FIN had arrived before such
 /// a read (EPOLLRDHUP), EOF comes next: the recv that would return 0 is
 /// saved too, and the caller can send the FIN with the last bytes.
+///
+/// Not covered: TCP urgent data. recv stops short at the urgent mark, so
+/// the bytes after it wait for the peer's next segment (or, after a FIN,
+/// are not relayed); splicing never passed them either.
 async fn read(s: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)> {
     use nix::sys::socket::{MsgFlags, recv};
     let len = buf.len();
@@ -455,6 +476,53 @@ mod tests {
         c.write_all(b"ping after EOF").await.expect("write");
         c.shutdown().await.expect("shutdown");
         assert_eq!(server.await.expect("server"), b"ping after EOF");
+        proxy.await.expect("proxy");
+    }
+
+    /// A client still uploading when the upstream answers and resets (it
+    /// closes with the upload unread): the answer reaches the client before
+    /// the proxy's close resets the client side too.
+    #[tokio::test]
+    async fn an_answer_before_the_upstream_resets_reaches_an_uploading_client() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (ua, fa) = (
+            upstream.local_addr().expect("addr"),
+            front.local_addr().expect("addr"),
+        );
+        let proxy = tokio::spawn(async move {
+            let (c, _) = front.accept().await.expect("accept");
+            let u = TcpStream::connect(ua).await.expect("connect");
+            relay(c, u).await;
+        });
+        let server = tokio::spawn(async move {
+            let (mut s, _) = upstream.accept().await.expect("accept");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            s.write_all(b"413 too large").await.expect("write");
+            // Dropped with the upload unread: the kernel resets the connection.
+        });
+        let c = TcpStream::connect(fa).await.expect("connect");
+        let (mut rd, mut wr) = c.into_split();
+        let uploader = tokio::spawn(async move {
+            let chunk = vec![7u8; 64 * 1024];
+            for _ in 0..2000 {
+                if wr.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, rd.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"413 too large");
+        server.await.expect("server");
+        let _ = uploader.await;
         proxy.await.expect("proxy");
     }
 }
