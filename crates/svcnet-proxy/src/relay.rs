@@ -345,11 +345,15 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
 
-    /// client ⇄ relay ⇄ echo-less sink/source over loopback: bytes arrive
-    /// intact in both directions, EOF propagates, pipes go back to the pool.
-    #[tokio::test]
-    async fn relays_both_ways_and_propagates_eof() {
+    /// The upstream's listener, the proxy's address, and the proxy task: it
+    /// accepts one client, connects to the upstream, waits for `gate` (if
+    /// any) and relays.
+    async fn proxied(
+        gate: Option<oneshot::Receiver<()>>,
+    ) -> (TcpListener, std::net::SocketAddr, JoinHandle<()>) {
         let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let (ua, fa) = (
@@ -359,8 +363,19 @@ mod tests {
         let proxy = tokio::spawn(async move {
             let (c, _) = front.accept().await.expect("accept");
             let u = TcpStream::connect(ua).await.expect("connect");
+            if let Some(gate) = gate {
+                gate.await.expect("gate");
+            }
             relay(c, u).await;
         });
+        (upstream, fa, proxy)
+    }
+
+    /// client ⇄ relay ⇄ echo-less sink/source over loopback: bytes arrive
+    /// intact in both directions, EOF propagates, pipes go back to the pool.
+    #[tokio::test]
+    async fn relays_both_ways_and_propagates_eof() {
+        let (upstream, fa, proxy) = proxied(None).await;
         // Upstream: reads everything, then answers with its own 3 MiB and the length it saw.
         let server = tokio::spawn(async move {
             let (mut s, _) = upstream.accept().await.expect("accept");
@@ -392,17 +407,7 @@ mod tests {
     /// order; the client's EOF reaches the upstream and the upstream's back.
     #[tokio::test]
     async fn small_messages_then_a_full_buffer_switch_to_splice_midway() {
-        let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let (ua, fa) = (
-            upstream.local_addr().expect("addr"),
-            front.local_addr().expect("addr"),
-        );
-        let proxy = tokio::spawn(async move {
-            let (c, _) = front.accept().await.expect("accept");
-            let u = TcpStream::connect(ua).await.expect("connect");
-            relay(c, u).await;
-        });
+        let (upstream, fa, proxy) = proxied(None).await;
         let echo = tokio::spawn(async move {
             let (mut s, _) = upstream.accept().await.expect("accept");
             let mut buf = vec![0u8; 64 * 1024];
@@ -446,19 +451,8 @@ mod tests {
     /// half, which the upstream (half-closed, still reading) receives.
     #[tokio::test]
     async fn a_reply_with_its_fin_behind_it_arrives_whole_and_half_close_holds() {
-        let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let (ua, fa) = (
-            upstream.local_addr().expect("addr"),
-            front.local_addr().expect("addr"),
-        );
         let (replied_tx, replied_rx) = tokio::sync::oneshot::channel();
-        let proxy = tokio::spawn(async move {
-            let (c, _) = front.accept().await.expect("accept");
-            let u = TcpStream::connect(ua).await.expect("connect");
-            replied_rx.await.expect("upstream replied");
-            relay(c, u).await;
-        });
+        let (upstream, fa, proxy) = proxied(Some(replied_rx)).await;
         let server = tokio::spawn(async move {
             let (mut s, _) = upstream.accept().await.expect("accept");
             s.write_all(b"hello from upstream").await.expect("write");
@@ -484,17 +478,7 @@ mod tests {
     /// the proxy's close resets the client side too.
     #[tokio::test]
     async fn an_answer_before_the_upstream_resets_reaches_an_uploading_client() {
-        let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let (ua, fa) = (
-            upstream.local_addr().expect("addr"),
-            front.local_addr().expect("addr"),
-        );
-        let proxy = tokio::spawn(async move {
-            let (c, _) = front.accept().await.expect("accept");
-            let u = TcpStream::connect(ua).await.expect("connect");
-            relay(c, u).await;
-        });
+        let (upstream, fa, proxy) = proxied(None).await;
         let server = tokio::spawn(async move {
             let (mut s, _) = upstream.accept().await.expect("accept");
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
