@@ -4,12 +4,14 @@
 //!
 //! Each direction starts by copying (recv and send, cheaper for the few
 //! small messages most connections carry) and switches to splice at the
-//! first read that fills its buffer. Spliced, each direction moves bytes socket → pipe → socket inside the kernel. The
-//! pump keeps reading while the pipe has room and writing while it holds
-//! data, so a slow writer does not stall the reader (the sender's window
-//! stays open). Pipes are costly to create (two syscalls, and enlarging one
-//! more); an emptied pipe goes back to a small pool, which matters for
-//! short connections (the connection-rate benchmark).
+//! first read that fills its buffer. Spliced, each direction moves bytes
+//! socket → pipe → socket inside the kernel. The pump keeps reading while
+//! the pipe has room and writing while it holds data, so a slow writer does
+//! not stall the reader (the sender's window stays open). Pipes are costly
+//! to create (two syscalls, and enlarging one more) and fresh buffers cost
+//! an allocation, zeroing and page faults; emptied ones go back to small
+//! pools, which matters for short connections (the connection-rate
+//! benchmark).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -24,33 +26,40 @@ use tokio::net::TcpStream;
 const PIPE_SIZE: usize = 1 << 20;
 /// Most bytes one splice call moves.
 const CHUNK: usize = 1 << 20;
-/// Idle pipes kept for reuse.
-const POOL_MAX: usize = 512;
 /// Buffer of the copying fallback (no pipe to splice through).
 const COPY_BUF: usize = 256 * 1024;
 /// Buffer of the copying start of each direction; a read that fills it switches to splice.
 const SMALL: usize = 16 * 1024;
 
-static POOL: Mutex<Vec<Pipe>> = Mutex::new(Vec::new());
-/// Idle copy buffers ([`SMALL`] bytes each) kept for reuse: a fresh one per
-/// connection costs an allocation, zeroing and page faults.
-static BUFS: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
-/// Idle copy buffers kept (4 MiB).
-const BUFS_MAX: usize = 256;
+/// Idle pipes (512 at most).
+static POOL: Pool<Pipe> = Pool::new(512);
+/// Idle [`SMALL`] copy buffers (256 at most, 4 MiB).
+static BUFS: Pool<Box<[u8]>> = Pool::new(256);
 
-fn take_buf() -> Box<[u8]> {
-    BUFS.lock()
-        .ok()
-        .and_then(|mut v| v.pop())
-        .unwrap_or_else(|| vec![0u8; SMALL].into_boxed_slice())
+/// Idle things kept for reuse, up to a number.
+struct Pool<T> {
+    idle: Mutex<Vec<T>>,
+    max: usize,
 }
 
-fn give_back_buf(b: Box<[u8]>) {
-    if b.len() == SMALL
-        && let Ok(mut v) = BUFS.lock()
-        && v.len() < BUFS_MAX
-    {
-        v.push(b);
+impl<T> Pool<T> {
+    const fn new(max: usize) -> Self {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+            max,
+        }
+    }
+
+    fn take(&self) -> Option<T> {
+        self.idle.lock().ok().and_then(|mut v| v.pop())
+    }
+
+    fn put(&self, t: T) {
+        if let Ok(mut v) = self.idle.lock()
+            && v.len() < self.max
+        {
+            v.push(t);
+        }
     }
 }
 
@@ -64,7 +73,7 @@ struct Pipe {
 
 impl Pipe {
     fn take() -> io::Result<Pipe> {
-        if let Some(p) = POOL.lock().ok().and_then(|mut v| v.pop()) {
+        if let Some(p) = POOL.take() {
             return Ok(p);
         }
         let (r, w) =
@@ -78,13 +87,8 @@ impl Pipe {
 
     /// Returns an empty pipe to the pool (a pipe with bytes left is dropped).
     fn give_back(self, empty: bool) {
-        if !empty {
-            return;
-        }
-        if let Ok(mut v) = POOL.lock()
-            && v.len() < POOL_MAX
-        {
-            v.push(self);
+        if empty {
+            POOL.put(self);
         }
     }
 }
@@ -126,9 +130,11 @@ async fn one_way(from: &TcpStream, to: &TcpStream, first_done: &AtomicBool) -> i
 /// splice moves without copying it through user space. True when the last
 /// bytes were sent corked (MSG_MORE), waiting for the FIN.
 async fn forward(from: &TcpStream, to: &TcpStream) -> io::Result<bool> {
-    let mut buf = take_buf();
+    let mut buf = BUFS
+        .take()
+        .unwrap_or_else(|| vec![0u8; SMALL].into_boxed_slice());
     let start = copy_small(from, to, &mut buf).await;
-    give_back_buf(buf);
+    BUFS.put(buf);
     match start? {
         CopyEnd::Eof => return Ok(false),
         CopyEnd::Last => return Ok(true),
@@ -141,17 +147,14 @@ async fn forward(from: &TcpStream, to: &TcpStream) -> io::Result<bool> {
             pipe.give_back(res.is_ok() && held == 0);
             res.map(|()| false)
         }
-        // No pipe: keep copying, with a larger buffer.
+        // No pipe: keep copying, with a larger buffer (a full one is just more data).
         Err(_) => {
             let mut buf = vec![0u8; COPY_BUF];
             loop {
-                let (n, last) = read(from, &mut buf).await?;
-                if n == 0 {
-                    return Ok(false);
-                }
-                write_all(to, &buf[..n], last).await?;
-                if last {
-                    return Ok(true);
+                match copy_small(from, to, &mut buf).await? {
+                    CopyEnd::Eof => return Ok(false),
+                    CopyEnd::Last => return Ok(true),
+                    CopyEnd::Bulk => {}
                 }
             }
         }
@@ -203,21 +206,21 @@ async fn read(s: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, bool)> {
     let len = buf.len();
     loop {
         let ready = s.ready(Interest::READABLE).await?;
-        let mut got = None;
+        // A short read leaves its count here and reports WouldBlock to tokio.
+        let mut short = None;
         let r = s.try_io(Interest::READABLE, || {
             let n = recv(s.as_raw_fd(), buf, MsgFlags::empty()).map_err(io::Error::from)?;
-            got = Some(n);
             if n > 0 && n < len {
-                Err(io::Error::from(io::ErrorKind::WouldBlock))
-            } else {
-                Ok(())
+                short = Some(n);
+                return Err(io::Error::from(io::ErrorKind::WouldBlock));
             }
+            Ok(n)
         });
-        match (got, r) {
-            (Some(n), _) => return Ok((n, n > 0 && n < len && ready.is_read_closed())),
-            (None, Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            (None, Err(e)) => return Err(e),
-            (None, Ok(())) => unreachable!("recv succeeded without a count"),
+        match (r, short) {
+            (Ok(n), _) => return Ok((n, false)),
+            (Err(_), Some(n)) => return Ok((n, ready.is_read_closed())),
+            (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            (Err(e), None) => return Err(e),
         }
     }
 }
@@ -398,7 +401,10 @@ mod tests {
         assert!(got == sent, "upstream saw different bytes");
         assert_eq!(back.len(), 3 << 20);
         assert!(back.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
-        assert!(!POOL.lock().expect("pool").is_empty(), "pipes returned");
+        assert!(
+            !POOL.idle.lock().expect("pool").is_empty(),
+            "pipes returned"
+        );
     }
 
     /// Request/response traffic through an echoing upstream: small messages
