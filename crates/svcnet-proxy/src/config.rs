@@ -65,6 +65,8 @@ pub struct ProxyConfig {
     pub healthz_bind: Option<SocketAddr>,
     /// Interface for service addresses in userspace mode.
     pub userspace_iface: String,
+    /// TCP congestion control of the userspace proxy's sockets ("" keeps the system's).
+    pub userspace_congestion_control: String,
 }
 
 impl Default for ProxyConfig {
@@ -79,6 +81,7 @@ impl Default for ProxyConfig {
             metrics_bind: Some(SocketAddr::from(([127, 0, 0, 1], 10249))),
             healthz_bind: Some(SocketAddr::from(([0, 0, 0, 0], 10256))),
             userspace_iface: "lo".into(),
+            userspace_congestion_control: crate::userspace::DEFAULT_CONGESTION_CONTROL.into(),
         }
     }
 }
@@ -107,6 +110,14 @@ struct File {
     min_sync_period: Option<String>,
     iptables: Option<ModeSection>,
     nftables: Option<ModeSection>,
+    /// svcnet's own section (upstream removed its userspace mode).
+    userspace: Option<UserspaceSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserspaceSection {
+    congestion_control: Option<String>,
 }
 
 /// Parses a Go duration (`30s`, `1m0s`, `500ms`, `1h`).
@@ -175,6 +186,7 @@ pub struct Overrides {
     pub sync_period: Option<String>,
     pub metrics_bind: Option<String>,
     pub healthz_bind: Option<String>,
+    pub userspace_congestion_control: Option<String>,
 }
 
 /// Builds the configuration from an optional file text and flags.
@@ -296,6 +308,21 @@ pub fn resolve(file: Option<(&str, &str)>, o: &Overrides) -> Result<ProxyConfig>
     {
         c.healthz_bind = parse_addr("healthzBindAddress", h)?;
     }
+    if let Some(cc) = o.userspace_congestion_control.clone().or(f
+        .userspace
+        .as_ref()
+        .and_then(|u| u.congestion_control.clone()))
+    {
+        // The kernel's names: at most 15 characters (TCP_CA_NAME_MAX).
+        if cc.len() > 15 || !cc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ConfigError::Invalid {
+                field: "userspace.congestionControl",
+                value: cc,
+                why: "expected a TCP congestion control name such as cubic, reno or bbr (or \"\" for the system's)",
+            });
+        }
+        c.userspace_congestion_control = cc;
+    }
     Ok(c)
 }
 
@@ -374,6 +401,21 @@ mod tests {
             (c.mode, c.node_name.as_str(), c.sync_period),
             (Mode::Userspace, "n2", Duration::from_secs(10))
         );
+        // The userspace proxy's congestion control: default, file, flag, "" for the system's.
+        let cc = |file: &str, flag: Option<&str>| {
+            let o = Overrides {
+                userspace_congestion_control: flag.map(str::to_string),
+                ..Default::default()
+            };
+            resolve(Some(("p.yaml", file)), &o)
+                .expect("valid")
+                .userspace_congestion_control
+        };
+        assert_eq!(cc("mode: userspace\n", None), "cubic");
+        let reno = "userspace:\n  congestionControl: reno\n";
+        assert_eq!(cc(reno, None), "reno");
+        assert_eq!(cc(reno, Some("bbr")), "bbr");
+        assert_eq!(cc(reno, Some("")), "");
     }
 
     #[test]
@@ -406,6 +448,10 @@ mod tests {
             (
                 "metricsBindAddress: nope\n",
                 "invalid metricsBindAddress: \"nope\": expected ip:port",
+            ),
+            (
+                "userspace:\n  congestionControl: cubic;rm\n",
+                "invalid userspace.congestionControl: \"cubic;rm\": expected a TCP congestion control name such as cubic, reno or bbr (or \"\" for the system's)",
             ),
         ];
         for (text, want) in rows {

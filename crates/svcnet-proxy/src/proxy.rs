@@ -173,13 +173,16 @@ pub fn make_backend(cfg: &ProxyConfig, handle: tokio::runtime::Handle) -> Result
         }
         _ => {
             let node_ips = local_ips(&mut probe);
-            Box::new(UserspaceBackend::new(
-                handle,
-                Box::new(SystemExec),
-                s,
-                &cfg.userspace_iface,
-                node_ips,
-            ))
+            Box::new(
+                UserspaceBackend::new(
+                    handle,
+                    Box::new(SystemExec),
+                    s,
+                    &cfg.userspace_iface,
+                    node_ips,
+                )
+                .with_congestion_control(&cfg.userspace_congestion_control),
+            )
         }
     })
 }

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use std::ffi::OsString;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
@@ -24,6 +26,12 @@ use crate::tracker::DesiredState;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle UDP sessions are dropped after this long.
 const UDP_IDLE: Duration = Duration::from_secs(60);
+/// TCP congestion control of the proxy's own sockets, unless configured
+/// otherwise. A relay whose sockets pace (BBR, the default on some
+/// systems) puts a second pacer behind the sender's: one stream through it
+/// lost about 30 % against a direct connection on the benchmark machines,
+/// and none with a loss-based algorithm (crates/svcnet-proxy/bench/README.md).
+pub const DEFAULT_CONGESTION_CONTROL: &str = "cubic";
 
 /// Endpoint choice for one listener, shared with its tasks and updated in place.
 #[derive(Debug, Default)]
@@ -171,6 +179,8 @@ pub struct UserspaceBackend {
     node_ips: Vec<IpAddr>,
     listeners: BTreeMap<(SocketAddr, Proto), Listener>,
     addrs: BTreeSet<IpAddr>,
+    /// TCP congestion control set on every proxied TCP socket (None: the system's).
+    congestion: Option<Arc<OsString>>,
 }
 
 impl UserspaceBackend {
@@ -190,7 +200,28 @@ impl UserspaceBackend {
             node_ips,
             listeners: BTreeMap::new(),
             addrs: BTreeSet::new(),
+            congestion: None,
         }
+        .with_congestion_control(DEFAULT_CONGESTION_CONTROL)
+    }
+
+    /// Sets the TCP congestion control of the proxied connections' sockets
+    /// (both sides): `""` keeps the system's. An algorithm this kernel
+    /// cannot set (not loaded, or restricted to privileged processes) is
+    /// reported once and the system's is kept.
+    pub fn with_congestion_control(mut self, name: &str) -> Self {
+        self.congestion = (!name.is_empty())
+            .then(|| OsString::from(name))
+            .and_then(|cc| match sockets::probe_congestion(&cc) {
+                Ok(()) => Some(Arc::new(cc)),
+                Err(e) => {
+                    tracing::warn!(
+                        "userspace: TCP congestion control {name:?} cannot be set ({e}); the system's is used"
+                    );
+                    None
+                }
+            });
+        self
     }
 
     /// Every (listen address, protocol) with its endpoints and affinity.
@@ -266,7 +297,7 @@ impl UserspaceBackend {
                 // accepts, so a failure leaves nothing behind.
                 let mut socks = Vec::new();
                 for _ in &self.shards.handles {
-                    let std = sockets::tcp(addr, true).map_err(err)?;
+                    let std = sockets::tcp(addr, true, self.congestion.as_deref()).map_err(err)?;
                     std.set_nonblocking(true).map_err(err)?;
                     socks.push(std);
                 }
@@ -274,15 +305,19 @@ impl UserspaceBackend {
                 for (std, h) in socks.into_iter().zip(&self.shards.handles) {
                     let _in = h.enter();
                     let l = TcpListener::from_std(std).map_err(err)?;
-                    tasks.push(h.spawn(serve_tcp(l, balancer.clone())));
+                    tasks.push(h.spawn(serve_tcp(l, balancer.clone(), self.congestion.clone())));
                 }
                 Ok(tasks)
             }
             Proto::Tcp => {
-                let std = sockets::tcp(addr, false).map_err(err)?;
+                let std = sockets::tcp(addr, false, self.congestion.as_deref()).map_err(err)?;
                 std.set_nonblocking(true).map_err(err)?;
                 let l = TcpListener::from_std(std).map_err(err)?;
-                Ok(vec![self.handle.spawn(serve_tcp(l, balancer))])
+                Ok(vec![self.handle.spawn(serve_tcp(
+                    l,
+                    balancer,
+                    self.congestion.clone(),
+                ))])
             }
             _ => {
                 let std = sockets::udp(addr).map_err(err)?;
@@ -304,6 +339,7 @@ fn host_addr(ip: &IpAddr) -> (String, bool) {
 
 /// IPv6 sockets with IPV6_V6ONLY set, so they never collide with IPv4 listeners on the same port.
 mod sockets {
+    use std::ffi::OsString;
     use std::io;
     use std::net::SocketAddr;
     use std::os::fd::{AsRawFd, OwnedFd};
@@ -335,13 +371,32 @@ mod sockets {
         Ok(fd)
     }
 
-    /// A listening TCP socket. TCP_NODELAY is set on it: accepted sockets
-    /// inherit it (one syscall less per connection).
-    pub(super) fn tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    /// A listening TCP socket. TCP_NODELAY and the congestion control are
+    /// set on it: accepted sockets inherit both (no syscall per connection).
+    pub(super) fn tcp(
+        addr: SocketAddr,
+        reuse_port: bool,
+        congestion: Option<&OsString>,
+    ) -> io::Result<std::net::TcpListener> {
         let fd = sock(addr, SockType::Stream, reuse_port)?;
         setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
+        if let Some(cc) = congestion {
+            setsockopt(&fd, sockopt::TcpCongestion, cc)?;
+        }
         listen(&fd, Backlog::new(1024)?)?;
         Ok(std::net::TcpListener::from(fd))
+    }
+
+    /// Whether this process can give a TCP socket the congestion control `cc`.
+    pub(super) fn probe_congestion(cc: &OsString) -> io::Result<()> {
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        setsockopt(&fd, sockopt::TcpCongestion, cc)?;
+        Ok(())
     }
 
     pub(super) fn udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
@@ -412,35 +467,51 @@ impl Backend for UserspaceBackend {
     }
 }
 
-async fn serve_tcp(l: TcpListener, b: Arc<Balancer>) {
+async fn serve_tcp(l: TcpListener, b: Arc<Balancer>, congestion: Option<Arc<OsString>>) {
     loop {
         let Ok((conn, peer)) = l.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let b = b.clone();
+        let (b, cc) = (b.clone(), congestion.clone());
         tokio::spawn(async move {
-            // TCP_NODELAY comes from the listener.
-            let Some(up) = connect(&b, peer.ip()).await else {
+            // TCP_NODELAY and the congestion control come from the listener.
+            let Some(up) = connect(&b, peer.ip(), cc.as_deref()).await else {
                 // No endpoint answered: reset rather than hang.
                 let _ = conn.set_zero_linger();
                 return;
             };
-            let _ = up.set_nodelay(true);
             crate::relay::relay(conn, up).await;
         });
     }
 }
 
 /// Tries endpoints in order until one accepts.
-async fn connect(b: &Balancer, client: IpAddr) -> Option<TcpStream> {
+async fn connect(b: &Balancer, client: IpAddr, cc: Option<&OsString>) -> Option<TcpStream> {
     for ep in b.order(client, Instant::now()) {
-        if let Ok(Ok(s)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(ep)).await {
+        let Ok(sock) = upstream_socket(ep, cc) else {
+            continue;
+        };
+        if let Ok(Ok(s)) = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(ep)).await {
             b.chosen(client, ep, Instant::now());
             return Some(s);
         }
     }
     None
+}
+
+/// An unconnected socket for `ep` with TCP_NODELAY and the congestion control set.
+fn upstream_socket(ep: SocketAddr, cc: Option<&OsString>) -> std::io::Result<TcpSocket> {
+    let s = match ep {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    s.set_nodelay(true)?;
+    if let Some(cc) = cc {
+        // Set once already (the backend probes it); a failure here keeps the system's.
+        let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::TcpCongestion, cc);
+    }
+    Ok(s)
 }
 
 struct UdpSession {
@@ -520,14 +591,46 @@ mod tests {
         s.parse().expect("addr")
     }
 
-    /// The relay relies on accepted sockets inheriting TCP_NODELAY.
+    /// The congestion control a new TCP socket gets here.
+    fn system_congestion() -> OsString {
+        let fd = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::TcpCongestion)
+            .expect("getsockopt")
+    }
+
+    /// The relay relies on accepted sockets inheriting TCP_NODELAY and the
+    /// congestion control from the listener, and on upstream sockets
+    /// getting both: an algorithm other than the system's shows it.
     #[test]
-    fn accepted_sockets_inherit_nodelay_from_the_listener() {
-        let l = sockets::tcp(ep("127.0.0.1:0"), false).expect("listen");
+    fn proxied_sockets_get_nodelay_and_the_congestion_control() {
+        use nix::sys::socket::{getsockopt, sockopt::TcpCongestion};
+        // Reno is built into every kernel and open to unprivileged processes.
+        let cc = OsString::from(if system_congestion() == "reno" {
+            "cubic"
+        } else {
+            "reno"
+        });
+        let l = sockets::tcp(ep("127.0.0.1:0"), false, Some(&cc)).expect("listen");
         let addr = l.local_addr().expect("addr");
         let _c = std::net::TcpStream::connect(addr).expect("connect");
         let (s, _) = l.accept().expect("accept");
         assert!(s.nodelay().expect("nodelay"));
+        assert_eq!(getsockopt(&s, TcpCongestion).expect("cc"), cc);
+
+        let up = upstream_socket(addr, Some(&cc)).expect("socket");
+        assert!(up.nodelay().expect("nodelay"));
+        assert_eq!(getsockopt(&up, TcpCongestion).expect("cc"), cc);
+        let plain = upstream_socket(addr, None).expect("socket");
+        assert_eq!(
+            getsockopt(&plain, TcpCongestion).expect("cc"),
+            system_congestion()
+        );
+    }
+
+    #[test]
+    fn an_unknown_congestion_control_keeps_the_systems() {
+        assert!(sockets::probe_congestion(&OsString::from("no-such-cc")).is_err());
+        assert!(sockets::probe_congestion(&OsString::from("reno")).is_ok());
     }
 
     #[test]

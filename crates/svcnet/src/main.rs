@@ -263,6 +263,9 @@ struct ProxyArgs {
     /// ip:port for /healthz ("0" disables).
     #[arg(long)]
     healthz_bind_address: Option<String>,
+    /// TCP congestion control of the userspace proxy's sockets (default cubic; "" keeps the system's).
+    #[arg(long)]
+    userspace_congestion_control: Option<String>,
 }
 
 async fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
@@ -289,6 +292,7 @@ async fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
         sync_period: a.sync_period,
         metrics_bind: a.metrics_bind_address,
         healthz_bind: a.healthz_bind_address,
+        userspace_congestion_control: a.userspace_congestion_control,
     };
     let cfg = config::resolve(text.as_deref().map(|t| (path.as_str(), t)), &o)?;
     let client = proxy::client(a.kubeconfig.as_deref()).await?;
