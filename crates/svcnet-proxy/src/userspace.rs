@@ -103,10 +103,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Listener {
     balancer: Arc<Balancer>,
     tasks: Vec<JoinHandle<()>>,
+    /// A descriptor of the TCP listening socket, shared with the shards'
+    /// accept tasks.
+    socket: Option<std::net::TcpListener>,
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        // The tasks let go of their descriptors only when their threads get
+        // to the abort; shutting the socket down takes it out of LISTEN now,
+        // so the next sync can bind the address again at once.
+        if let Some(s) = &self.socket {
+            use std::os::fd::AsRawFd;
+            let _ = nix::sys::socket::shutdown(s.as_raw_fd(), nix::sys::socket::Shutdown::Read);
+        }
         for t in &self.tasks {
             t.abort();
         }
@@ -286,12 +296,7 @@ impl UserspaceBackend {
         (want, addrs)
     }
 
-    fn listen(
-        &self,
-        addr: SocketAddr,
-        proto: Proto,
-        balancer: Arc<Balancer>,
-    ) -> Result<Vec<JoinHandle<()>>> {
+    fn listen(&self, addr: SocketAddr, proto: Proto, balancer: Arc<Balancer>) -> Result<Listener> {
         let err = |e: std::io::Error| {
             BackendError::Userspace(format!("listening on {addr}/{}: {e}", proto.lower()))
         };
@@ -304,33 +309,44 @@ impl UserspaceBackend {
                 let std = sockets::tcp(addr, self.congestion.as_deref()).map_err(err)?;
                 std.set_nonblocking(true).map_err(err)?;
                 let mut socks = Vec::new();
-                for _ in 1..self.shards.handles.len() {
+                for _ in &self.shards.handles {
                     socks.push(std.try_clone().map_err(err)?);
                 }
-                socks.push(std);
                 let mut tasks = Vec::new();
-                for (std, h) in socks.into_iter().zip(&self.shards.handles) {
+                for (sock, h) in socks.into_iter().zip(&self.shards.handles) {
                     let _in = h.enter();
-                    let l = TcpListener::from_std(std).map_err(err)?;
+                    let l = TcpListener::from_std(sock).map_err(err)?;
                     tasks.push(h.spawn(serve_tcp(l, balancer.clone(), self.congestion.clone())));
                 }
-                Ok(tasks)
+                Ok(Listener {
+                    balancer,
+                    tasks,
+                    socket: Some(std),
+                })
             }
             Proto::Tcp => {
                 let std = sockets::tcp(addr, self.congestion.as_deref()).map_err(err)?;
                 std.set_nonblocking(true).map_err(err)?;
-                let l = TcpListener::from_std(std).map_err(err)?;
-                Ok(vec![self.handle.spawn(serve_tcp(
-                    l,
+                let l = TcpListener::from_std(std.try_clone().map_err(err)?).map_err(err)?;
+                let task =
+                    self.handle
+                        .spawn(serve_tcp(l, balancer.clone(), self.congestion.clone()));
+                Ok(Listener {
                     balancer,
-                    self.congestion.clone(),
-                ))])
+                    tasks: vec![task],
+                    socket: Some(std),
+                })
             }
             _ => {
                 let std = sockets::udp(addr).map_err(err)?;
                 std.set_nonblocking(true).map_err(err)?;
                 let s = UdpSocket::from_std(std).map_err(err)?;
-                Ok(vec![self.handle.spawn(serve_udp(Arc::new(s), balancer))])
+                let task = self.handle.spawn(serve_udp(Arc::new(s), balancer.clone()));
+                Ok(Listener {
+                    balancer,
+                    tasks: vec![task],
+                    socket: None,
+                })
             }
         }
     }
@@ -436,8 +452,8 @@ impl Backend for UserspaceBackend {
             }
             let b = Arc::new(Balancer::default());
             b.set(eps, *aff);
-            let tasks = self.listen(key.0, key.1, b.clone())?;
-            self.listeners.insert(*key, Listener { balancer: b, tasks });
+            let l = self.listen(key.0, key.1, b)?;
+            self.listeners.insert(*key, l);
             changed += 1;
         }
         for ip in self.addrs.clone().difference(&addrs) {
@@ -624,6 +640,42 @@ mod tests {
             getsockopt(&plain, TcpCongestion).expect("cc"),
             system_congestion()
         );
+    }
+
+    /// A Service removed in one sync and added in the next listens on its
+    /// address again at once, and the new listener gets the connections.
+    #[test]
+    fn an_address_is_listened_on_again_right_after_its_listener_goes() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let exec = Box::new(crate::backend::FakeExec::default());
+        let be = UserspaceBackend::new(
+            rt.handle().clone(),
+            exec,
+            NodeSettings::default(),
+            "lo",
+            vec![],
+        );
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port");
+        let backend = std::net::TcpListener::bind("127.0.0.1:0").expect("backend");
+        backend.set_nonblocking(true).expect("nonblocking");
+        let eps = [backend.local_addr().expect("addr")];
+        for i in 0..50 {
+            let b = Arc::new(Balancer::default());
+            b.set(&eps, None);
+            let l = be
+                .listen(addr, Proto::Tcp, b)
+                .unwrap_or_else(|e| panic!("listen {i}: {e}"));
+            let _c = std::net::TcpStream::connect(addr).expect("connect");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while let Err(e) = backend.accept() {
+                assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+                assert!(Instant::now() < deadline, "{i}: not proxied");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(l);
+        }
     }
 
     #[test]
