@@ -302,18 +302,24 @@ impl UserspaceBackend {
         };
         let _g = self.handle.enter();
         match proto {
-            Proto::Tcp if !self.shards.handles.is_empty() => {
+            Proto::Tcp => {
                 // One listening socket, a descriptor of it registered with
-                // every shard, all made before any accepts, so a failure
+                // every shard (the backend's runtime where no shard
+                // started), all made before any accepts, so a failure
                 // leaves nothing behind.
                 let std = sockets::tcp(addr, self.congestion.as_deref()).map_err(err)?;
                 std.set_nonblocking(true).map_err(err)?;
+                let runtimes = if self.shards.handles.is_empty() {
+                    std::slice::from_ref(&self.handle)
+                } else {
+                    &self.shards.handles[..]
+                };
                 let mut socks = Vec::new();
-                for _ in &self.shards.handles {
+                for _ in runtimes {
                     socks.push(std.try_clone().map_err(err)?);
                 }
                 let mut tasks = Vec::new();
-                for (sock, h) in socks.into_iter().zip(&self.shards.handles) {
+                for (sock, h) in socks.into_iter().zip(runtimes) {
                     let _in = h.enter();
                     let l = TcpListener::from_std(sock).map_err(err)?;
                     tasks.push(h.spawn(serve_tcp(l, balancer.clone(), self.congestion.clone())));
@@ -321,19 +327,6 @@ impl UserspaceBackend {
                 Ok(Listener {
                     balancer,
                     tasks,
-                    socket: Some(std),
-                })
-            }
-            Proto::Tcp => {
-                let std = sockets::tcp(addr, self.congestion.as_deref()).map_err(err)?;
-                std.set_nonblocking(true).map_err(err)?;
-                let l = TcpListener::from_std(std.try_clone().map_err(err)?).map_err(err)?;
-                let task =
-                    self.handle
-                        .spawn(serve_tcp(l, balancer.clone(), self.congestion.clone()));
-                Ok(Listener {
-                    balancer,
-                    tasks: vec![task],
                     socket: Some(std),
                 })
             }
